@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make serve` and `make test`. Everything else is their set-up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+DEFAULT_MODEL := models/digits/1/model.onnx
+
+.PHONY: install model serve test lint clean
+
+install: $(INSTALLED)
+
+# torch comes through constraints.txt: its 2.13.0 CPU build is on disk; any other pulls CUDA wheels.
+$(INSTALLED): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,serve,client,dev]'
+	touch $@
+
+# The default model: digits read row by row, trained (seeded) and exported if absent.
+model: $(DEFAULT_MODEL)
+
+$(DEFAULT_MODEL): | $(INSTALLED)
+	$(BIN)/lstmserve train --dataset digits --out checkpoints/digits.pt
+	$(BIN)/lstmserve export checkpoints/digits.pt --repository models --name digits --version 1 --force
+
+serve: model
+	@echo "Built $(DEFAULT_MODEL). The gRPC server is not written yet (issue 3): make serve stops here."
+
+test: model
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy lstmserve model export
+
+clean:
+	rm -rf $(VENV) models checkpoints .pytest_cache

@@ -1,0 +1,106 @@
+"""Checkpoint -> verified ONNX in the model repository (plus an int8 version when asked)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lstmserve import contract
+from lstmserve.model.checkpoint import Checkpoint, load_checkpoint
+from lstmserve.model.data import SequenceData, load_dataset, split
+from lstmserve.model.errors import DataError
+
+from . import repository
+from .errors import ExportError
+from .onnx import export_model, metadata
+from .quantize import QuantizeReport, compare_int8, quantize_int8
+from .verify import VerifyReport, verify_export
+
+QUANTIZATIONS = ("int8",)
+
+
+@dataclass
+class Published:
+    path: Path
+    version: int
+    fingerprint: str
+    verify: VerifyReport
+
+
+@dataclass
+class ExportResult:
+    model: Published
+    int8: Published | None = None
+    int8_report: QuantizeReport | None = None
+
+
+def export_checkpoint(
+    checkpoint_path: str | Path,
+    repository_path: str | Path,
+    name: str,
+    version: int | None = None,
+    force: bool = False,
+    quantize: str | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> ExportResult:
+    """Export, verify and write models/NAME/VERSION/model.onnx; nothing is written if a check fails."""
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r}: choose {', '.join(QUANTIZATIONS)}")
+    root = Path(repository_path)
+    repository.check_name(name)
+    if version is None:
+        version = max(repository.versions(root, name), default=0) + 1
+    path = repository.model_path(root, name, version)
+    repository.claim(path, force)
+    int8_path = repository.model_path(root, name, version + 1) if quantize else None
+    if int8_path is not None:
+        repository.claim(int8_path, force)
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    log(f"exporting {checkpoint_path} ({_describe(checkpoint)})")
+    model = export_model(checkpoint.model)
+    report = verify_export(model, checkpoint.model)
+    log(f"verified: {report.summary()}")
+    result = ExportResult(Published(path, version, metadata(model)[contract.META_FINGERPRINT], report))
+
+    if int8_path is not None:
+        # Checked and measured before anything is written: a failure leaves the repository as it was.
+        int8 = quantize_int8(model)
+        int8_verify = verify_export(int8, checkpoint.model, tolerance=None)
+        log(f"verified int8 semantics: {int8_verify.summary()}")
+        test = _test_split(checkpoint, log)
+        time_steps = test.inputs.shape[1] if test is not None else 16
+        result.int8_report = compare_int8(model, int8, test, time_steps, checkpoint.config.input_size)
+        result.int8 = Published(int8_path, version + 1, metadata(int8)[contract.META_FINGERPRINT], int8_verify)
+
+    repository.write_model(path, model)
+    log(f"wrote {path}")
+    if result.int8 is not None:
+        repository.write_model(result.int8.path, int8)
+        log(f"wrote {result.int8.path}")
+    return result
+
+
+def _test_split(checkpoint: Checkpoint, log: Callable[[str], None]) -> SequenceData | None:
+    """Rebuild the checkpoint's seeded test split, to measure what int8 does to accuracy."""
+    spec = checkpoint.data
+    if "dataset" not in spec:
+        return None
+    try:
+        data, given_test = load_dataset(spec["dataset"], spec.get("data_path"))
+    except DataError as exc:
+        log(f"accuracy not compared: the training data is not available ({exc})")
+        return None
+    if spec.get("limit"):
+        data = data.subset(np.arange(min(spec["limit"], len(data))))
+    return split(data, given_test, spec["seed"], spec["val_fraction"], spec["test_fraction"]).test
+
+
+def _describe(checkpoint: Checkpoint) -> str:
+    config = checkpoint.config
+    text = f"{config.input_size} inputs, layers {list(config.hidden_sizes)}, head {config.head}"
+    accuracy = checkpoint.metrics.get("test_accuracy")
+    return text + (f", test accuracy {100 * accuracy:.2f}%" if accuracy is not None else "")

@@ -1,0 +1,5 @@
+import sys
+
+from lstmserve.cli import main
+
+sys.exit(main())
