@@ -21,7 +21,7 @@ model: $(DEFAULT_MODEL)
 
 $(DEFAULT_MODEL): | $(INSTALLED)
 	$(BIN)/lstmserve train --dataset digits --out checkpoints/digits.pt
-	$(BIN)/lstmserve export checkpoints/digits.pt --repository models --name digits --version 1 --force
+	$(BIN)/lstmserve export checkpoints/digits.pt --repository models --name digits --version 1
 
 serve: model
 	@echo "Built $(DEFAULT_MODEL). The gRPC server is not written yet (issue 3): make serve stops here."

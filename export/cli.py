@@ -10,16 +10,21 @@ from .publish import QUANTIZATIONS
 
 def add_export(commands) -> None:
     parser = commands.add_parser(
-        "export", help="export a checkpoint to ONNX in a model repository",
+        "export",
+        help="export a checkpoint to ONNX in a model repository",
         description="Export a checkpoint to REPOSITORY/NAME/VERSION/model.onnx, verified against "
-                    "PyTorch before it is written.")
+        "PyTorch before it is written.",
+    )
     parser.add_argument("checkpoint", help="a checkpoint written by `lstmserve train`")
     parser.add_argument("--repository", default="models", help="model repository folder (default models)")
     parser.add_argument("--name", required=True, help="model name, e.g. digits")
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     parser.add_argument("--force", action="store_true", help="replace an existing version")
-    parser.add_argument("--quantize", choices=QUANTIZATIONS,
-                        help="also write a dynamic-int8 copy as the next version, with its accuracy and speed")
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        help="also write a dynamic-int8 copy as the next version; report accuracy and speed",
+    )
     parser.set_defaults(run=run_export)
 
 
@@ -29,12 +34,17 @@ def run_export(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr)
 
-    result = export_checkpoint(args.checkpoint, args.repository, args.name, args.version,
-                               args.force, args.quantize, log)
-    print(f"{args.name} version {result.model.version}: {result.model.path} "
-          f"(fingerprint {result.model.fingerprint})")
+    result = export_checkpoint(
+        args.checkpoint, args.repository, args.name, args.version, args.force, args.quantize, log
+    )
+    print(
+        f"{args.name} version {result.model.version}: {result.model.path} "
+        f"(fingerprint {result.model.fingerprint})"
+    )
     if result.int8 is not None and result.int8_report is not None:
-        print(f"{args.name} version {result.int8.version} (int8): {result.int8.path} "
-              f"(fingerprint {result.int8.fingerprint})")
+        print(
+            f"{args.name} version {result.int8.version} (int8): {result.int8.path} "
+            f"(fingerprint {result.int8.fingerprint})"
+        )
         print(result.int8_report.summary())
     return 0

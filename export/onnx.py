@@ -69,19 +69,29 @@ def export_model(stack: LSTMStack) -> onnx.ModelProto:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and LSTM-batch_first notes
         torch.onnx.export(
-            _ContractStack(stack), tuple(example), buffer, dynamo=False, opset_version=OPSET,
-            input_names=inputs, output_names=outputs, dynamic_axes=dynamic_axes,
+            # The legacy exporter writes to any file object; its annotation only names paths.
+            _ContractStack(stack),
+            tuple(example),
+            buffer,  # type: ignore[arg-type]
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic_axes,
         )
     model = onnx.load_from_string(buffer.getvalue())
     _wire_sequence_lengths(model, config.num_layers)
     onnx.checker.check_model(model, full_check=True)
-    set_metadata(model, {
-        contract.META_CONFIG: config.to_json(),
-        contract.META_HEAD: config.head,
-        contract.META_LABELS: _json_list(config.labels),
-        contract.META_VERSION: __version__,
-        contract.META_QUANTIZATION: "none",
-    })
+    set_metadata(
+        model,
+        {
+            contract.META_CONFIG: config.to_json(),
+            contract.META_HEAD: config.head,
+            contract.META_LABELS: _json_list(config.labels),
+            contract.META_VERSION: __version__,
+            contract.META_QUANTIZATION: "none",
+        },
+    )
     return model
 
 

@@ -74,7 +74,8 @@ def export_checkpoint(
         test = _test_split(checkpoint, log)
         time_steps = test.inputs.shape[1] if test is not None else 16
         result.int8_report = compare_int8(model, int8, test, time_steps, checkpoint.config.input_size)
-        result.int8 = Published(int8_path, version + 1, metadata(int8)[contract.META_FINGERPRINT], int8_verify)
+        int8_fingerprint = metadata(int8)[contract.META_FINGERPRINT]
+        result.int8 = Published(int8_path, version + 1, int8_fingerprint, int8_verify)
 
     repository.write_model(path, model)
     log(f"wrote {path}")

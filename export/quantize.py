@@ -23,7 +23,6 @@ from .onnx import set_metadata
 from .verify import run, session
 
 
-
 def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -52,19 +51,24 @@ class QuantizeReport:
     latency_us: dict[str, tuple[float, float]]  # case -> (fp32 p50, int8 p50), one ORT thread
 
     def summary(self) -> str:
-        lines = [f"int8 file {self.int8_bytes / 1e3:.0f} kB vs fp32 {self.fp32_bytes / 1e3:.0f} kB; "
-                 f"max |int8 - fp32| output {self.max_output_error:.1e}"]
+        lines = [
+            f"int8 file {self.int8_bytes / 1e3:.0f} kB vs fp32 {self.fp32_bytes / 1e3:.0f} kB; "
+            f"max |int8 - fp32| output {self.max_output_error:.1e}"
+        ]
         if self.fp32_accuracy is not None and self.int8_accuracy is not None:
             change = 100 * (self.int8_accuracy - self.fp32_accuracy)
-            lines.append(f"test accuracy int8 {100 * self.int8_accuracy:.2f}% vs fp32 "
-                         f"{100 * self.fp32_accuracy:.2f}% ({change:+.2f} points)")
+            lines.append(
+                f"test accuracy int8 {100 * self.int8_accuracy:.2f}% vs fp32 "
+                f"{100 * self.fp32_accuracy:.2f}% ({change:+.2f} points)"
+            )
         for case, (fp32, int8) in self.latency_us.items():
             lines.append(f"{case}: int8 p50 {int8:.0f} us vs fp32 {fp32:.0f} us (x{fp32 / int8:.2f} faster)")
         return "\n".join(lines)
 
 
-def compare_int8(fp32: onnx.ModelProto, int8: onnx.ModelProto, test: SequenceData | None,
-                 time_steps: int, input_size: int) -> QuantizeReport:
+def compare_int8(
+    fp32: onnx.ModelProto, int8: onnx.ModelProto, test: SequenceData | None, time_steps: int, input_size: int
+) -> QuantizeReport:
     fp32_sess, int8_sess = session(fp32), session(int8)
     rng = np.random.default_rng(0)
     if test is not None:
@@ -73,7 +77,7 @@ def compare_int8(fp32: onnx.ModelProto, int8: onnx.ModelProto, test: SequenceDat
         inputs, lengths = rng.standard_normal((256, time_steps, input_size), dtype=np.float32), None
     fp32_out, int8_out = _outputs(fp32_sess, inputs, lengths), _outputs(int8_sess, inputs, lengths)
     error = float(np.abs(fp32_out[contract.OUTPUT] - int8_out[contract.OUTPUT]).max())
-    accuracy = (None, None)
+    accuracy: tuple[float | None, float | None] = (None, None)
     if test is not None and contract.LOGITS in fp32_out:
         accuracy = (_accuracy(fp32_out[contract.LOGITS], test), _accuracy(int8_out[contract.LOGITS], test))
     latency = {}

@@ -16,7 +16,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 def check_name(name: str) -> str:
     if not _NAME.match(name):
         raise ExportError(
-            f"model name {name!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+            f"model name {name!r} must be 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
         )
     return name
 

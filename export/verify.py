@@ -30,8 +30,10 @@ class VerifyReport:
     cases: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{len(self.cases)} checks passed: max |ORT - PyTorch| {self.max_error:.1e}, "
-                f"chunked vs one call {self.chunked_error:.1e}")
+        return (
+            f"{len(self.cases)} checks passed: max |ORT - PyTorch| {self.max_error:.1e}, "
+            f"chunked vs one call {self.chunked_error:.1e}"
+        )
 
 
 def session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -86,7 +88,9 @@ def check_signature(model: onnx.ModelProto, num_layers: int, has_logits: bool) -
     got_in = [value.name for value in model.graph.input]
     got_out = [value.name for value in model.graph.output]
     if got_in != want_in or got_out != want_out:
-        raise VerificationError(f"graph signature {got_in} -> {got_out}, contract says {want_in} -> {want_out}")
+        raise VerificationError(
+            f"graph signature {got_in} -> {got_out}, contract says {want_in} -> {want_out}"
+        )
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
         dynamic = [bool(dim.dim_param) for dim in dims]
@@ -102,21 +106,33 @@ def check_chunking(sess, stack: LSTMStack, rng: np.random.Generator, tolerance: 
     whole = random_feed(stack, batch, time, rng)
     want = run(sess, whole)
     worst = 0.0
-    for trial in range(5):
+    for _ in range(5):
         cuts = np.sort(rng.integers(0, time + 1, size=rng.integers(1, 6)))
         bounds = [0, *cuts.tolist(), time]
         state = {name: value for name, value in whole.items() if name.startswith("initial_")}
         pieces = []
         for start, stop in zip(bounds[:-1], bounds[1:]):
             chunk = whole[contract.INPUT][:, start:stop]
-            got = run(sess, {contract.INPUT: chunk,
-                             contract.SEQUENCE_LENGTHS: np.full(batch, stop - start, np.int32), **state})
+            got = run(
+                sess,
+                {
+                    contract.INPUT: chunk,
+                    contract.SEQUENCE_LENGTHS: np.full(batch, stop - start, np.int32),
+                    **state,
+                },
+            )
             pieces.append(got[contract.OUTPUT])
-            state = {name.replace("final_", "initial_"): value
-                     for name, value in got.items() if name.startswith("final_")}
+            state = {
+                name.replace("final_", "initial_"): value
+                for name, value in got.items()
+                if name.startswith("final_")
+            }
         gaps = [np.abs(np.concatenate(pieces, axis=1) - want[contract.OUTPUT]).max()]
-        gaps += [np.abs(state[name.replace("final_", "initial_")] - value).max()
-                 for name, value in want.items() if name.startswith("final_")]
+        gaps += [
+            np.abs(state[name.replace("final_", "initial_")] - value).max()
+            for name, value in want.items()
+            if name.startswith("final_")
+        ]
         largest = float(max(gaps))
         if tolerance is not None and not largest <= tolerance:
             raise VerificationError(
@@ -127,8 +143,9 @@ def check_chunking(sess, stack: LSTMStack, rng: np.random.Generator, tolerance: 
     return worst
 
 
-def random_feed(stack: LSTMStack, batch: int, time: int, rng: np.random.Generator,
-                lengths: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def random_feed(
+    stack: LSTMStack, batch: int, time: int, rng: np.random.Generator, lengths: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Random input and non-zero initial state (zeros would hide a state that is ignored)."""
     config = stack.config
     feed = {
@@ -149,8 +166,10 @@ def run(sess: ort.InferenceSession, feed: dict[str, np.ndarray]) -> dict[str, np
 @torch.no_grad()
 def _torch_outputs(stack: LSTMStack, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     num_layers = stack.config.num_layers
-    state = [(torch.from_numpy(feed[contract.initial_c(l)]), torch.from_numpy(feed[contract.initial_h(l)]))
-             for l in range(num_layers)]
+    state = [
+        (torch.from_numpy(feed[contract.initial_c(layer)]), torch.from_numpy(feed[contract.initial_h(layer)]))
+        for layer in range(num_layers)
+    ]
     lengths = torch.from_numpy(feed[contract.SEQUENCE_LENGTHS]).long()
     result = stack.eval()(torch.from_numpy(feed[contract.INPUT]), state, lengths)
     outputs = {contract.OUTPUT: result.output.numpy()}
@@ -169,8 +188,10 @@ def _check_ragged(got: dict[str, np.ndarray], feed: dict[str, np.ndarray], num_l
             raise VerificationError(f"row {row} of length {length}: output is not zero past its length")
         if length == 0:
             for layer in range(num_layers):
-                for initial, final in ((contract.initial_c(layer), contract.final_c(layer)),
-                                       (contract.initial_h(layer), contract.final_h(layer))):
+                for initial, final in (
+                    (contract.initial_c(layer), contract.final_c(layer)),
+                    (contract.initial_h(layer), contract.final_h(layer)),
+                ):
                     if not np.array_equal(got[final][row], feed[initial][row]):
                         raise VerificationError(f"row {row} of length 0: {final} is not its {initial}")
 

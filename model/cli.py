@@ -11,14 +11,23 @@ from .data import DATASETS
 
 
 def add_train(commands) -> None:
-    parser = commands.add_parser("train", help="train an LSTM stack on a data set",
-                                 description="Train an LSTM stack and write a checkpoint and metrics JSON.")
+    parser = commands.add_parser(
+        "train",
+        help="train an LSTM stack on a data set",
+        description="Train an LSTM stack and write a checkpoint and metrics JSON.",
+    )
     parser.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)} (default digits)")
     parser.add_argument("--data-path", help="mnist: folder of IDX files; npz: the .npz file")
     parser.add_argument("--out", default="checkpoints/digits.pt", help="checkpoint to write")
     parser.add_argument("--metrics", help="metrics JSON to write (default: beside the checkpoint)")
-    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[128], metavar="N",
-                        help="hidden size of each layer, bottom to top (default 128)")
+    parser.add_argument(
+        "--hidden-sizes",
+        type=int,
+        nargs="+",
+        default=[128],
+        metavar="N",
+        help="hidden size of each layer, bottom to top (default 128)",
+    )
     parser.add_argument("--input-keep-prob", type=float, default=1.0, help="DropoutWrapper input keep")
     parser.add_argument("--output-keep-prob", type=float, default=0.9, help="DropoutWrapper output keep")
     parser.add_argument("--forget-bias", type=float, default=1.0, help="BasicLSTMCell forget bias")
@@ -39,18 +48,31 @@ def run_train(args: argparse.Namespace) -> int:
     from .errors import ConfigError
     from .train import TrainSettings, train, write_outputs
 
-    for flag, value in (("--epochs", args.epochs), ("--patience", args.patience),
-                        ("--batch-size", args.batch_size), ("--bptt", args.bptt)):
+    for flag, value in (
+        ("--epochs", args.epochs),
+        ("--patience", args.patience),
+        ("--batch-size", args.batch_size),
+        ("--bptt", args.bptt),
+    ):
         if value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     if args.limit is not None and args.limit < 3:
         raise ConfigError(f"--limit must be at least 3 (train, validation and test), got {args.limit}")
     settings = TrainSettings(
-        dataset=args.dataset, data_path=args.data_path, hidden_sizes=tuple(args.hidden_sizes),
-        input_keep_prob=args.input_keep_prob, output_keep_prob=args.output_keep_prob,
-        forget_bias=args.forget_bias, batch_size=args.batch_size, learning_rate=args.lr,
-        clip_norm=args.clip_norm, max_epochs=args.epochs, patience=args.patience, bptt=args.bptt,
-        seed=args.seed, limit=args.limit,
+        dataset=args.dataset,
+        data_path=args.data_path,
+        hidden_sizes=tuple(args.hidden_sizes),
+        input_keep_prob=args.input_keep_prob,
+        output_keep_prob=args.output_keep_prob,
+        forget_bias=args.forget_bias,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        clip_norm=args.clip_norm,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        bptt=args.bptt,
+        seed=args.seed,
+        limit=args.limit,
     )
     if args.quick:
         settings = replace(settings, max_epochs=min(settings.max_epochs, 3), limit=settings.limit or 300)
@@ -59,8 +81,11 @@ def run_train(args: argparse.Namespace) -> int:
     metrics_path = Path(args.metrics) if args.metrics else out.with_suffix(".metrics.json")
     write_outputs(result, out, metrics_path)
     m = result.metrics
-    print(f"test accuracy {100 * m['test_accuracy']:.2f}% on {m['sizes']['test']} held-out sequences "
-          f"(loss {m['test_loss']:.4f}); {m['epochs_run']} epochs, best {m['best_epoch']}, "
-          f"{m['train_seconds']:.1f} s", file=sys.stderr)
+    print(
+        f"test accuracy {100 * m['test_accuracy']:.2f}% on {m['sizes']['test']} held-out sequences "
+        f"(loss {m['test_loss']:.4f}); {m['epochs_run']} epochs, best {m['best_epoch']}, "
+        f"{m['train_seconds']:.1f} s",
+        file=sys.stderr,
+    )
     print(f"wrote {out} and {metrics_path}", file=sys.stderr)
     return 0

@@ -94,9 +94,7 @@ def _mnist(folder: Path) -> tuple[SequenceData, SequenceData | None]:
         raise DataError(f"{folder}: not a folder (mnist needs the folder holding its IDX files)")
     train = _mnist_pair(folder, "train")
     if train is None:
-        raise DataError(
-            f"{folder}: no train-images-idx3-ubyte and train-labels-idx1-ubyte (plain or .gz)"
-        )
+        raise DataError(f"{folder}: no train-images-idx3-ubyte and train-labels-idx1-ubyte (plain or .gz)")
     return train, _mnist_pair(folder, "t10k")
 
 
@@ -117,7 +115,7 @@ def _mnist_pair(folder: Path, kind: str) -> SequenceData | None:
         )
     if labels.min() < 0 or labels.max() > 9:
         raise DataError(f"{labels_path}: MNIST labels must be 0-9, found {labels.min()}-{labels.max()}")
-    inputs = (images.astype(np.float32) / 255.0)  # each image row is one time step
+    inputs = images.astype(np.float32) / 255.0  # each image row is one time step
     return SequenceData(inputs, labels.astype(np.int64), None, tuple(str(d) for d in range(10)))
 
 
@@ -174,9 +172,7 @@ def _check_npz(path: Path, arrays: dict[str, np.ndarray]) -> SequenceData:
             raise DataError(f"{path}: 'lengths' must be ({n},) integers, got {lengths.shape} {lengths.dtype}")
         bad = np.flatnonzero((lengths < 1) | (lengths > time))
         if bad.size:
-            raise DataError(
-                f"{path}: 'lengths' must be in [1, {time}]; row {bad[0]} has {lengths[bad[0]]}"
-            )
+            raise DataError(f"{path}: 'lengths' must be in [1, {time}]; row {bad[0]} has {lengths[bad[0]]}")
         lengths = lengths.astype(np.int64)
     if has_targets and lengths is not None:
         # Padding past a row's length may hold anything (often -1): it is never trained on.

@@ -34,9 +34,7 @@ def read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(shape)) * dtype.itemsize
     found = len(raw) - header
     if found < expected:
-        raise DataError(
-            f"{path}: truncated: header says {shape} ({expected} bytes of data), found {found}"
-        )
+        raise DataError(f"{path}: truncated: header says {shape} ({expected} bytes of data), found {found}")
     if found > expected:
         raise DataError(f"{path}: {found - expected} bytes after the {shape} array: malformed")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))

@@ -15,7 +15,7 @@ batch of many streams give each stream exactly what it would get alone.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -43,9 +43,7 @@ class LSTMStack(nn.Module):
         )
         self.input_dropout = nn.Dropout(1.0 - config.input_keep_prob)
         self.output_dropout = nn.Dropout(1.0 - config.output_keep_prob)
-        self.head = (
-            nn.Linear(config.hidden_sizes[-1], config.num_outputs) if config.head != "none" else None
-        )
+        self.head = nn.Linear(config.hidden_sizes[-1], config.num_outputs) if config.head != "none" else None
         self._init_biases()
 
     def _init_biases(self):
@@ -75,7 +73,7 @@ class LSTMStack(nn.Module):
         x = input
         final: State = []
         for lstm, (c0, h0) in zip(self.layers, state):
-            x, c, h = _run_layer(lstm, self.input_dropout(x), c0, h0, lengths)
+            x, c, h = _run_layer(cast(nn.LSTM, lstm), self.input_dropout(x), c0, h0, lengths)
             x = self.output_dropout(x)
             final.append((c, h))
         return StackOutput(x, final, self._logits(x, final[-1][1], lengths))
@@ -93,9 +91,7 @@ class LSTMStack(nn.Module):
     def _check(self, input: Tensor, state: State | None, lengths: Tensor | None) -> tuple[int, int]:
         cfg = self.config
         if input.dim() != 3 or input.shape[2] != cfg.input_size:
-            raise ValueError(
-                f"input must be (batch, time, {cfg.input_size}), got {tuple(input.shape)}"
-            )
+            raise ValueError(f"input must be (batch, time, {cfg.input_size}), got {tuple(input.shape)}")
         batch, time = input.shape[0], input.shape[1]
         if state is not None:
             if len(state) != cfg.num_layers:
@@ -132,9 +128,7 @@ def _run_layer(lstm: nn.LSTM, x: Tensor, c0: Tensor, h0: Tensor, lengths: Tensor
     # pack_padded_sequence refuses rows of length 0: run the others and let those keep their state.
     rows = (lengths > 0).nonzero().squeeze(1)
     if rows.numel():
-        packed = pack_padded_sequence(
-            x[rows], lengths[rows].cpu(), batch_first=True, enforce_sorted=False
-        )
+        packed = pack_padded_sequence(x[rows], lengths[rows].cpu(), batch_first=True, enforce_sorted=False)
         hx = (h0[rows].unsqueeze(0).contiguous(), c0[rows].unsqueeze(0).contiguous())
         out, (h_rows, c_rows) = lstm(packed, hx)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=time)

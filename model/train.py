@@ -97,8 +97,9 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
         model.train()
         train_loss = _train_epoch(model, optimizer, splits.train, settings, rng)
         val_loss, val_accuracy = evaluate(model, splits.val)
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                        "val_accuracy": val_accuracy})
+        history.append(
+            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
+        )
         bar.set_postfix(loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
         if val_loss < best_loss - 1e-4:
             best_loss, best_epoch, best_weights = val_loss, epoch, copy.deepcopy(model.state_dict())
@@ -121,8 +122,11 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
         "torch_threads": torch.get_num_threads(),
         "history": history,
     }
-    data_spec = {key: value for key, value in asdict(settings).items()
-                 if key in ("dataset", "data_path", "seed", "val_fraction", "test_fraction", "limit")}
+    data_spec = {
+        key: value
+        for key, value in asdict(settings).items()
+        if key in ("dataset", "data_path", "seed", "val_fraction", "test_fraction", "limit")
+    }
     return TrainResult(Checkpoint(model, data_spec, metrics), metrics)
 
 

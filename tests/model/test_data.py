@@ -1,0 +1,155 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from lstmserve.model.data import load_dataset, split
+from lstmserve.model.errors import DataError
+from lstmserve.model.idx import read_idx
+
+from .idx_files import idx_bytes, write_mnist
+
+
+def test_digits_are_read_row_by_row():
+    data, test = load_dataset("digits")
+    assert test is None
+    assert data.inputs.shape == (1797, 8, 8) and data.inputs.dtype == np.float32
+    assert 0.0 <= data.inputs.min() and data.inputs.max() <= 1.0
+    assert data.head == "classify_last" and data.num_outputs == 10
+
+
+def test_split_is_seeded_and_disjoint():
+    data, _ = load_dataset("digits")
+    a, b = split(data, None, seed=3), split(data, None, seed=3)
+    assert np.array_equal(a.test.inputs, b.test.inputs)
+    assert len(a.train) + len(a.val) + len(a.test) == len(data)
+    assert not np.array_equal(split(data, None, seed=4).test.inputs, a.test.inputs)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_idx_files_plain_or_gzipped(tmp_path, gz):
+    train, test = load_dataset("mnist", str(write_mnist(tmp_path, gz=gz)))
+    assert train.inputs.shape == (60, 28, 28) and test.inputs.shape == (20, 28, 28)
+    assert train.inputs.max() == 1.0 and train.targets.dtype == np.int64
+
+
+def test_idx_round_trip(tmp_path):
+    array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    (tmp_path / "a").write_bytes(idx_bytes(array))
+    assert np.array_equal(read_idx(tmp_path / "a"), array)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not an IDX file"),
+        (b"\x50\x4b\x03\x04rest", "bad magic number"),
+        (bytes([0, 0, 8, 3, 0, 0]), "truncated IDX header"),
+        (idx_bytes(np.zeros((4, 28, 28)))[:-100], r"truncated: header says \(4, 28, 28\)"),
+        (idx_bytes(np.zeros((4, 28, 28))) + b"xx", "2 bytes after the"),
+    ],
+)
+def test_malformed_idx_files_are_named(tmp_path, content, message):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as caught:
+        read_idx(path)
+    assert str(path) in str(caught.value)
+
+
+def test_cut_off_gzip_is_named(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    packed = gzip.compress(idx_bytes(np.random.default_rng(0).integers(0, 255, (4, 28, 28))))
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DataError, match="cannot be read"):
+        read_idx(path)
+
+
+def test_mnist_folder_problems_are_named(tmp_path):
+    with pytest.raises(DataError, match="needs --data-path"):
+        load_dataset("mnist")
+    with pytest.raises(DataError, match="not a folder"):
+        load_dataset("mnist", str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="no train-images-idx3-ubyte"):
+        load_dataset("mnist", str(tmp_path))
+    folder = write_mnist(tmp_path / "m")
+    (folder / "train-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte is missing"):
+        load_dataset("mnist", str(folder))
+    (folder / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(7)))
+    with pytest.raises(DataError, match=r"\(7,\) labels for 60 images"):
+        load_dataset("mnist", str(folder))
+
+
+def test_unknown_dataset():
+    with pytest.raises(DataError, match="unknown data set 'cifar': choose one of digits, mnist, npz"):
+        load_dataset("cifar")
+
+
+def test_npz_per_step_targets_with_lengths(tmp_path):
+    path = tmp_path / "seq.npz"
+    targets = np.full((3, 5), -1)
+    targets[0, :2], targets[1], targets[2, :4] = 1, 2, 0
+    np.savez(
+        path,
+        inputs=np.ones((3, 5, 2)),
+        targets=targets,
+        lengths=np.array([2, 5, 4]),
+        label_names=np.array(["a", "b", "c"]),
+    )
+    data, _ = load_dataset("npz", str(path))
+    assert data.head == "per_step" and data.labels == ("a", "b", "c") and data.num_outputs == 3
+    assert data.targets.min() == 0  # -1 padding past each length is never trained on
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"labels": np.zeros(3, int)}, "no 'inputs' array"),
+        ({"inputs": np.ones((3, 5))}, r"'inputs' must be \(n, time, features\)"),
+        ({"inputs": np.ones((3, 5, 2))}, "give exactly one of 'labels'"),
+        ({"inputs": np.ones((3, 5, 2)), "labels": np.zeros(2, int)}, r"'labels' must be \(3,\)"),
+        ({"inputs": np.ones((3, 5, 2)), "labels": np.zeros(3)}, "integer class ids"),
+        ({"inputs": np.ones((3, 5, 2)), "labels": -np.ones(3, int)}, "negative class ids"),
+        ({"inputs": np.full((3, 5, 2), np.nan), "labels": np.zeros(3, int)}, "NaN or infinite"),
+        (
+            {"inputs": np.ones((3, 5, 2)), "labels": np.zeros(3, int), "lengths": np.array([1, 6, 2])},
+            r"'lengths' must be in \[1, 5\]; row 1 has 6",
+        ),
+        (
+            {"inputs": np.ones((3, 5, 2)), "labels": np.zeros(3, int), "lengths": np.array([1, 0, 2])},
+            "row 1 has 0",
+        ),
+        (
+            {
+                "inputs": np.ones((3, 5, 2)),
+                "labels": np.array([0, 1, 4]),
+                "label_names": np.array(["a", "b"]),
+            },
+            "class id 4 has no entry in 'label_names'",
+        ),
+    ],
+)
+def test_npz_problems_are_named(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message):
+        load_dataset("npz", str(path))
+
+
+def test_ragged_npz_asks_for_padding_and_lengths(tmp_path):
+    path = tmp_path / "ragged.npz"
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = np.ones((3, 2)), np.ones((5, 2))
+    np.savez(path, inputs=ragged, labels=np.zeros(2, int))
+    with pytest.raises(DataError, match="'inputs' is a ragged .* give each one's valid steps in a 'lengths'"):
+        load_dataset("npz", str(path))
+
+
+def test_npz_that_is_not_one(tmp_path):
+    path = tmp_path / "junk.npz"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_dataset("npz", str(path))
+    with pytest.raises(DataError, match="no such file"):
+        load_dataset("npz", str(tmp_path / "missing.npz"))

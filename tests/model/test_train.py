@@ -1,0 +1,163 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lstmserve.model.checkpoint import load_checkpoint
+from lstmserve.model.data import SequenceData
+from lstmserve.model.errors import CheckpointError
+from lstmserve.model.train import TrainSettings, _train_epoch, evaluate, train
+
+from .idx_files import write_mnist
+
+
+def test_tiny_digits_checkpoint_round_trips(tiny_checkpoint):
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    assert checkpoint.config.hidden_sizes == (16, 8) and checkpoint.config.head == "classify_last"
+    assert checkpoint.config.labels == tuple("0123456789")
+    assert not checkpoint.model.training
+    assert checkpoint.data["dataset"] == "digits" and checkpoint.data["seed"] == 0
+    metrics = json.loads(tiny_checkpoint.with_name("tiny.metrics.json").read_text())
+    assert metrics["epochs_run"] == len(metrics["history"]) <= 3
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["test_accuracy"] == checkpoint.metrics["test_accuracy"]
+
+
+def test_checkpoint_is_plain_data_loadable_with_weights_only(tiny_checkpoint):
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    assert set(payload) == {"format", "config", "state_dict", "data", "metrics"}
+    assert isinstance(payload["config"], dict)
+
+
+def test_checkpoint_that_does_not_match_its_config_is_named(tiny_checkpoint, tmp_path):
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    payload["config"]["hidden_sizes"] = [16, 12]
+    bad = tmp_path / "bad.pt"
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(bad)
+    message = str(caught.value)
+    assert "weights do not match the checkpoint's config" in message
+    assert "layers.1.weight_ih_l0 is (32, 16), config needs (48, 16)" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "not a readable lstmserve checkpoint"), (b"PK\x03\x04garbage", "not a readable")],
+)
+def test_unreadable_checkpoint_is_named(tmp_path, content, message):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_truncated_checkpoint_is_named(tiny_checkpoint, tmp_path):
+    data = tiny_checkpoint.read_bytes()
+    path = tmp_path / "cut.pt"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable lstmserve checkpoint"):
+        load_checkpoint(path)
+
+
+def test_other_torch_files_are_not_checkpoints(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match="not an lstmserve checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def _recall_task(n=48, time=16, seed=0) -> SequenceData:
+    """Per step, the class is the sign of the first step's input: only a carried state knows it."""
+    rng = np.random.default_rng(seed)
+    inputs = rng.standard_normal((n, time, 1)).astype(np.float32) * 0.1
+    first = rng.integers(0, 2, n)
+    inputs[:, 0, 0] = np.where(first == 1, 1.0, -1.0)
+    return SequenceData(inputs, np.repeat(first[:, None], time, axis=1).astype(np.int64), None)
+
+
+def test_truncated_bptt_carries_the_state_across_windows():
+    # With a learning rate of 0 the weights never move, so the training loss over 4-step windows
+    # equals the loss of one pass over the whole sequence only if each window starts from the state
+    # the previous one ended in; restarting from zero state would lose the first step's sign.
+    data = _recall_task()
+    settings = TrainSettings(
+        hidden_sizes=(8,), output_keep_prob=1.0, learning_rate=0.0, bptt=4, batch_size=16
+    )
+    torch.manual_seed(0)
+    from lstmserve.model.config import LSTMConfig
+    from lstmserve.model.stack import LSTMStack
+
+    model = LSTMStack(LSTMConfig(input_size=1, hidden_sizes=(8,), head="per_step", num_outputs=2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.0)
+    windowed = _train_epoch(model.train(), optimizer, data, settings, np.random.default_rng(0))
+    whole, _ = evaluate(model, data)
+    assert windowed == pytest.approx(whole, abs=1e-5)
+
+
+def test_stateful_per_step_training_learns_through_windows(tmp_path):
+    data = _recall_task(n=256)
+    path = tmp_path / "recall.npz"
+    np.savez(path, inputs=data.inputs, targets=data.targets)
+    settings = TrainSettings(
+        dataset="npz",
+        data_path=str(path),
+        hidden_sizes=(16,),
+        bptt=4,
+        max_epochs=30,
+        output_keep_prob=1.0,
+        learning_rate=2e-2,
+    )
+    result = train(settings, progress=False)
+    assert result.checkpoint.config.head == "per_step"
+    assert result.metrics["test_accuracy"] > 0.9  # chance is 0.5
+
+
+def test_mnist_trains_from_idx_files(tmp_path):
+    folder = write_mnist(tmp_path / "mnist", n_train=200, n_test=50)
+    result = train(
+        TrainSettings(dataset="mnist", data_path=str(folder), hidden_sizes=(16,), max_epochs=2),
+        progress=False,
+    )
+    assert result.checkpoint.config.input_size == 28
+    assert result.metrics["sizes"] == {"train": 180, "val": 20, "test": 50}  # t10k is the test set
+
+
+def lstmserve(*args):
+    return subprocess.run([sys.executable, "-m", "lstmserve", *args], capture_output=True, text=True)
+
+
+def test_train_cli_writes_checkpoint_and_metrics(tmp_path):
+    out = tmp_path / "c.pt"
+    done = lstmserve("train", "--quick", "--no-progress", "--hidden-sizes", "8", "4", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy" in done.stderr and out.is_file()
+    assert json.loads(out.with_suffix(".metrics.json").read_text())["epochs_run"] <= 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "cifar"], "unknown data set 'cifar'"),
+        (["--dataset", "mnist", "--data-path", "/nonexistent"], "/nonexistent: not a folder"),
+        (["--dataset", "npz"], "npz needs --data-path"),
+        (["--hidden-sizes", "0"], "hidden_sizes must be positive integers, got [0]"),
+        (["--hidden-sizes", "-3", "8"], "hidden_sizes must be positive integers"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+    ],
+)
+def test_train_cli_bad_input_is_one_clear_line(tmp_path, args, message):
+    done = lstmserve("train", "--no-progress", "--out", str(tmp_path / "c.pt"), *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_train_cli_refuses_empty_hidden_sizes():
+    done = lstmserve("train", "--hidden-sizes")
+    assert done.returncode == 2 and "expected at least one argument" in done.stderr
