@@ -56,6 +56,9 @@ def run_train(args: argparse.Namespace) -> int:
     ):
         if value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
+    for flag, number in (("--lr", args.lr), ("--clip-norm", args.clip_norm)):
+        if not number > 0:  # NaN too
+            raise ConfigError(f"{flag} must be positive, got {number}")
     if args.limit is not None and args.limit < 3:
         raise ConfigError(f"--limit must be at least 3 (train, validation and test), got {args.limit}")
     settings = TrainSettings(

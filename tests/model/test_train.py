@@ -149,6 +149,8 @@ def test_train_cli_writes_checkpoint_and_metrics(tmp_path):
         (["--hidden-sizes", "0"], "hidden_sizes must be positive integers, got [0]"),
         (["--hidden-sizes", "-3", "8"], "hidden_sizes must be positive integers"),
         (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--lr", "-0.1"], "--lr must be positive, got -0.1"),
+        (["--output-keep-prob", "0"], "output_keep_prob must be in (0, 1], got 0.0"),
     ],
 )
 def test_train_cli_bad_input_is_one_clear_line(tmp_path, args, message):
