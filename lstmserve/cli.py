@@ -17,12 +17,14 @@ from lstmserve.errors import LstmServeError
 def build_parser() -> argparse.ArgumentParser:
     from lstmserve.export import cli as export_cli
     from lstmserve.model import cli as model_cli
+    from lstmserve.server import cli as server_cli
 
     parser = argparse.ArgumentParser(prog="lstmserve", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lstmserve {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model_cli.add_train(commands)
     export_cli.add_export(commands)
+    server_cli.add_serve(commands)
     return parser
 
 

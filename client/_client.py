@@ -1,0 +1,174 @@
+"""Client and AsyncClient: one channel each, with Infer retried on UNAVAILABLE by gRPC itself."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+
+from lstmserve.proto.v1 import lstmserve_pb2 as pb
+from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
+
+from .errors import from_rpc_error
+from .messages import InferResult, ModelInfo, infer_request
+from .state import State
+from .stream import AsyncStream, Stream
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+_SERVICE = "lstmserve.v1.LSTMService"
+
+# Infer is idempotent (same request, same answer), so a retry on UNAVAILABLE is always safe; behind a
+# per-call balancer it lands on another replica, with the state the request carries.
+_RETRY_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": _SERVICE, "method": method} for method in ("Infer", "ListModels", "GetModel")
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+def _channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", _RETRY_CONFIG),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+
+
+class Client:
+    """A blocking client. Use it in a `with` block, or call close()."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float | None = 30.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        max_message_bytes: int = 64 << 20,
+    ):
+        """target: "host:port"; timeout: seconds per call; credentials: TLS, or None for plaintext."""
+        options = _channel_options(max_message_bytes)
+        self._channel = (
+            grpc.secure_channel(target, credentials, options)
+            if credentials
+            else grpc.insecure_channel(target, options)
+        )
+        self.stub = pb_grpc.LSTMServiceStub(self._channel)
+        self.timeout = timeout
+
+    def infer(
+        self, model: str, input: Any, state: State | None = None, lengths: Any = None, version: int = 0
+    ) -> InferResult:
+        """Run one chunk. input: (batch, time, input_size); state: a previous result's state, or None
+        for zero state; lengths: (batch,) valid steps per row, or None for full length."""
+        return self.send(infer_request(model, input, state, lengths, version))
+
+    def send(self, request: pb.InferRequest) -> InferResult:
+        try:
+            return InferResult.from_proto(self.stub.Infer(request, timeout=self.timeout))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def stream(self, model: str, version: int = 0, state: State | None = None, bidi: bool = False) -> Stream:
+        """A Stream that feeds chunks and carries the state between them. bidi=True holds the state on the
+        server for the life of one StreamInfer call (less to send); a broken call resumes from the state."""
+        return Stream(self, model, version, state, bidi)
+
+    def models(self) -> list[ModelInfo]:
+        try:
+            response = self.stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return [ModelInfo.from_proto(info) for info in response.models]
+
+    def model(self, name: str, version: int = 0) -> ModelInfo:
+        try:
+            info = self.stub.GetModel(pb.GetModelRequest(model=name, version=version), timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return ModelInfo.from_proto(info)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The asyncio client: the same methods as Client, awaited. Use `async with`, or await close()."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float | None = 30.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        max_message_bytes: int = 64 << 20,
+    ):
+        options = _channel_options(max_message_bytes)
+        self._channel = (
+            grpc.aio.secure_channel(target, credentials, options)
+            if credentials
+            else grpc.aio.insecure_channel(target, options)
+        )
+        self.stub = pb_grpc.LSTMServiceStub(self._channel)
+        self.timeout = timeout
+
+    async def infer(
+        self, model: str, input: Any, state: State | None = None, lengths: Any = None, version: int = 0
+    ) -> InferResult:
+        return await self.send(infer_request(model, input, state, lengths, version))
+
+    async def send(self, request: pb.InferRequest) -> InferResult:
+        try:
+            return InferResult.from_proto(await self.stub.Infer(request, timeout=self.timeout))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def stream(
+        self, model: str, version: int = 0, state: State | None = None, bidi: bool = False
+    ) -> AsyncStream:
+        return AsyncStream(self, model, version, state, bidi)
+
+    async def models(self) -> list[ModelInfo]:
+        try:
+            response = await self.stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return [ModelInfo.from_proto(info) for info in response.models]
+
+    async def model(self, name: str, version: int = 0) -> ModelInfo:
+        try:
+            info = await self.stub.GetModel(
+                pb.GetModelRequest(model=name, version=version), timeout=self.timeout
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return ModelInfo.from_proto(info)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,56 @@
+"""State: every layer's (c, h) and the fingerprint of the model that made it; yours to keep.
+
+Send it back with the next chunk, save it to bytes to resume tomorrow or on another replica, or hand
+the same state to two streams to fork a sequence. A state is only valid for the model that made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lstmserve.codec import decode_state, encode_state
+from lstmserve.proto.v1 import lstmserve_pb2 as pb
+
+
+@dataclass(frozen=True)
+class State:
+    fingerprint: str
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]  # per layer (c, h), each (batch, hidden_sizes[l])
+
+    @property
+    def batch(self) -> int:
+        return self.layers[0][0].shape[0]
+
+    def to_proto(self) -> pb.State:
+        return encode_state(self.fingerprint, self.layers)
+
+    @classmethod
+    def from_proto(cls, message: pb.State) -> State:
+        return cls(message.fingerprint, tuple(decode_state(message)))
+
+    def to_bytes(self) -> bytes:
+        """The state as the wire's own bytes: store them anywhere, restore with from_bytes."""
+        return self.to_proto().SerializeToString()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> State:
+        message = pb.State()
+        message.ParseFromString(data)
+        return cls.from_proto(message)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, State):
+            return NotImplemented
+        return (
+            self.fingerprint == other.fingerprint
+            and len(self.layers) == len(other.layers)
+            and all(
+                np.array_equal(a, b)
+                for mine, theirs in zip(self.layers, other.layers)
+                for a, b in zip(mine, theirs)
+            )
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # arrays are not hashable

@@ -1,0 +1,145 @@
+"""Stream / AsyncStream: feed a long sequence chunk by chunk; the state is carried for you.
+
+Unary mode (the default) sends the state with every chunk, so each chunk can land on any replica.
+Bidi mode keeps one StreamInfer call open and lets the server hold the state between chunks; every
+response still carries it, so when the call breaks the next chunk opens a new call from that state.
+"""
+
+from __future__ import annotations
+
+import queue
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from .errors import ServerError, from_rpc_error
+from .messages import InferResult, infer_request
+from .state import State
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient, Client
+
+
+class _StreamBase:
+    def __init__(self, model: str, version: int, state: State | None, bidi: bool):
+        self.model = model
+        self.version = version  # 0 until the first answer pins the version that made the state
+        self._state = state
+        self.bidi = bidi
+
+    @property
+    def state(self) -> State | None:
+        """The state after the last chunk (None before the first): yours to save, restore or fork."""
+        return self._state
+
+    def save(self) -> bytes:
+        """The current state as bytes; `client.stream(model, state=State.from_bytes(data))` resumes it."""
+        if self._state is None:
+            raise ValueError("nothing to save: no chunk has been fed yet")
+        return self._state.to_bytes()
+
+    def _request(self, chunk: Any, lengths: Any, send_state: bool):
+        return infer_request(self.model, chunk, self._state if send_state else None, lengths, self.version)
+
+    def _keep(self, result: InferResult) -> InferResult:
+        self._state, self.version = result.state, result.version
+        return result
+
+
+class Stream(_StreamBase):
+    def __init__(
+        self, client: Client, model: str, version: int = 0, state: State | None = None, bidi: bool = False
+    ):
+        super().__init__(model, version, state, bidi)
+        self._client = client
+        self._requests: queue.SimpleQueue | None = None
+        self._responses: Any = None
+
+    def feed(self, chunk: Any, lengths: Any = None) -> InferResult:
+        """Run the next chunk, (batch, time, input_size), from the carried state; returns its result."""
+        if not self.bidi:
+            return self._keep(self._client.send(self._request(chunk, lengths, send_state=True)))
+        for attempt in range(2):
+            fresh = self._responses is None
+            if fresh:
+                self._requests = queue.SimpleQueue()
+                self._responses = self._client.stub.StreamInfer(iter(self._requests.get, None))
+            assert self._requests is not None
+            # Within one call the server holds the state; a new call starts from ours.
+            self._requests.put(self._request(chunk, lengths, send_state=fresh))
+            try:
+                return self._keep(InferResult.from_proto(next(self._responses)))
+            except grpc.RpcError as error:
+                self.close()
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt:
+                    raise from_rpc_error(error) from None
+            except StopIteration:
+                self.close()
+                raise ServerError(grpc.StatusCode.UNKNOWN, "the server ended the stream") from None
+        raise AssertionError("unreachable")
+
+    def fork(self) -> Stream:
+        """A second stream that continues from this one's state; the two then go their own ways."""
+        return Stream(self._client, self.model, self.version, self._state, self.bidi)
+
+    def close(self) -> None:
+        """End the open StreamInfer call, if any (the state is kept)."""
+        if self._responses is not None and self._requests is not None:
+            self._requests.put(None)
+            self._responses.cancel()
+        self._requests, self._responses = None, None
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncStream(_StreamBase):
+    def __init__(
+        self,
+        client: AsyncClient,
+        model: str,
+        version: int = 0,
+        state: State | None = None,
+        bidi: bool = False,
+    ):
+        super().__init__(model, version, state, bidi)
+        self._client = client
+        self._call: Any = None
+
+    async def feed(self, chunk: Any, lengths: Any = None) -> InferResult:
+        if not self.bidi:
+            return self._keep(await self._client.send(self._request(chunk, lengths, send_state=True)))
+        for attempt in range(2):
+            fresh = self._call is None
+            if fresh:
+                self._call = self._client.stub.StreamInfer()
+            try:
+                await self._call.write(self._request(chunk, lengths, send_state=fresh))
+                response = await self._call.read()
+            except grpc.RpcError as error:
+                await self.close()
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt:
+                    raise from_rpc_error(error) from None
+                continue
+            if response is grpc.aio.EOF:
+                await self.close()
+                raise ServerError(grpc.StatusCode.UNKNOWN, "the server ended the stream")
+            return self._keep(InferResult.from_proto(response))
+        raise AssertionError("unreachable")
+
+    def fork(self) -> AsyncStream:
+        return AsyncStream(self._client, self.model, self.version, self._state, self.bidi)
+
+    async def close(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+        self._call = None
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,74 @@
+"""numpy <-> lstmserve.v1 messages: the one place tensors and states are encoded and decoded.
+
+Tensors travel as raw little-endian bytes in C order with their shape, never as repeated floats.
+Decoding checks that the bytes fit the shape and dtype, and names the tensor when they do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lstmserve.errors import LstmServeError
+from lstmserve.proto.v1 import lstmserve_pb2 as pb
+
+_DTYPES = {
+    pb.FLOAT32: np.dtype("<f4"),
+    pb.INT32: np.dtype("<i4"),
+    pb.INT64: np.dtype("<i8"),
+}
+_CODES = {dtype: code for code, dtype in _DTYPES.items()}
+_NAMES = {pb.FLOAT32: "float32", pb.INT32: "int32", pb.INT64: "int64"}
+
+LayerArrays = list[tuple[np.ndarray, np.ndarray]]  # per layer (c, h), each (batch, hidden_sizes[l])
+
+
+class TensorError(LstmServeError, ValueError):
+    """A tensor whose dtype, shape or bytes cannot be decoded; the message names the tensor."""
+
+
+def encode_tensor(array: np.ndarray) -> pb.Tensor:
+    dtype = np.dtype(array.dtype).newbyteorder("<")
+    if dtype not in _CODES:
+        raise TensorError(f"cannot send {array.dtype} tensors: use float32, int32 or int64")
+    data = np.ascontiguousarray(array, dtype=dtype).tobytes()
+    return pb.Tensor(dtype=_CODES[dtype], shape=array.shape, data=data)
+
+
+def decode_tensor(tensor: pb.Tensor, name: str) -> np.ndarray:
+    """The tensor as a read-only numpy array in native byte order."""
+    if tensor.dtype not in _DTYPES:
+        raise TensorError(f"{name}: unsupported dtype {pb.DataType.Name(tensor.dtype)}")
+    shape = tuple(tensor.shape)
+    if any(dim < 0 for dim in shape):
+        raise TensorError(f"{name}: shape {list(shape)} has a negative dimension")
+    dtype = _DTYPES[tensor.dtype]
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(tensor.data) != expected:
+        raise TensorError(
+            f"{name}: {len(tensor.data)} bytes do not fit shape {list(shape)} of "
+            f"{_NAMES[tensor.dtype]} ({expected} bytes)"
+        )
+    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+
+
+def encode_state(fingerprint: str, layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> pb.State:
+    return pb.State(
+        fingerprint=fingerprint,
+        layers=[pb.LayerState(c=encode_tensor(c), h=encode_tensor(h)) for c, h in layers],
+    )
+
+
+def decode_state(state: pb.State) -> LayerArrays:
+    layers = []
+    for index, layer in enumerate(state.layers):
+        if not layer.HasField("c") or not layer.HasField("h"):
+            raise TensorError(f"state.layers[{index}] needs both c and h")
+        layers.append(
+            (
+                decode_tensor(layer.c, f"state.layers[{index}].c"),
+                decode_tensor(layer.h, f"state.layers[{index}].h"),
+            )
+        )
+    return layers

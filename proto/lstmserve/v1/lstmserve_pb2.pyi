@@ -1,0 +1,163 @@
+from collections.abc import Iterable as _Iterable
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar
+
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATA_TYPE_UNSPECIFIED: _ClassVar[DataType]
+    FLOAT32: _ClassVar[DataType]
+    INT32: _ClassVar[DataType]
+    INT64: _ClassVar[DataType]
+
+DATA_TYPE_UNSPECIFIED: DataType
+FLOAT32: DataType
+INT32: DataType
+INT64: DataType
+
+class Tensor(_message.Message):
+    __slots__ = ("dtype", "shape", "data")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    dtype: DataType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(
+        self, dtype: DataType | str | None = ..., shape: _Iterable[int] | None = ..., data: bytes | None = ...
+    ) -> None: ...
+
+class LayerState(_message.Message):
+    __slots__ = ("c", "h")
+    C_FIELD_NUMBER: _ClassVar[int]
+    H_FIELD_NUMBER: _ClassVar[int]
+    c: Tensor
+    h: Tensor
+    def __init__(self, c: Tensor | _Mapping | None = ..., h: Tensor | _Mapping | None = ...) -> None: ...
+
+class State(_message.Message):
+    __slots__ = ("fingerprint", "layers")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    layers: _containers.RepeatedCompositeFieldContainer[LayerState]
+    def __init__(
+        self, fingerprint: str | None = ..., layers: _Iterable[LayerState | _Mapping] | None = ...
+    ) -> None: ...
+
+class InferRequest(_message.Message):
+    __slots__ = ("model", "version", "input", "sequence_lengths", "state")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_LENGTHS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    input: Tensor
+    sequence_lengths: Tensor
+    state: State
+    def __init__(
+        self,
+        model: str | None = ...,
+        version: int | None = ...,
+        input: Tensor | _Mapping | None = ...,
+        sequence_lengths: Tensor | _Mapping | None = ...,
+        state: State | _Mapping | None = ...,
+    ) -> None: ...
+
+class InferResponse(_message.Message):
+    __slots__ = ("model", "version", "output", "logits", "state")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    output: Tensor
+    logits: Tensor
+    state: State
+    def __init__(
+        self,
+        model: str | None = ...,
+        version: int | None = ...,
+        output: Tensor | _Mapping | None = ...,
+        logits: Tensor | _Mapping | None = ...,
+        state: State | _Mapping | None = ...,
+    ) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Iterable[ModelInfo | _Mapping] | None = ...) -> None: ...
+
+class GetModelRequest(_message.Message):
+    __slots__ = ("model", "version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    def __init__(self, model: str | None = ..., version: int | None = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = (
+        "name",
+        "version",
+        "versions",
+        "input_size",
+        "hidden_sizes",
+        "head",
+        "num_outputs",
+        "labels",
+        "fingerprint",
+        "quantization",
+        "lstmserve_version",
+    )
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_SIZES_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    NUM_OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    LSTMSERVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    versions: _containers.RepeatedScalarFieldContainer[int]
+    input_size: int
+    hidden_sizes: _containers.RepeatedScalarFieldContainer[int]
+    head: str
+    num_outputs: int
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    fingerprint: str
+    quantization: str
+    lstmserve_version: str
+    def __init__(
+        self,
+        name: str | None = ...,
+        version: int | None = ...,
+        versions: _Iterable[int] | None = ...,
+        input_size: int | None = ...,
+        hidden_sizes: _Iterable[int] | None = ...,
+        head: str | None = ...,
+        num_outputs: int | None = ...,
+        labels: _Iterable[str] | None = ...,
+        fingerprint: str | None = ...,
+        quantization: str | None = ...,
+        lstmserve_version: str | None = ...,
+    ) -> None: ...

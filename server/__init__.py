@@ -1,0 +1,1 @@
+"""The gRPC server: model repository, onnxruntime runtime, validation and servicers. No torch."""

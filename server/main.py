@@ -1,0 +1,90 @@
+"""Start the grpc.aio server: repository, servicer, health, reflection; stop gracefully on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lstmserve.proto.v1 import lstmserve_pb2 as pb
+from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
+
+from .repository import ModelRepository
+from .servicer import LSTMServicer
+from .settings import Settings
+
+log = logging.getLogger("lstmserve.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LSTMService"].full_name
+
+
+class StartError(Exception):
+    """The server could not start (no repository, port taken): the message says why."""
+
+
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve until `stop` is set (or SIGTERM/SIGINT where no event is given), then stop gracefully."""
+    repository = ModelRepository(settings.repository, settings.device, settings.intra_op_threads)
+    try:
+        repository.load_all()
+    except Exception as exc:
+        raise StartError(str(exc)) from None
+    if not repository.names():
+        log.warning("no model loaded from %s: every call will be NOT_FOUND", settings.repository)
+
+    threads = settings.inference_threads or os.cpu_count() or 1
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="onnxruntime")
+    size = settings.max_message_bytes
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
+    )
+    pb_grpc.add_LSTMServiceServicer_to_server(LSTMServicer(repository, executor), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    try:
+        port = server.add_insecure_port(settings.address)
+    except RuntimeError:  # newer grpcio raises where older ones returned 0
+        port = 0
+    if port == 0:
+        raise StartError(f"cannot bind {settings.address} (in use, or not an address of this host)")
+    await server.start()
+
+    serving = health_pb2.HealthCheckResponse.SERVING
+    await health_servicer.set(health.OVERALL_HEALTH, serving)
+    await health_servicer.set(SERVICE_NAME, serving)
+    for name in repository.names():  # per model, as the health check's service name
+        await health_servicer.set(name, serving)
+    log.info(
+        "lstmserve listening on %s:%d (%d model versions, %d inference threads)",
+        settings.host,
+        port,
+        len(repository.all()),
+        threads,
+    )
+    if on_ready is not None:
+        on_ready(port)
+
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+    log.info("stopping: refusing new calls, finishing those in flight (up to %.0f s)", settings.grace_seconds)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(settings.grace_seconds)
+    executor.shutdown(wait=True)
+    log.info("stopped")

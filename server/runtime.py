@@ -1,0 +1,88 @@
+"""One served model version: an onnxruntime session plus what its metadata says about it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from lstmserve import contract
+from lstmserve.model.config import LSTMConfig  # a dataclass: importing it does not import torch
+
+log = logging.getLogger("lstmserve.server")
+
+
+class ModelLoadError(Exception):
+    """A file in the repository that cannot be served; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: int
+    config: LSTMConfig
+    fingerprint: str
+    quantization: str
+    lstmserve_version: str
+
+
+def providers_for(device: str) -> list[str]:
+    """The execution providers for a device; CUDA falls back to CPU with a warning where absent."""
+    if device == "cuda":
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        log.warning("device cuda asked for, but this onnxruntime has no CUDA execution provider: using cpu")
+    return ["CPUExecutionProvider"]
+
+
+class ModelRuntime:
+    def __init__(self, path: Path, name: str, version: int, providers: list[str], intra_op_threads: int):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # bad requests are answered by us, not logged by ORT
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            raise ModelLoadError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        missing = [key for key in (contract.META_CONFIG, contract.META_FINGERPRINT) if key not in meta]
+        if missing:
+            raise ModelLoadError(f"{path}: not exported by lstmserve (no {', '.join(missing)} metadata)")
+        try:
+            config = LSTMConfig.from_json(meta[contract.META_CONFIG])
+        except (ValueError, TypeError) as exc:
+            raise ModelLoadError(f"{path}: bad {contract.META_CONFIG} metadata ({exc})") from None
+        self.info = ModelInfo(
+            name=name,
+            version=version,
+            config=config,
+            fingerprint=meta[contract.META_FINGERPRINT],
+            quantization=meta.get(contract.META_QUANTIZATION, "none"),
+            lstmserve_version=meta.get(contract.META_VERSION, ""),
+        )
+        self.output_names = [output.name for output in self.session.get_outputs()]
+        want = contract.output_names(config.num_layers, config.head != "none")
+        if self.output_names != want:
+            raise ModelLoadError(f"{path}: outputs {self.output_names} do not follow the contract {want}")
+        self.providers = self.session.get_providers()
+        self.path = path
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.info.config.labels)
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One onnxruntime call; blocking (callers run it off the event loop). ORT releases the GIL."""
+        return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
+
+    def describe(self) -> str:
+        config = self.info.config
+        return (
+            f"{self.info.name} v{self.info.version}: {config.input_size} inputs, layers "
+            f"{list(config.hidden_sizes)}, head {config.head}, {self.info.quantization}, "
+            f"fingerprint {self.info.fingerprint}, {self.providers[0]}"
+        )

@@ -1,0 +1,99 @@
+"""lstmserve.v1.LSTMService: each RPC decodes, awaits the runtime, encodes. Nothing else lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+
+import grpc
+import numpy as np
+
+from lstmserve.codec import LayerArrays
+from lstmserve.proto.v1 import lstmserve_pb2 as pb
+from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
+
+from .errors import InvalidArgument, ServingError
+from .repository import ModelRepository
+from .responses import final_state, infer_response, model_info
+from .runtime import ModelRuntime
+from .validation import feed_from_request
+
+log = logging.getLogger("lstmserve.server")
+
+
+def _aborts_on_error(method):
+    """Map ServingError to `context.abort(code, message)`: the one place errors become statuses."""
+
+    @functools.wraps(method)
+    async def unary(self, request, context):
+        try:
+            return await method(self, request, context)
+        except ServingError as exc:
+            await _abort(context, method.__name__, exc)
+
+    @functools.wraps(method)
+    async def streaming(self, requests, context):
+        try:
+            async for response in method(self, requests, context):
+                yield response
+        except ServingError as exc:
+            await _abort(context, method.__name__, exc)
+
+    return streaming if inspect.isasyncgenfunction(method) else unary
+
+
+async def _abort(context: grpc.aio.ServicerContext, method: str, exc: ServingError) -> None:
+    log.warning("%s %s: %s", method, exc.code.name, exc)
+    await context.abort(exc.code, str(exc))
+
+
+class LSTMServicer(pb_grpc.LSTMServiceServicer):
+    def __init__(self, repository: ModelRepository, executor: Executor):
+        self.repository = repository
+        self.executor = executor
+
+    @_aborts_on_error
+    async def Infer(self, request: pb.InferRequest, context) -> pb.InferResponse:
+        runtime = self.repository.get(request.model, request.version)
+        outputs = await self._run(runtime, feed_from_request(request, runtime, self.repository))
+        return infer_response(runtime, outputs)
+
+    @_aborts_on_error
+    async def StreamInfer(self, requests: AsyncIterator[pb.InferRequest], context):
+        runtime: ModelRuntime | None = None
+        held: LayerArrays | None = None  # the stream's state between chunks, on the server's side
+        async for request in requests:
+            runtime = self._stream_model(request, runtime)
+            outputs = await self._run(runtime, feed_from_request(request, runtime, self.repository, held))
+            held = final_state(runtime, outputs)
+            yield infer_response(runtime, outputs)
+
+    @_aborts_on_error
+    async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(models=[model_info(r, self.repository) for r in self.repository.all()])
+
+    @_aborts_on_error
+    async def GetModel(self, request: pb.GetModelRequest, context) -> pb.ModelInfo:
+        return model_info(self.repository.get(request.model, request.version), self.repository)
+
+    def _stream_model(self, request: pb.InferRequest, current: ModelRuntime | None) -> ModelRuntime:
+        """The first message picks the model; later ones may repeat it but not change it."""
+        if current is None:
+            return self.repository.get(request.model, request.version)
+        changed = (request.model and request.model != current.info.name) or (
+            request.version and request.version != current.info.version
+        )
+        if changed:
+            raise InvalidArgument(
+                f"this stream serves {current.info.name} v{current.info.version}; open a new stream "
+                f"for {request.model or current.info.name} v{request.version or current.info.version}"
+            )
+        return current
+
+    async def _run(self, runtime: ModelRuntime, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # onnxruntime blocks; run it on the executor's threads so the event loop keeps serving.
+        return await asyncio.get_running_loop().run_in_executor(self.executor, runtime.run, feed)

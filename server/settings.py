@@ -1,0 +1,83 @@
+"""Settings: one object, read from flags, then LSTMSERVE_* environment variables, then defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from lstmserve.errors import LstmServeError
+
+ENV_PREFIX = "LSTMSERVE_"
+
+
+class SettingsError(LstmServeError, ValueError):
+    """A flag or environment variable with a value the server cannot use."""
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = _setting("127.0.0.1", "address to bind; 0.0.0.0 to listen on every interface")
+    port: int = _setting(50051, "port to bind; 0 picks a free one (logged at start)")
+    repository: str = _setting("models", "model repository: NAME/VERSION/model.onnx")
+    device: str = _setting("cpu", "cpu, or cuda (falls back to cpu with a warning where absent)")
+    intra_op_threads: int = _setting(1, "onnxruntime threads per call (1 suits streaming chunks)")
+    inference_threads: int = _setting(0, "calls run at once off the event loop; 0 = one per core")
+    max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
+    grace_seconds: float = _setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish")
+    log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"port must be 0-65535, got {self.port}")
+        if self.device not in ("cpu", "cuda"):
+            raise SettingsError(f"device must be cpu or cuda, got {self.device!r}")
+        for name in ("intra_op_threads", "max_message_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.inference_threads < 0 or self.grace_seconds < 0:
+            raise SettingsError("inference_threads and grace_seconds must not be negative")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; each defaults to its LSTMSERVE_* variable, then the built-in default."""
+    for setting in fields(Settings):
+        env = ENV_PREFIX + setting.name.upper()
+        flag = "--" + setting.name.replace("_", "-")
+        parser.add_argument(
+            flag,
+            dest=setting.name,
+            default=None,
+            metavar=setting.name.upper(),
+            help=f"{setting.metadata['help']} (env {env}, default {setting.default})",
+        )
+
+
+def from_arguments(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    environ = dict(os.environ) if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in fields(Settings):
+        env = ENV_PREFIX + setting.name.upper()
+        raw = getattr(args, setting.name, None)
+        source = "--" + setting.name.replace("_", "-")
+        if raw is None and env in environ:
+            raw, source = environ[env], env
+        if raw is None:
+            continue
+        kind = type(setting.default)
+        try:
+            values[setting.name] = kind(raw)
+        except ValueError:
+            raise SettingsError(f"{source}={raw!r} is not a valid {kind.__name__}") from None
+    return Settings(**values)
