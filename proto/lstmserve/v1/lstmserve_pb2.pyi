@@ -1,11 +1,9 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -15,7 +13,6 @@ class DataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FLOAT32: _ClassVar[DataType]
     INT32: _ClassVar[DataType]
     INT64: _ClassVar[DataType]
-
 DATA_TYPE_UNSPECIFIED: DataType
 FLOAT32: DataType
 INT32: DataType
@@ -29,9 +26,7 @@ class Tensor(_message.Message):
     dtype: DataType
     shape: _containers.RepeatedScalarFieldContainer[int]
     data: bytes
-    def __init__(
-        self, dtype: DataType | str | None = ..., shape: _Iterable[int] | None = ..., data: bytes | None = ...
-    ) -> None: ...
+    def __init__(self, dtype: _Optional[_Union[DataType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class LayerState(_message.Message):
     __slots__ = ("c", "h")
@@ -39,7 +34,7 @@ class LayerState(_message.Message):
     H_FIELD_NUMBER: _ClassVar[int]
     c: Tensor
     h: Tensor
-    def __init__(self, c: Tensor | _Mapping | None = ..., h: Tensor | _Mapping | None = ...) -> None: ...
+    def __init__(self, c: _Optional[_Union[Tensor, _Mapping]] = ..., h: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class State(_message.Message):
     __slots__ = ("fingerprint", "layers")
@@ -47,9 +42,7 @@ class State(_message.Message):
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     fingerprint: str
     layers: _containers.RepeatedCompositeFieldContainer[LayerState]
-    def __init__(
-        self, fingerprint: str | None = ..., layers: _Iterable[LayerState | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, fingerprint: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerState, _Mapping]]] = ...) -> None: ...
 
 class InferRequest(_message.Message):
     __slots__ = ("model", "version", "input", "sequence_lengths", "state")
@@ -63,14 +56,7 @@ class InferRequest(_message.Message):
     input: Tensor
     sequence_lengths: Tensor
     state: State
-    def __init__(
-        self,
-        model: str | None = ...,
-        version: int | None = ...,
-        input: Tensor | _Mapping | None = ...,
-        sequence_lengths: Tensor | _Mapping | None = ...,
-        state: State | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., sequence_lengths: _Optional[_Union[Tensor, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ...) -> None: ...
 
 class InferResponse(_message.Message):
     __slots__ = ("model", "version", "output", "logits", "state")
@@ -84,14 +70,7 @@ class InferResponse(_message.Message):
     output: Tensor
     logits: Tensor
     state: State
-    def __init__(
-        self,
-        model: str | None = ...,
-        version: int | None = ...,
-        output: Tensor | _Mapping | None = ...,
-        logits: Tensor | _Mapping | None = ...,
-        state: State | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., output: _Optional[_Union[Tensor, _Mapping]] = ..., logits: _Optional[_Union[Tensor, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -101,7 +80,7 @@ class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
-    def __init__(self, models: _Iterable[ModelInfo | _Mapping] | None = ...) -> None: ...
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
     __slots__ = ("model", "version")
@@ -109,22 +88,10 @@ class GetModelRequest(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
-    def __init__(self, model: str | None = ..., version: int | None = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = (
-        "name",
-        "version",
-        "versions",
-        "input_size",
-        "hidden_sizes",
-        "head",
-        "num_outputs",
-        "labels",
-        "fingerprint",
-        "quantization",
-        "lstmserve_version",
-    )
+    __slots__ = ("name", "version", "versions", "input_size", "hidden_sizes", "head", "num_outputs", "labels", "fingerprint", "quantization", "lstmserve_version")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -147,17 +114,4 @@ class ModelInfo(_message.Message):
     fingerprint: str
     quantization: str
     lstmserve_version: str
-    def __init__(
-        self,
-        name: str | None = ...,
-        version: int | None = ...,
-        versions: _Iterable[int] | None = ...,
-        input_size: int | None = ...,
-        hidden_sizes: _Iterable[int] | None = ...,
-        head: str | None = ...,
-        num_outputs: int | None = ...,
-        labels: _Iterable[str] | None = ...,
-        fingerprint: str | None = ...,
-        quantization: str | None = ...,
-        lstmserve_version: str | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input_size: _Optional[int] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., head: _Optional[str] = ..., num_outputs: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., fingerprint: _Optional[str] = ..., quantization: _Optional[str] = ..., lstmserve_version: _Optional[str] = ...) -> None: ...
