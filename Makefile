@@ -23,15 +23,17 @@ $(DEFAULT_MODEL): | $(INSTALLED)
 	$(BIN)/lstmserve train --dataset digits --out checkpoints/digits.pt
 	$(BIN)/lstmserve export checkpoints/digits.pt --repository models --name digits --version 1
 
+# The service on the default model, on 127.0.0.1:50051 (Ctrl-C stops it gracefully).
 serve: model
-	@echo "Built $(DEFAULT_MODEL). The gRPC server is not written yet (issue 3): make serve stops here."
+	$(BIN)/lstmserve serve --repository models
 
 test: model
 	$(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy lstmserve model export
+	$(BIN)/mypy lstmserve model export server client
+	$(BIN)/python proto/generate.py --check
 
 clean:
 	rm -rf $(VENV) models checkpoints .pytest_cache

@@ -15,7 +15,7 @@ from .messages import InferResult, ModelInfo, infer_request
 from .state import State
 from .stream import AsyncStream, Stream
 
-DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_TARGET = "127.0.0.1:50051"  # where `make serve` listens
 _SERVICE = "lstmserve.v1.LSTMService"
 
 # Infer is idempotent (same request, same answer), so a retry on UNAVAILABLE is always safe; behind a

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .publish import QUANTIZATIONS
+from lstmserve.contract import QUANTIZATIONS
 
 
 def add_export(commands) -> None:
@@ -22,7 +22,7 @@ def add_export(commands) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing version")
     parser.add_argument(
         "--quantize",
-        choices=QUANTIZATIONS,
+        choices=QUANTIZATIONS[1:],
         help="also write a dynamic-int8 copy as the next version; report accuracy and speed",
     )
     parser.set_defaults(run=run_export)

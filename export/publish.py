@@ -19,7 +19,7 @@ from .onnx import export_model, metadata
 from .quantize import QuantizeReport, compare_int8, quantize_int8
 from .verify import VerifyReport, verify_export
 
-QUANTIZATIONS = ("int8",)
+QUANTIZATIONS = contract.QUANTIZATIONS[1:]  # "none" is the fp32 export itself
 
 
 @dataclass

@@ -1,31 +1,52 @@
 """`lstmserve` console script: one subcommand per stage, each a thin layer over a library function.
 
-Each stage's parser lives beside its code; their modules import torch, onnxruntime or grpc only when
-the command runs, so `lstmserve serve` works where torch is not installed.
+Each stage's parser lives beside its code and imports torch, onnxruntime or grpc only when its command
+runs, so `lstmserve serve` works where torch is not installed. A stage whose extra is not installed
+still shows its commands, which then say what to install.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from lstmserve import __version__
 from lstmserve.errors import LstmServeError
 
+# (module, functions that add its subcommands, the extra it needs, its command names)
+_STAGES = (
+    ("lstmserve.model.cli", ("add_train",), "train", ("train",)),
+    ("lstmserve.export.cli", ("add_export",), "train", ("export",)),
+    ("lstmserve.server.cli", ("add_serve",), "serve", ("serve",)),
+    ("lstmserve.client.cli", ("add_infer", "add_demo"), "client", ("infer", "demo")),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from lstmserve.export import cli as export_cli
-    from lstmserve.model import cli as model_cli
-    from lstmserve.server import cli as server_cli
-
     parser = argparse.ArgumentParser(prog="lstmserve", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"lstmserve {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    model_cli.add_train(commands)
-    export_cli.add_export(commands)
-    server_cli.add_serve(commands)
+    for module_name, adders, extra, names in _STAGES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            for name in names:
+                _add_missing(commands, name, extra, exc)
+            continue
+        for adder in adders:
+            getattr(module, adder)(commands)
     return parser
+
+
+def _add_missing(commands, name: str, extra: str, exc: ImportError) -> None:
+    def run(args: argparse.Namespace) -> int:
+        raise LstmServeError(f"needs the [{extra}] extra ({exc}): pip install 'lstmserve[{extra}]'")
+
+    parser = commands.add_parser(name, help=f"(needs lstmserve[{extra}])", add_help=False)
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.set_defaults(run=run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

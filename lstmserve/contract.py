@@ -44,4 +44,5 @@ META_HEAD = "lstmserve.head"
 META_LABELS = "lstmserve.labels"  # JSON list of class names
 META_FINGERPRINT = "lstmserve.fingerprint"  # states are only valid for the model that made them
 META_VERSION = "lstmserve.version"  # the lstmserve release that exported it
-META_QUANTIZATION = "lstmserve.quantization"  # none or int8
+META_QUANTIZATION = "lstmserve.quantization"  # one of QUANTIZATIONS
+QUANTIZATIONS = ("none", "int8")

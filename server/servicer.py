@@ -88,9 +88,9 @@ class LSTMServicer(pb_grpc.LSTMServiceServicer):
             request.version and request.version != current.info.version
         )
         if changed:
+            wanted = (request.model or current.info.name) + (f" v{request.version}" if request.version else "")
             raise InvalidArgument(
-                f"this stream serves {current.info.name} v{current.info.version}; open a new stream "
-                f"for {request.model or current.info.name} v{request.version or current.info.version}"
+                f"this stream serves {current.info.name} v{current.info.version}; open a new stream for {wanted}"
             )
         return current
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real (tiny) model trained on the real digits data, once per session."""
+"""Shared fixtures: real (tiny) models, a real model repository and a real server, once per session."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The serving tests' repository: a trained classifier and two per-step models of the same shape
+# whose states must not be mixed up (different weights, so different fingerprints).
+DIGITS, CHARS = "digits", "chars"
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +23,51 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = folder / "tiny.pt"
     write_outputs(result, path, folder / "tiny.metrics.json")
     return path
+
+
+def random_checkpoint(path: Path, seed: int, **config) -> Path:
+    """An untrained but real stack, saved as a checkpoint."""
+    import torch
+
+    from lstmserve.model.checkpoint import Checkpoint, save_checkpoint
+    from lstmserve.model.config import LSTMConfig
+    from lstmserve.model.stack import LSTMStack
+
+    torch.manual_seed(seed)
+    save_checkpoint(path, Checkpoint(LSTMStack(LSTMConfig(**config)).eval()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def repository(tiny_checkpoint, tmp_path_factory) -> Path:
+    """digits v1 (trained, 8 inputs, classify_last); chars v1 and v2 (5 inputs, per_step, 12 + 7)."""
+    from lstmserve.export.publish import export_checkpoint
+
+    root = tmp_path_factory.mktemp("models")
+    export_checkpoint(tiny_checkpoint, root, DIGITS)
+    for version, seed in ((1, 1), (2, 2)):
+        checkpoint = random_checkpoint(root.parent / f"chars{version}.pt", seed, input_size=5,
+                                       hidden_sizes=(12, 7), head="per_step", num_outputs=4,
+                                       labels=("a", "b", "c", "d"))
+        export_checkpoint(checkpoint, root, CHARS, version=version)
+    return root
+
+
+@pytest.fixture(scope="session")
+def server(repository):
+    """The real grpc.aio server, in this process, on port 0; 1 MiB message limit."""
+    from lstmserve.server.settings import Settings
+
+    from .servers import InProcessServer
+
+    running = InProcessServer(Settings(repository=str(repository), max_message_bytes=1 << 20)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server):
+    from lstmserve.client import Client
+
+    with Client(server.address, timeout=20) as connected:
+        yield connected

@@ -1,0 +1,158 @@
+"""`lstmserve infer` and `lstmserve demo`: thin layers over Client and Stream."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lstmserve.errors import LstmServeError
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+class InputFileError(LstmServeError, ValueError):
+    """An --input file that cannot be read as a sequence."""
+
+
+def add_infer(commands) -> None:
+    parser = commands.add_parser(
+        "infer", help="run a .npy sequence through a running server",
+        description="Send (batch, time, features) or (time, features) from a .npy file, whole or in "
+                    "chunks with the state carried between them, and print what the model says.")
+    parser.add_argument("--model", required=True, help="model name, e.g. digits")
+    parser.add_argument("--version", type=int, default=0, help="model version (default: the newest)")
+    parser.add_argument("--input", required=True, help=".npy file: (batch, time, features) or (time, features)")
+    parser.add_argument("--chunk", type=int, help="send N steps per call, carrying the state (default: all)")
+    parser.add_argument("--bidi", action="store_true", help="stream the chunks over one StreamInfer call")
+    parser.add_argument("--output", help="write output, logits and the final state to this .npz")
+    parser.add_argument("--server", default=DEFAULT_TARGET, help=f"host:port (default {DEFAULT_TARGET})")
+    parser.set_defaults(run=run_infer)
+
+
+def add_demo(commands) -> None:
+    parser = commands.add_parser(
+        "demo", help="stream held-out digits row by row through a running server",
+        description="Stream held-out handwritten digits (scikit-learn's, the seed-0 test split the default "
+                    "model never saw) row by row, one call per row, showing the running prediction.")
+    parser.add_argument("--model", default="digits", help="model name (default digits)")
+    parser.add_argument("--count", type=int, default=3, help="how many digits (default 3)")
+    parser.add_argument("--start", type=int, default=0, help="first held-out digit to show")
+    parser.add_argument("--delay", type=float, default=0.15, help="seconds between rows, to watch it think")
+    parser.add_argument("--bidi", action="store_true", help="one StreamInfer call per digit")
+    parser.add_argument("--server", default=DEFAULT_TARGET, help=f"host:port (default {DEFAULT_TARGET})")
+    parser.set_defaults(run=run_demo)
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    from ._client import Client
+
+    x = _load_sequence(Path(args.input))
+    if args.chunk is not None and args.chunk < 1:
+        raise InputFileError(f"--chunk must be at least 1, got {args.chunk}")
+    step = args.chunk or max(x.shape[1], 1)
+    with Client(args.server) as client, client.stream(args.model, args.version, bidi=args.bidi) as stream:
+        info = client.model(args.model, args.version)
+        outputs, logits, started = [], [], time.perf_counter()
+        for start in range(0, x.shape[1], step):
+            result = stream.feed(x[:, start : start + step])
+            outputs.append(result.output)
+            if result.logits is not None:
+                logits.append(result.logits)
+        seconds = time.perf_counter() - started
+    calls = len(outputs)
+    print(f"{info.name} v{result.version}: {x.shape[0]} rows x {x.shape[1]} steps in {calls} call"
+          f"{'s' if calls > 1 else ''} ({1e3 * seconds / calls:.2f} ms per call)")
+    output = np.concatenate(outputs, axis=1)
+    final_logits = None
+    if logits:
+        # classify_last: the last chunk's logits are the sequence's; per_step: stitch the steps.
+        final_logits = logits[-1] if info.head == "classify_last" else np.concatenate(logits, axis=1)
+        last = final_logits if final_logits.ndim == 2 else final_logits[:, -1]
+        for row, (label, probability) in enumerate(_top(last, info.labels)):
+            print(f"row {row}: {label} (p={probability:.3f})" + ("" if final_logits.ndim == 2 else " at the last step"))
+    else:
+        print(f"output {list(output.shape)}; the model has no head")
+    if args.output:
+        arrays = {"output": output, "fingerprint": np.array(result.state.fingerprint)}
+        if final_logits is not None:
+            arrays["logits"] = final_logits
+        for layer, (c, h) in enumerate(result.state.layers):
+            arrays[f"final_c_{layer}"], arrays[f"final_h_{layer}"] = c, h
+        np.savez(args.output, **arrays)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from ._client import Client
+
+    digits, labels = _held_out_digits()
+    chosen = range(args.start, min(args.start + args.count, len(digits)))
+    correct, latencies = 0, []
+    with Client(args.server) as client:
+        info = client.model(args.model)
+        if info.input_size != digits.shape[2]:
+            raise InputFileError(f"model {info.name} takes {info.input_size} features; digits rows have 8")
+        names = info.labels or tuple(str(i) for i in range(info.num_outputs))
+        for index in chosen:
+            print(f"\nheld-out digit #{index} (a {labels[index]}), one call per row:")
+            with client.stream(args.model, bidi=args.bidi) as stream:
+                for row in range(digits.shape[1]):
+                    started = time.perf_counter()
+                    result = stream.feed(digits[index : index + 1, row : row + 1])  # (1, 1, 8)
+                    latencies.append(time.perf_counter() - started)
+                    assert result.logits is not None, "the demo needs a model with a head"
+                    (label, probability), = _top(result.logits, names)
+                    bar = "#" * round(20 * probability)
+                    print(f"  row {row + 1}  {_shade(digits[index, row])}  -> {label} {bar:<20} p={probability:.2f}")
+                    time.sleep(args.delay)
+            hit = label == str(labels[index])
+            correct += hit
+            print(f"  predicted {label}, true {labels[index]}: {'correct' if hit else 'wrong'}")
+    shown = len(chosen)
+    print(f"\n{correct}/{shown} correct; {len(latencies)} calls, each carrying the state, "
+          f"p50 {1e3 * float(np.median(latencies)):.2f} ms")
+    return 0
+
+
+def _load_sequence(path: Path) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such file") from None
+    except (ValueError, OSError) as exc:
+        raise InputFileError(f"{path}: not a readable .npy file ({exc})") from None
+    if not isinstance(x, np.ndarray) or x.ndim not in (2, 3):
+        raise InputFileError(f"{path}: need (batch, time, features) or (time, features), got shape "
+                             f"{getattr(x, 'shape', None)}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise InputFileError(f"{path}: need numbers, got {x.dtype}")
+    return (x[None] if x.ndim == 2 else x).astype(np.float32)
+
+
+def _held_out_digits() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from lstmserve.model.data import load_dataset, split
+    except ImportError:
+        raise InputFileError("the demo reads scikit-learn's digits: pip install 'lstmserve[train]'") from None
+    data, _ = load_dataset("digits")
+    test = split(data, None, seed=0).test  # what `lstmserve train` held out by default
+    return test.inputs, test.targets
+
+
+def _top(logits: np.ndarray, labels) -> list[tuple[str, float]]:
+    """Per row, the most likely label and its softmax probability."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    best = probabilities.argmax(axis=1)
+    names = labels or [str(i) for i in range(logits.shape[1])]
+    return [(names[i], float(probabilities[row, i])) for row, i in enumerate(best)]
+
+
+def _shade(row: np.ndarray) -> str:
+    """An 8-pixel row of intensities 0..1 as block characters, two per pixel."""
+    ramp = " ░▒▓█"
+    return "".join(ramp[min(int(value * len(ramp)), len(ramp) - 1)] * 2 for value in row)

@@ -1,0 +1,102 @@
+"""Real servers for tests: in-process (grpc.aio on its own thread) or a `lstmserve serve` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from lstmserve.server.main import serve
+from lstmserve.server.settings import Settings
+
+
+class InProcessServer:
+    """serve() on a thread with its own event loop, bound to port 0."""
+
+    def __init__(self, settings: Settings):
+        self.settings = replace(settings, port=0)
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _main(self) -> None:
+        async def run() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            await serve(self.settings, self._stop, self._on_ready)
+
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._ready.set()
+
+    def _on_ready(self, port: int) -> None:
+        self.port = port
+        self._ready.set()
+
+    def start(self) -> InProcessServer:
+        self._thread.start()
+        if not self._ready.wait(30) or self._error is not None:
+            raise RuntimeError(f"server did not start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+
+class ServerProcess:
+    """`python -m lstmserve serve --port 0` as a child process; its port is read from its log."""
+
+    def __init__(self, repository: Path, *args: str, env: dict[str, str] | None = None):
+        command = [sys.executable, "-m", "lstmserve", "serve", "--port", "0", "--repository", str(repository), *args]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, **(env or {})})
+        self.log: list[str] = []
+        self.port = 0
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+            match = re.search(r"listening on [\d.]+:(\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                break
+        if not self.port:
+            self.process.wait(10)
+            raise RuntimeError("server process did not start:\n" + "".join(self.log))
+        self._reader = threading.Thread(target=self._read_rest, daemon=True)
+        self._reader.start()
+
+    def _read_rest(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM, then wait for the exit status."""
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
