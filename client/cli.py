@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,12 +20,16 @@ class InputFileError(LstmServeError, ValueError):
 
 def add_infer(commands) -> None:
     parser = commands.add_parser(
-        "infer", help="run a .npy sequence through a running server",
+        "infer",
+        help="run a .npy sequence through a running server",
         description="Send (batch, time, features) or (time, features) from a .npy file, whole or in "
-                    "chunks with the state carried between them, and print what the model says.")
+        "chunks with the state carried between them, and print what the model says.",
+    )
     parser.add_argument("--model", required=True, help="model name, e.g. digits")
     parser.add_argument("--version", type=int, default=0, help="model version (default: the newest)")
-    parser.add_argument("--input", required=True, help=".npy file: (batch, time, features) or (time, features)")
+    parser.add_argument(
+        "--input", required=True, help=".npy file: (batch, time, features) or (time, features)"
+    )
     parser.add_argument("--chunk", type=int, help="send N steps per call, carrying the state (default: all)")
     parser.add_argument("--bidi", action="store_true", help="stream the chunks over one StreamInfer call")
     parser.add_argument("--output", help="write output, logits and the final state to this .npz")
@@ -34,9 +39,11 @@ def add_infer(commands) -> None:
 
 def add_demo(commands) -> None:
     parser = commands.add_parser(
-        "demo", help="stream held-out digits row by row through a running server",
+        "demo",
+        help="stream held-out digits row by row through a running server",
         description="Stream held-out handwritten digits (scikit-learn's, the seed-0 test split the default "
-                    "model never saw) row by row, one call per row, showing the running prediction.")
+        "model never saw) row by row, one call per row, showing the running prediction.",
+    )
     parser.add_argument("--model", default="digits", help="model name (default digits)")
     parser.add_argument("--count", type=int, default=3, help="how many digits (default 3)")
     parser.add_argument("--start", type=int, default=0, help="first held-out digit to show")
@@ -63,8 +70,10 @@ def run_infer(args: argparse.Namespace) -> int:
                 logits.append(result.logits)
         seconds = time.perf_counter() - started
     calls = len(outputs)
-    print(f"{info.name} v{result.version}: {x.shape[0]} rows x {x.shape[1]} steps in {calls} call"
-          f"{'s' if calls > 1 else ''} ({1e3 * seconds / calls:.2f} ms per call)")
+    print(
+        f"{info.name} v{result.version}: {x.shape[0]} rows x {x.shape[1]} steps in {calls} call"
+        f"{'s' if calls > 1 else ''} ({1e3 * seconds / calls:.2f} ms per call)"
+    )
     output = np.concatenate(outputs, axis=1)
     final_logits = None
     if logits:
@@ -72,11 +81,14 @@ def run_infer(args: argparse.Namespace) -> int:
         final_logits = logits[-1] if info.head == "classify_last" else np.concatenate(logits, axis=1)
         last = final_logits if final_logits.ndim == 2 else final_logits[:, -1]
         for row, (label, probability) in enumerate(_top(last, info.labels)):
-            print(f"row {row}: {label} (p={probability:.3f})" + ("" if final_logits.ndim == 2 else " at the last step"))
+            print(
+                f"row {row}: {label} (p={probability:.3f})"
+                + ("" if final_logits.ndim == 2 else " at the last step")
+            )
     else:
         print(f"output {list(output.shape)}; the model has no head")
     if args.output:
-        arrays = {"output": output, "fingerprint": np.array(result.state.fingerprint)}
+        arrays: dict[str, Any] = {"output": output, "fingerprint": np.array(result.state.fingerprint)}
         if final_logits is not None:
             arrays["logits"] = final_logits
         for layer, (c, h) in enumerate(result.state.layers):
@@ -94,8 +106,11 @@ def run_demo(args: argparse.Namespace) -> int:
     correct, latencies = 0, []
     with Client(args.server) as client:
         info = client.model(args.model)
-        if info.input_size != digits.shape[2]:
-            raise InputFileError(f"model {info.name} takes {info.input_size} features; digits rows have 8")
+        if info.input_size != digits.shape[2] or info.head != "classify_last":
+            raise InputFileError(
+                f"the demo needs a classify_last model of 8 inputs; {info.name} has "
+                f"{info.input_size} inputs and head {info.head}"
+            )
         names = info.labels or tuple(str(i) for i in range(info.num_outputs))
         for index in chosen:
             print(f"\nheld-out digit #{index} (a {labels[index]}), one call per row:")
@@ -104,17 +119,17 @@ def run_demo(args: argparse.Namespace) -> int:
                     started = time.perf_counter()
                     result = stream.feed(digits[index : index + 1, row : row + 1])  # (1, 1, 8)
                     latencies.append(time.perf_counter() - started)
-                    assert result.logits is not None, "the demo needs a model with a head"
-                    (label, probability), = _top(result.logits, names)
-                    bar = "#" * round(20 * probability)
-                    print(f"  row {row + 1}  {_shade(digits[index, row])}  -> {label} {bar:<20} p={probability:.2f}")
+                    assert result.logits is not None  # classify_last, checked above
+                    ((label, probability),) = _top(result.logits, names)
+                    print(f"  row {row + 1}  {_shade(digits[index, row])}  -> {_bar(label, probability)}")
                     time.sleep(args.delay)
             hit = label == str(labels[index])
             correct += hit
             print(f"  predicted {label}, true {labels[index]}: {'correct' if hit else 'wrong'}")
-    shown = len(chosen)
-    print(f"\n{correct}/{shown} correct; {len(latencies)} calls, each carrying the state, "
-          f"p50 {1e3 * float(np.median(latencies)):.2f} ms")
+    print(
+        f"\n{correct}/{len(chosen)} correct; {len(latencies)} calls, each carrying the state, "
+        f"p50 {1e3 * float(np.median(latencies)):.2f} ms"
+    )
     return 0
 
 
@@ -126,8 +141,9 @@ def _load_sequence(path: Path) -> np.ndarray:
     except (ValueError, OSError) as exc:
         raise InputFileError(f"{path}: not a readable .npy file ({exc})") from None
     if not isinstance(x, np.ndarray) or x.ndim not in (2, 3):
-        raise InputFileError(f"{path}: need (batch, time, features) or (time, features), got shape "
-                             f"{getattr(x, 'shape', None)}")
+        raise InputFileError(
+            f"{path}: need (batch, time, features) or (time, features), got shape {getattr(x, 'shape', None)}"
+        )
     if not np.issubdtype(x.dtype, np.number):
         raise InputFileError(f"{path}: need numbers, got {x.dtype}")
     return (x[None] if x.ndim == 2 else x).astype(np.float32)
@@ -150,6 +166,10 @@ def _top(logits: np.ndarray, labels) -> list[tuple[str, float]]:
     best = probabilities.argmax(axis=1)
     names = labels or [str(i) for i in range(logits.shape[1])]
     return [(names[i], float(probabilities[row, i])) for row, i in enumerate(best)]
+
+
+def _bar(label: str, probability: float) -> str:
+    return f"{label} {'#' * round(20 * probability):<20} p={probability:.2f}"
 
 
 def _shade(row: np.ndarray) -> str:

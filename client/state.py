@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
-from lstmserve.codec import decode_state, encode_state
+from lstmserve.codec import TensorError, decode_state, encode_state
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 
@@ -37,7 +38,10 @@ class State:
     @classmethod
     def from_bytes(cls, data: bytes) -> State:
         message = pb.State()
-        message.ParseFromString(data)
+        try:
+            message.ParseFromString(data)
+        except DecodeError as exc:
+            raise TensorError(f"not a saved lstmserve state ({exc})") from None
         return cls.from_proto(message)
 
     def __eq__(self, other: object) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 from lstmserve.errors import LstmServeError
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
-_DTYPES = {
+_DTYPES: dict[int, np.dtype] = {
     pb.FLOAT32: np.dtype("<f4"),
     pb.INT32: np.dtype("<i4"),
     pb.INT64: np.dtype("<i8"),

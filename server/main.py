@@ -35,6 +35,12 @@ async def serve(
     on_ready: Callable[[int], None] | None = None,
 ) -> None:
     """Serve until `stop` is set (or SIGTERM/SIGINT where no event is given), then stop gracefully."""
+    if stop is None:
+        # Before anything else: a signal that arrives during start-up must still mean a clean stop.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
     repository = ModelRepository(settings.repository, settings.device, settings.intra_op_threads)
     try:
         repository.load_all()
@@ -47,7 +53,12 @@ async def serve(
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="onnxruntime")
     size = settings.max_message_bytes
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
+        options=[
+            ("grpc.max_receive_message_length", size),
+            ("grpc.max_send_message_length", size),
+            # gRPC shares ports by default on Linux: a second server would silently split the traffic.
+            ("grpc.so_reuseport", 0),
+        ]
     )
     pb_grpc.add_LSTMServiceServicer_to_server(LSTMServicer(repository, executor), server)
     health_servicer = health.aio.HealthServicer()
@@ -76,11 +87,6 @@ async def serve(
     if on_ready is not None:
         on_ready(port)
 
-    if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
     await stop.wait()
 
     log.info("stopping: refusing new calls, finishing those in flight (up to %.0f s)", settings.grace_seconds)

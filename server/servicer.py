@@ -88,10 +88,11 @@ class LSTMServicer(pb_grpc.LSTMServiceServicer):
             request.version and request.version != current.info.version
         )
         if changed:
-            wanted = (request.model or current.info.name) + (f" v{request.version}" if request.version else "")
-            raise InvalidArgument(
-                f"this stream serves {current.info.name} v{current.info.version}; open a new stream for {wanted}"
+            wanted = (request.model or current.info.name) + (
+                f" v{request.version}" if request.version else ""
             )
+            serving = f"{current.info.name} v{current.info.version}"
+            raise InvalidArgument(f"this stream serves {serving}; open a new stream for {wanted}")
         return current
 
     async def _run(self, runtime: ModelRuntime, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ from typing import Any
 from lstmserve.errors import LstmServeError
 
 ENV_PREFIX = "LSTMSERVE_"
+_KINDS = {"int": int, "float": float, "str": str}  # Settings' field types, as written in the class
 
 
 class SettingsError(LstmServeError, ValueError):
@@ -75,9 +76,9 @@ def from_arguments(args: argparse.Namespace, environ: dict[str, str] | None = No
             raw, source = environ[env], env
         if raw is None:
             continue
-        kind = type(setting.default)
+        kind = _KINDS[str(setting.type)]
         try:
             values[setting.name] = kind(raw)
         except ValueError:
-            raise SettingsError(f"{source}={raw!r} is not a valid {kind.__name__}") from None
+            raise SettingsError(f"{source}={raw!r} is not a valid {setting.type}") from None
     return Settings(**values)

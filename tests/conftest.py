@@ -46,9 +46,15 @@ def repository(tiny_checkpoint, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     export_checkpoint(tiny_checkpoint, root, DIGITS)
     for version, seed in ((1, 1), (2, 2)):
-        checkpoint = random_checkpoint(root.parent / f"chars{version}.pt", seed, input_size=5,
-                                       hidden_sizes=(12, 7), head="per_step", num_outputs=4,
-                                       labels=("a", "b", "c", "d"))
+        checkpoint = random_checkpoint(
+            root.parent / f"chars{version}.pt",
+            seed,
+            input_size=5,
+            hidden_sizes=(12, 7),
+            head="per_step",
+            num_outputs=4,
+            labels=("a", "b", "c", "d"),
+        )
         export_checkpoint(checkpoint, root, CHARS, version=version)
     return root
 

@@ -63,9 +63,20 @@ class ServerProcess:
     """`python -m lstmserve serve --port 0` as a child process; its port is read from its log."""
 
     def __init__(self, repository: Path, *args: str, env: dict[str, str] | None = None):
-        command = [sys.executable, "-m", "lstmserve", "serve", "--port", "0", "--repository", str(repository), *args]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                                        env={**os.environ, **(env or {})})
+        command = [
+            sys.executable,
+            "-m",
+            "lstmserve",
+            "serve",
+            "--port",
+            "0",
+            "--repository",
+            str(repository),
+            *args,
+        ]
+        self.process = subprocess.Popen(
+            command, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+        )
         self.log: list[str] = []
         self.port = 0
         assert self.process.stderr is not None

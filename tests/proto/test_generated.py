@@ -5,8 +5,9 @@ from ..conftest import REPO
 
 
 def test_checked_in_stubs_match_the_proto_sources():
-    done = subprocess.run([sys.executable, str(REPO / "proto" / "generate.py"), "--check"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "proto" / "generate.py"), "--check"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
 
 

@@ -63,52 +63,135 @@ def inf_input():
 
 
 CASES = {
-    "wrong feature size": (lambda s: good(input=encode_tensor(np.ones((1, 3, 4), np.float32))),
-                           INVALID, "input has 4 features per step; chars v2 takes 5"),
-    "wrong rank": (lambda s: good(input=encode_tensor(np.ones((3, 5), np.float32))),
-                   INVALID, "input must have rank 3, (batch, time, 5); got shape [3, 5]"),
-    "bytes do not fit the shape": (lambda s: good(input=raw(X, cut=4)),
-                                   INVALID, "input: 56 bytes do not fit shape [1, 3, 5] of float32 (60 bytes)"),
-    "negative dimension": (lambda s: good(input=raw(X, shape=[1, -3, 5])), INVALID, "has a negative dimension"),
-    "wrong dtype": (lambda s: good(input=encode_tensor(np.ones((1, 3, 5), np.int32))),
-                    INVALID, "input must be float32, got int32"),
-    "no dtype": (lambda s: good(input=raw(X, dtype=pb.DATA_TYPE_UNSPECIFIED)),
-                 INVALID, "input: unsupported dtype DATA_TYPE_UNSPECIFIED"),
-    "NaN": (lambda s: good(input=encode_tensor(nan_input())), INVALID, "input holds NaN or Inf values (first at [0, 1, 2])"),
-    "Inf": (lambda s: good(input=encode_tensor(inf_input())), INVALID, "input holds NaN or Inf values (first at [0, 2, 4])"),
-    "empty batch": (lambda s: good(input=encode_tensor(np.ones((0, 3, 5), np.float32))),
-                    INVALID, "input has an empty batch"),
+    "wrong feature size": (
+        lambda s: good(input=encode_tensor(np.ones((1, 3, 4), np.float32))),
+        INVALID,
+        "input has 4 features per step; chars v2 takes 5",
+    ),
+    "wrong rank": (
+        lambda s: good(input=encode_tensor(np.ones((3, 5), np.float32))),
+        INVALID,
+        "input must have rank 3, (batch, time, 5); got shape [3, 5]",
+    ),
+    "bytes do not fit the shape": (
+        lambda s: good(input=raw(X, cut=4)),
+        INVALID,
+        "input: 56 bytes do not fit shape [1, 3, 5] of float32 (60 bytes)",
+    ),
+    "negative dimension": (
+        lambda s: good(input=raw(X, shape=[1, -3, 5])),
+        INVALID,
+        "has a negative dimension",
+    ),
+    "wrong dtype": (
+        lambda s: good(input=encode_tensor(np.ones((1, 3, 5), np.int32))),
+        INVALID,
+        "input must be float32, got int32",
+    ),
+    "no dtype": (
+        lambda s: good(input=raw(X, dtype=pb.DATA_TYPE_UNSPECIFIED)),
+        INVALID,
+        "input: unsupported dtype DATA_TYPE_UNSPECIFIED",
+    ),
+    "NaN": (
+        lambda s: good(input=encode_tensor(nan_input())),
+        INVALID,
+        "input holds NaN or Inf values (first at [0, 1, 2])",
+    ),
+    "Inf": (
+        lambda s: good(input=encode_tensor(inf_input())),
+        INVALID,
+        "input holds NaN or Inf values (first at [0, 2, 4])",
+    ),
+    "empty batch": (
+        lambda s: good(input=encode_tensor(np.ones((0, 3, 5), np.float32))),
+        INVALID,
+        "input has an empty batch",
+    ),
     "missing input": (lambda s: pb.InferRequest(model=CHARS), INVALID, "input is missing"),
-    "length past the chunk": (lambda s: good(sequence_lengths=encode_tensor(np.array([4], np.int32))),
-                              INVALID, "sequence_lengths must be in [0, 3] (the chunk's time); row 0 has 4"),
-    "negative length": (lambda s: good(sequence_lengths=encode_tensor(np.array([-1], np.int32))),
-                        INVALID, "row 0 has -1"),
-    "lengths of the wrong count": (lambda s: good(sequence_lengths=encode_tensor(np.array([3, 3], np.int32))),
-                                   INVALID, "sequence_lengths must have one value per row, shape [1]; got [2]"),
-    "float lengths": (lambda s: good(sequence_lengths=encode_tensor(np.array([3.0], np.float32))),
-                      INVALID, "sequence_lengths must be int32 (or int64), got float32"),
-    "too few state layers": (lambda s: good(state=state_with(s, lambda m: m.layers.pop())),
-                             INVALID, "state has 1 layers; chars has 2"),
-    "wrong state shape": (lambda s: good(state=state_with(s, lambda m: m.layers[0].c.CopyFrom(
-        encode_tensor(np.zeros((1, 11), np.float32))))),
-        INVALID, "state.layers[0].c must have shape [1, 12]; got [1, 11]"),
-    "state for another batch": (lambda s: good(input=encode_tensor(np.ones((2, 3, 5), np.float32)), state=s["v2"].to_proto()),
-                                INVALID, "state.layers[0].c must have shape [2, 12]; got [1, 12]"),
-    "state without h": (lambda s: good(state=state_with(s, lambda m: m.layers[1].ClearField("h"))),
-                        INVALID, "state.layers[1] needs both c and h"),
-    "NaN in the state": (lambda s: good(state=state_with(s, lambda m: m.layers[1].h.CopyFrom(
-        encode_tensor(np.full((1, 7), np.nan, np.float32))))),
-        INVALID, "state.layers[1].h holds NaN or Inf"),
-    "state with no fingerprint": (lambda s: good(state=state_with(s, lambda m: m.ClearField("fingerprint"))),
-                                  INVALID, "state.fingerprint is empty"),
-    "state from another version": (lambda s: good(state=s["v1"].to_proto()),
-                                   PRECONDITION, "state was made by chars v1 (fingerprint"),
-    "state from another model": (lambda s: good(state=s["digits"].to_proto()),
-                                 PRECONDITION, "state was made by digits v1"),
-    "state from no served model": (lambda s: good(state=state_with(s, lambda m: setattr(m, "fingerprint", "0" * 16))),
-                                   PRECONDITION, "state was made by a model not served here"),
-    "unknown model": (lambda s: good(model="nope"), NOT_FOUND, "unknown model 'nope' (served: chars, digits)"),
-    "unknown version": (lambda s: good(version=7), NOT_FOUND, "model 'chars' has no version 7 (served: [1, 2])"),
+    "length past the chunk": (
+        lambda s: good(sequence_lengths=encode_tensor(np.array([4], np.int32))),
+        INVALID,
+        "sequence_lengths must be in [0, 3] (the chunk's time); row 0 has 4",
+    ),
+    "negative length": (
+        lambda s: good(sequence_lengths=encode_tensor(np.array([-1], np.int32))),
+        INVALID,
+        "row 0 has -1",
+    ),
+    "lengths of the wrong count": (
+        lambda s: good(sequence_lengths=encode_tensor(np.array([3, 3], np.int32))),
+        INVALID,
+        "sequence_lengths must have one value per row, shape [1]; got [2]",
+    ),
+    "float lengths": (
+        lambda s: good(sequence_lengths=encode_tensor(np.array([3.0], np.float32))),
+        INVALID,
+        "sequence_lengths must be int32 (or int64), got float32",
+    ),
+    "too few state layers": (
+        lambda s: good(state=state_with(s, lambda m: m.layers.pop())),
+        INVALID,
+        "state has 1 layers; chars has 2",
+    ),
+    "wrong state shape": (
+        lambda s: good(
+            state=state_with(
+                s, lambda m: m.layers[0].c.CopyFrom(encode_tensor(np.zeros((1, 11), np.float32)))
+            )
+        ),
+        INVALID,
+        "state.layers[0].c must have shape [1, 12]; got [1, 11]",
+    ),
+    "state for another batch": (
+        lambda s: good(input=encode_tensor(np.ones((2, 3, 5), np.float32)), state=s["v2"].to_proto()),
+        INVALID,
+        "state.layers[0].c must have shape [2, 12]; got [1, 12]",
+    ),
+    "state without h": (
+        lambda s: good(state=state_with(s, lambda m: m.layers[1].ClearField("h"))),
+        INVALID,
+        "state.layers[1] needs both c and h",
+    ),
+    "NaN in the state": (
+        lambda s: good(
+            state=state_with(
+                s, lambda m: m.layers[1].h.CopyFrom(encode_tensor(np.full((1, 7), np.nan, np.float32)))
+            )
+        ),
+        INVALID,
+        "state.layers[1].h holds NaN or Inf",
+    ),
+    "state with no fingerprint": (
+        lambda s: good(state=state_with(s, lambda m: m.ClearField("fingerprint"))),
+        INVALID,
+        "state.fingerprint is empty",
+    ),
+    "state from another version": (
+        lambda s: good(state=s["v1"].to_proto()),
+        PRECONDITION,
+        "state was made by chars v1 (fingerprint",
+    ),
+    "state from another model": (
+        lambda s: good(state=s["digits"].to_proto()),
+        PRECONDITION,
+        "state was made by digits v1",
+    ),
+    "state from no served model": (
+        lambda s: good(state=state_with(s, lambda m: setattr(m, "fingerprint", "0" * 16))),
+        PRECONDITION,
+        "state was made by a model not served here",
+    ),
+    "unknown model": (
+        lambda s: good(model="nope"),
+        NOT_FOUND,
+        "unknown model 'nope' (served: chars, digits)",
+    ),
+    "unknown version": (
+        lambda s: good(version=7),
+        NOT_FOUND,
+        "model 'chars' has no version 7 (served: [1, 2])",
+    ),
 }
 
 
@@ -150,4 +233,6 @@ def test_stream_refuses_a_change_of_model_and_a_batch_without_state(client):
     requests = [infer_request(CHARS, X), infer_request(CHARS, np.ones((2, 3, 5)))]
     with pytest.raises(grpc.RpcError) as caught:
         list(client.stub.StreamInfer(iter(requests)))
-    assert "holds state for a batch of 1; a chunk of batch 2 must bring its own state" in caught.value.details()
+    assert (
+        "holds state for a batch of 1; a chunk of batch 2 must bring its own state" in caught.value.details()
+    )

@@ -21,8 +21,10 @@ def local_run(repository, name, version, x, state=None, lengths=None):
     """The same model file run by onnxruntime in this process: what the server must answer."""
     sess = ort.InferenceSession(str(repository / name / str(version) / "model.onnx"))
     batch, time = x.shape[:2]
-    feed = {contract.INPUT: x.astype(np.float32),
-            contract.SEQUENCE_LENGTHS: np.full(batch, time, np.int32) if lengths is None else lengths}
+    feed = {
+        contract.INPUT: x.astype(np.float32),
+        contract.SEQUENCE_LENGTHS: np.full(batch, time, np.int32) if lengths is None else lengths,
+    }
     for index, value in enumerate(sess.get_inputs()[2:]):
         feed[value.name] = np.zeros((batch, value.shape[1]), np.float32) if state is None else state[index]
     names = [o.name for o in sess.get_outputs()]
@@ -53,8 +55,12 @@ def test_chunked_streaming_equals_one_call(client, bidi):
     for bounds in chunkings(23, rng):
         with client.stream(CHARS, version=1, bidi=bidi) as stream:
             parts = [stream.feed(x[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        np.testing.assert_allclose(np.concatenate([p.output for p in parts], 1), whole.output, atol=1e-6, rtol=0)
-        np.testing.assert_allclose(np.concatenate([p.logits for p in parts], 1), whole.logits, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(
+            np.concatenate([p.output for p in parts], 1), whole.output, atol=1e-6, rtol=0
+        )
+        np.testing.assert_allclose(
+            np.concatenate([p.logits for p in parts], 1), whole.logits, atol=1e-6, rtol=0
+        )
         for (c, h), (c1, h1) in zip(stream.state.layers, whole.state.layers):
             np.testing.assert_allclose(c, c1, atol=1e-6, rtol=0)
             np.testing.assert_allclose(h, h1, atol=1e-6, rtol=0)
@@ -72,8 +78,9 @@ def test_classifier_streamed_row_by_row_equals_one_call(client):
 def test_absent_state_is_zero_state_and_absent_lengths_full_length(client, repository):
     x = np.random.default_rng(3).standard_normal((2, 4, 5)).astype(np.float32)
     implicit = client.infer(CHARS, x, version=1)
-    explicit = client.infer(CHARS, x, version=1, lengths=[4, 4],
-                            state=client.infer(CHARS, x[:, :0], version=1).state)  # a 0-step chunk: zero state
+    explicit = client.infer(
+        CHARS, x, version=1, lengths=[4, 4], state=client.infer(CHARS, x[:, :0], version=1).state
+    )  # a 0-step chunk: zero state
     np.testing.assert_array_equal(implicit.output, explicit.output)
     assert all(not c.any() and not h.any() for c, h in client.infer(CHARS, x[:, :0], version=1).state.layers)
 
@@ -148,7 +155,9 @@ def test_stream_infer_holds_the_state_and_a_sent_state_replaces_it(client):
     ]
     held, replaced = [InferResult.from_proto(r) for r in client.stub.StreamInfer(iter(requests))][1:]
     np.testing.assert_allclose(held.output, client.infer(CHARS, x[:, :6], version=1).output[:, 3:], atol=1e-6)
-    np.testing.assert_allclose(replaced.output, client.infer(CHARS, x[:, 6:], other, version=1).output, atol=1e-6)
+    np.testing.assert_allclose(
+        replaced.output, client.infer(CHARS, x[:, 6:], other, version=1).output, atol=1e-6
+    )
 
 
 def test_list_and_get_models(client):
