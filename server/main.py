@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
-from .repository import ModelRepository
+from .repository import ModelRepository, RepositoryError
 from .servicer import LSTMServicer
 from .settings import Settings
 
@@ -44,7 +44,7 @@ async def serve(
     repository = ModelRepository(settings.repository, settings.device, settings.intra_op_threads)
     try:
         repository.load_all()
-    except Exception as exc:
+    except RepositoryError as exc:
         raise StartError(str(exc)) from None
     if not repository.names():
         log.warning("no model loaded from %s: every call will be NOT_FOUND", settings.repository)
