@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
+from .batcher import Batcher
 from .repository import ModelRepository, RepositoryError
 from .servicer import LSTMServicer
 from .settings import Settings
@@ -60,7 +61,10 @@ async def serve(
             ("grpc.so_reuseport", 0),
         ]
     )
-    pb_grpc.add_LSTMServiceServicer_to_server(LSTMServicer(repository, executor), server)
+    batcher = Batcher(
+        executor, threads, settings.max_batch_rows, settings.max_delay_ms / 1e3, settings.max_queue_rows
+    )
+    pb_grpc.add_LSTMServiceServicer_to_server(LSTMServicer(repository, batcher), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -77,12 +81,16 @@ async def serve(
     await health_servicer.set(SERVICE_NAME, serving)
     for name in repository.names():  # per model, as the health check's service name
         await health_servicer.set(name, serving)
+    batching = (
+        f"batches of up to {settings.max_batch_rows} rows" if settings.max_batch_rows else "no batching"
+    )
     log.info(
-        "lstmserve listening on %s:%d (%d model versions, %d inference threads)",
+        "lstmserve listening on %s:%d (%d model versions, %d inference threads, %s)",
         settings.host,
         port,
         len(repository.all()),
         threads,
+        batching,
     )
     if on_ready is not None:
         on_ready(port)
@@ -92,5 +100,6 @@ async def serve(
     log.info("stopping: refusing new calls, finishing those in flight (up to %.0f s)", settings.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.grace_seconds)
+    await batcher.close()
     executor.shutdown(wait=True)
     log.info("stopped")

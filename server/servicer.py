@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor
 
 import grpc
-import numpy as np
 
 from lstmserve.codec import LayerArrays
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
+from .batcher import Batcher
 from .errors import InvalidArgument, ServingError
 from .repository import ModelRepository
 from .responses import final_state, infer_response, model_info
@@ -52,14 +50,14 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, exc: ServingErr
 
 
 class LSTMServicer(pb_grpc.LSTMServiceServicer):
-    def __init__(self, repository: ModelRepository, executor: Executor):
+    def __init__(self, repository: ModelRepository, batcher: Batcher):
         self.repository = repository
-        self.executor = executor
+        self.batcher = batcher  # merges concurrent calls into one onnxruntime run, off the event loop
 
     @_aborts_on_error
     async def Infer(self, request: pb.InferRequest, context) -> pb.InferResponse:
         runtime = self.repository.get(request.model, request.version)
-        outputs = await self._run(runtime, feed_from_request(request, runtime, self.repository))
+        outputs = await self.batcher.run(runtime, feed_from_request(request, runtime, self.repository))
         return infer_response(runtime, outputs)
 
     @_aborts_on_error
@@ -68,7 +66,9 @@ class LSTMServicer(pb_grpc.LSTMServiceServicer):
         held: LayerArrays | None = None  # the stream's state between chunks, on the server's side
         async for request in requests:
             runtime = self._stream_model(request, runtime)
-            outputs = await self._run(runtime, feed_from_request(request, runtime, self.repository, held))
+            outputs = await self.batcher.run(
+                runtime, feed_from_request(request, runtime, self.repository, held)
+            )
             held = final_state(runtime, outputs)
             yield infer_response(runtime, outputs)
 
@@ -94,7 +94,3 @@ class LSTMServicer(pb_grpc.LSTMServiceServicer):
             serving = f"{current.info.name} v{current.info.version}"
             raise InvalidArgument(f"this stream serves {serving}; open a new stream for {wanted}")
         return current
-
-    async def _run(self, runtime: ModelRuntime, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # onnxruntime blocks; run it on the executor's threads so the event loop keeps serving.
-        return await asyncio.get_running_loop().run_in_executor(self.executor, runtime.run, feed)
