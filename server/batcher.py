@@ -54,6 +54,8 @@ class Batcher:
         self.max_delay = max_delay
         self.max_queue_rows = max_queue_rows
         self._lanes: dict[ModelRuntime, _Lane] = {}
+        self.batches = 0  # onnxruntime runs so far
+        self.requests = 0  # requests they answered (requests / batches: the mean batch, in requests)
 
     async def run(self, runtime: ModelRuntime, feed: Feed) -> dict[str, np.ndarray]:
         lane = self._lanes.get(runtime)
@@ -149,6 +151,8 @@ class _Lane:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
+        self.batcher.batches += 1
+        self.batcher.requests += len(batch)
         for item, result in zip(batch, results):
             if not item.future.done():
                 item.future.set_result(result)

@@ -1,0 +1,144 @@
+"""Batching is exact: a request's answer does not depend on what it was merged with."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from lstmserve import contract
+from lstmserve.server.batcher import Batcher, merge, split
+from lstmserve.server.errors import ResourceExhausted
+from lstmserve.server.repository import ModelRepository
+
+from ..conftest import CHARS, DIGITS
+
+
+@pytest.fixture(scope="module")
+def models(repository):
+    loaded = ModelRepository(repository)
+    loaded.load_all()
+    return loaded
+
+
+def random_feed(runtime, rng, rows=None, time=None, zero_length_rows=True):
+    config = runtime.info.config
+    rows = rows if rows is not None else int(rng.integers(1, 4))
+    time = time if time is not None else int(rng.integers(1, 12))
+    lengths = rng.integers(0 if zero_length_rows else time, time + 1, rows).astype(np.int32)
+    feed = {
+        contract.INPUT: rng.standard_normal((rows, time, config.input_size), dtype=np.float32),
+        contract.SEQUENCE_LENGTHS: lengths,
+    }
+    for layer, size in enumerate(config.hidden_sizes):
+        feed[contract.initial_c(layer)] = rng.standard_normal((rows, size), dtype=np.float32)
+        feed[contract.initial_h(layer)] = np.tanh(rng.standard_normal((rows, size), dtype=np.float32))
+    return feed
+
+
+@pytest.mark.parametrize("name", [CHARS, DIGITS])
+def test_merged_run_split_back_equals_each_run_alone(models, name):
+    runtime = models.get(name, 1)
+    rng = np.random.default_rng(0)
+    feeds = [random_feed(runtime, rng) for _ in range(12)]
+    feeds += [random_feed(runtime, rng, rows=2, time=1), random_feed(runtime, rng, rows=1, time=0)]
+    together = split(runtime.run(merge(feeds)), [f[contract.INPUT].shape[:2] for f in feeds])
+    for feed, got in zip(feeds, together):
+        alone = runtime.run(feed)
+        assert got.keys() == alone.keys()
+        for key in alone:
+            assert got[key].shape == alone[key].shape, key
+            np.testing.assert_allclose(got[key], alone[key], atol=1e-6, rtol=0, err_msg=key)
+
+
+def run_all(batcher, runtime, feeds):
+    async def main():
+        try:
+            return await asyncio.gather(*(batcher.run(runtime, f) for f in feeds), return_exceptions=True)
+        finally:
+            await batcher.close()
+
+    return asyncio.run(main())
+
+
+def test_concurrent_requests_are_merged_and_each_gets_its_own_answer(models):
+    runtime = models.get(CHARS, 1)
+    rng = np.random.default_rng(1)
+    feeds = [random_feed(runtime, rng) for _ in range(40)]
+    with ThreadPoolExecutor(2) as executor:
+        batcher = Batcher(executor, concurrency=2, max_batch_rows=64)
+        results = run_all(batcher, runtime, feeds)
+    assert batcher.requests == 40 and batcher.batches < 40  # merged, not one run each
+    for feed, got in zip(feeds, results):
+        alone = runtime.run(feed)
+        for key in alone:
+            np.testing.assert_allclose(got[key], alone[key], atol=1e-6, rtol=0)
+
+
+def test_a_delay_gathers_bigger_batches(models):
+    runtime = models.get(CHARS, 1)
+    rng = np.random.default_rng(2)
+    feeds = [random_feed(runtime, rng, rows=1) for _ in range(16)]
+    with ThreadPoolExecutor(1) as executor:
+        batcher = Batcher(executor, concurrency=1, max_batch_rows=64, max_delay=0.05)
+        run_all(batcher, runtime, feeds)
+    assert batcher.batches == 1 and batcher.requests == 16
+
+
+def test_max_batch_rows_caps_a_batch_and_zero_turns_batching_off(models):
+    runtime = models.get(CHARS, 1)
+    rng = np.random.default_rng(3)
+    feeds = [random_feed(runtime, rng, rows=3) for _ in range(8)]
+    with ThreadPoolExecutor(1) as executor:
+        capped = Batcher(executor, concurrency=1, max_batch_rows=6, max_delay=0.05)
+        run_all(capped, runtime, feeds)
+        off = Batcher(executor, concurrency=1, max_batch_rows=0)
+        run_all(off, runtime, feeds)
+    assert capped.batches == 4  # two requests of 3 rows per run
+    assert off.batches == off.requests == 8
+
+
+def test_a_full_queue_refuses_at_once(models):
+    runtime = models.get(CHARS, 1)
+    rng = np.random.default_rng(4)
+    feeds = [random_feed(runtime, rng, rows=1) for _ in range(10)]
+    with ThreadPoolExecutor(1) as executor:
+        batcher = Batcher(executor, concurrency=1, max_batch_rows=64, max_queue_rows=4)
+        results = run_all(batcher, runtime, feeds)
+    refused = [r for r in results if isinstance(r, ResourceExhausted)]
+    answered = [r for r in results if isinstance(r, dict)]
+    assert len(answered) == 4 and len(refused) == 6  # all ten arrive before the worker wakes
+    assert "chars v1 has 4 rows queued (limit 4)" in str(refused[0])
+
+
+def test_queue_full_over_grpc_is_resource_exhausted_and_the_server_recovers(repository):
+    import grpc
+
+    from lstmserve.client import Client, ResourceExhaustedError
+    from lstmserve.server.settings import Settings
+
+    from ..servers import InProcessServer
+
+    server = InProcessServer(
+        Settings(repository=str(repository), max_queue_rows=3, inference_threads=1)
+    ).start()
+    try:
+        x = np.random.default_rng(5).standard_normal((2, 400, 5)).astype(np.float32)
+        with Client(server.address) as client, ThreadPoolExecutor(16) as pool:
+
+            def call(_):
+                try:
+                    return client.infer(CHARS, x, version=1).output
+                except ResourceExhaustedError as exc:
+                    return exc
+
+            results = list(pool.map(call, range(32)))
+            refused = [r for r in results if isinstance(r, ResourceExhaustedError)]
+            assert refused and refused[0].code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "rows queued (limit 3)" in refused[0].details
+            want = client.infer(CHARS, x, version=1).output  # still serving
+            for r in results:
+                if not isinstance(r, ResourceExhaustedError):
+                    np.testing.assert_allclose(r, want, atol=1e-6, rtol=0)
+    finally:
+        server.stop()
