@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEFAULT_MODEL := models/digits/1/model.onnx
 
-.PHONY: install model serve test lint clean
+.PHONY: install model serve test lint bench bench-models clean
 
 install: $(INSTALLED)
 
@@ -27,6 +27,16 @@ $(DEFAULT_MODEL): | $(INSTALLED)
 serve: model
 	$(BIN)/lstmserve serve --repository models
 
+# The benchmark's models: digits and a 2x128 stack of 28 inputs, fp32 (v1) and int8 (v2).
+bench-models: bench-models/lstm2x128/2/model.onnx
+
+bench-models/lstm2x128/2/model.onnx: | $(DEFAULT_MODEL)
+	$(BIN)/python -m lstmserve.benchmarks.make_models bench-models
+
+# Every scenario against the floors; writes bench-results/bench.json and bench.png (about 6 minutes).
+bench: bench-models
+	$(BIN)/lstmserve bench --repository bench-models --models digits:1 digits:2 lstm2x128:1 lstm2x128:2
+
 test: model
 	$(BIN)/python -m pytest
 
@@ -36,4 +46,4 @@ lint: install
 	$(BIN)/python proto/generate.py --check
 
 clean:
-	rm -rf $(VENV) models checkpoints .pytest_cache
+	rm -rf $(VENV) models checkpoints bench-models bench-results .pytest_cache

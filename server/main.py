@@ -62,7 +62,11 @@ async def serve(
         ]
     )
     batcher = Batcher(
-        executor, threads, settings.max_batch_rows, settings.max_delay_ms / 1e3, settings.max_queue_rows
+        executor,
+        settings.max_batch_rows,
+        settings.max_delay_ms / 1e3,
+        settings.max_queue_rows,
+        settings.max_inline_steps,
     )
     pb_grpc.add_LSTMServiceServicer_to_server(LSTMServicer(repository, batcher), server)
     health_servicer = health.aio.HealthServicer()
@@ -100,6 +104,5 @@ async def serve(
     log.info("stopping: refusing new calls, finishing those in flight (up to %.0f s)", settings.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.grace_seconds)
-    await batcher.close()
     executor.shutdown(wait=True)
     log.info("stopped")

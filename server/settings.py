@@ -28,12 +28,15 @@ class Settings:
     repository: str = _setting("models", "model repository: NAME/VERSION/model.onnx")
     device: str = _setting("cpu", "cpu, or cuda (falls back to cpu with a warning where absent)")
     intra_op_threads: int = _setting(1, "onnxruntime threads per call (1 suits streaming chunks)")
-    inference_threads: int = _setting(0, "calls run at once off the event loop; 0 = one per core")
+    inference_threads: int = _setting(0, "threads for runs too long for the event loop; 0 = one per core")
     max_batch_rows: int = _setting(64, "rows merged into one onnxruntime run; 0 turns batching off")
     max_delay_ms: float = _setting(
         0.0, "how long a batch may wait for more requests (0: take what is queued)"
     )
     max_queue_rows: int = _setting(1024, "rows waiting per model version before RESOURCE_EXHAUSTED")
+    max_inline_steps: int = _setting(
+        256, "runs of up to rows x steps this size stay on the event loop thread"
+    )
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     grace_seconds: float = _setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
@@ -46,7 +49,13 @@ class Settings:
         for name in ("intra_op_threads", "max_message_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("inference_threads", "grace_seconds", "max_batch_rows", "max_delay_ms"):
+        for name in (
+            "inference_threads",
+            "grace_seconds",
+            "max_batch_rows",
+            "max_delay_ms",
+            "max_inline_steps",
+        ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.max_queue_rows < 1:

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
 
+from lstmserve.benchmarks.processes import ServerProcess as _ServerProcess
 from lstmserve.server.main import serve
 from lstmserve.server.settings import Settings
 
@@ -59,55 +55,6 @@ class InProcessServer:
         self._thread.join(30)
 
 
-class ServerProcess:
+def ServerProcess(repository: Path, *args: str, env: dict[str, str] | None = None) -> _ServerProcess:
     """`python -m lstmserve serve --port 0` as a child process; its port is read from its log."""
-
-    def __init__(self, repository: Path, *args: str, env: dict[str, str] | None = None):
-        command = [
-            sys.executable,
-            "-m",
-            "lstmserve",
-            "serve",
-            "--port",
-            "0",
-            "--repository",
-            str(repository),
-            *args,
-        ]
-        self.process = subprocess.Popen(
-            command, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
-        )
-        self.log: list[str] = []
-        self.port = 0
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line)
-            match = re.search(r"listening on [\d.]+:(\d+)", line)
-            if match:
-                self.port = int(match.group(1))
-                break
-        if not self.port:
-            self.process.wait(10)
-            raise RuntimeError("server process did not start:\n" + "".join(self.log))
-        self._reader = threading.Thread(target=self._read_rest, daemon=True)
-        self._reader.start()
-
-    def _read_rest(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM, then wait for the exit status."""
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout)
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
+    return _ServerProcess.lstmserve(repository, *args, env=env)

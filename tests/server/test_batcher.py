@@ -53,10 +53,7 @@ def test_merged_run_split_back_equals_each_run_alone(models, name):
 
 def run_all(batcher, runtime, feeds):
     async def main():
-        try:
-            return await asyncio.gather(*(batcher.run(runtime, f) for f in feeds), return_exceptions=True)
-        finally:
-            await batcher.close()
+        return await asyncio.gather(*(batcher.run(runtime, f) for f in feeds), return_exceptions=True)
 
     return asyncio.run(main())
 
@@ -66,7 +63,7 @@ def test_concurrent_requests_are_merged_and_each_gets_its_own_answer(models):
     rng = np.random.default_rng(1)
     feeds = [random_feed(runtime, rng) for _ in range(40)]
     with ThreadPoolExecutor(2) as executor:
-        batcher = Batcher(executor, concurrency=2, max_batch_rows=64)
+        batcher = Batcher(executor, max_batch_rows=64)
         results = run_all(batcher, runtime, feeds)
     assert batcher.requests == 40 and batcher.batches < 40  # merged, not one run each
     for feed, got in zip(feeds, results):
@@ -80,7 +77,7 @@ def test_a_delay_gathers_bigger_batches(models):
     rng = np.random.default_rng(2)
     feeds = [random_feed(runtime, rng, rows=1) for _ in range(16)]
     with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(executor, concurrency=1, max_batch_rows=64, max_delay=0.05)
+        batcher = Batcher(executor, max_batch_rows=64, max_delay=0.05)
         run_all(batcher, runtime, feeds)
     assert batcher.batches == 1 and batcher.requests == 16
 
@@ -90,9 +87,9 @@ def test_max_batch_rows_caps_a_batch_and_zero_turns_batching_off(models):
     rng = np.random.default_rng(3)
     feeds = [random_feed(runtime, rng, rows=3) for _ in range(8)]
     with ThreadPoolExecutor(1) as executor:
-        capped = Batcher(executor, concurrency=1, max_batch_rows=6, max_delay=0.05)
+        capped = Batcher(executor, max_batch_rows=6, max_delay=0.05)
         run_all(capped, runtime, feeds)
-        off = Batcher(executor, concurrency=1, max_batch_rows=0)
+        off = Batcher(executor, max_batch_rows=0)
         run_all(off, runtime, feeds)
     assert capped.batches == 4  # two requests of 3 rows per run
     assert off.batches == off.requests == 8
@@ -103,11 +100,11 @@ def test_a_full_queue_refuses_at_once(models):
     rng = np.random.default_rng(4)
     feeds = [random_feed(runtime, rng, rows=1) for _ in range(10)]
     with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(executor, concurrency=1, max_batch_rows=64, max_queue_rows=4)
+        batcher = Batcher(executor, max_batch_rows=64, max_delay=0.01, max_queue_rows=4)
         results = run_all(batcher, runtime, feeds)
     refused = [r for r in results if isinstance(r, ResourceExhausted)]
     answered = [r for r in results if isinstance(r, dict)]
-    assert len(answered) == 4 and len(refused) == 6  # all ten arrive before the worker wakes
+    assert len(answered) == 4 and len(refused) == 6  # all ten arrive while the first waits 10 ms
     assert "chars v1 has 4 rows queued (limit 4)" in str(refused[0])
 
 
@@ -142,3 +139,39 @@ def test_queue_full_over_grpc_is_resource_exhausted_and_the_server_recovers(repo
                     np.testing.assert_allclose(r, want, atol=1e-6, rtol=0)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("inline_steps", [0, 10_000], ids=["on the executor", "on the event loop"])
+def test_both_run_paths_answer_the_same(models, inline_steps):
+    runtime = models.get(DIGITS, 1)
+    rng = np.random.default_rng(6)
+    feeds = [random_feed(runtime, rng) for _ in range(12)]
+    with ThreadPoolExecutor(1) as executor:
+        batcher = Batcher(executor, max_batch_rows=64, max_delay=0.01, max_inline_steps=inline_steps)
+        results = run_all(batcher, runtime, feeds)
+    assert batcher.batches == 1
+    for feed, got in zip(feeds, results):
+        np.testing.assert_allclose(
+            got[contract.LOGITS], runtime.run(feed)[contract.LOGITS], atol=1e-6, rtol=0
+        )
+
+
+def test_a_caller_that_leaves_does_not_strand_the_others(models):
+    runtime = models.get(CHARS, 1)
+    rng = np.random.default_rng(7)
+    feeds = [random_feed(runtime, rng, rows=1, time=50) for _ in range(6)]
+
+    async def main(batcher):
+        tasks = [asyncio.ensure_future(batcher.run(runtime, f)) for f in feeds]
+        await asyncio.sleep(0.005)  # the first leads, gathering for 10 ms; then it is cancelled
+        tasks[0].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher = Batcher(executor, max_batch_rows=64, max_delay=0.01, max_inline_steps=0)
+        results = asyncio.run(asyncio.wait_for(main(batcher), 10))
+    assert isinstance(results[0], asyncio.CancelledError)
+    for feed, got in zip(feeds[1:], results[1:]):
+        np.testing.assert_allclose(
+            got[contract.OUTPUT], runtime.run(feed)[contract.OUTPUT], atol=1e-6, rtol=0
+        )

@@ -1,0 +1,1 @@
+"""`lstmserve bench`: load a running lstmserve with N streams and measure it against its floors."""

@@ -1,0 +1,79 @@
+"""The load: N concurrent streams, each feeding back the state it gets, for a while; per-call latency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from lstmserve.client import AsyncClient
+
+
+@dataclass(frozen=True)
+class Load:
+    model: str
+    version: int
+    input_size: int
+    streams: int
+    chunk: int  # steps per call
+    mode: str  # unary or bidi
+    seconds: float
+    warmup: float = 0.5
+
+
+@dataclass
+class LoadResult:
+    latencies: np.ndarray  # seconds per call, after warm-up
+    seconds: float  # measured window
+    steps_per_call: int
+
+    def summary(self) -> dict[str, float]:
+        calls = len(self.latencies)
+        ms = self.latencies * 1e3 if calls else np.array([np.nan])
+        rate = calls / self.seconds if self.seconds else 0.0
+        return {
+            "calls": calls,
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99)),
+            "calls_per_s": rate,
+            "steps_per_s": rate * self.steps_per_call,
+        }
+
+
+def run_load(address: str, load: Load) -> LoadResult:
+    return asyncio.run(_run(address, load))
+
+
+async def _run(address: str, load: Load) -> LoadResult:
+    rng = np.random.default_rng(0)
+    chunks = [rng.random((1, load.chunk, load.input_size), dtype=np.float32) for _ in range(load.streams)]
+    latencies: list[list[float]] = [[] for _ in range(load.streams)]
+    async with AsyncClient(address, timeout=60) as client:
+        start = time.perf_counter()
+        measure_from, stop_at = start + load.warmup, start + load.warmup + load.seconds
+        loop = _bidi if load.mode == "bidi" else _unary
+        await asyncio.gather(
+            *(loop(client, load, chunk, measure_from, stop_at, out) for chunk, out in zip(chunks, latencies))
+        )
+    window = min(time.perf_counter(), stop_at) - measure_from
+    return LoadResult(np.array([t for stream in latencies for t in stream]), window, load.chunk)
+
+
+async def _unary(client, load: Load, chunk, measure_from: float, stop_at: float, out: list[float]) -> None:
+    state = None
+    while (now := time.perf_counter()) < stop_at:
+        result = await client.infer(load.model, chunk, state, version=load.version)
+        state = result.state  # fed back, as a real stream does
+        if now >= measure_from:
+            out.append(time.perf_counter() - now)
+
+
+async def _bidi(client, load: Load, chunk, measure_from: float, stop_at: float, out: list[float]) -> None:
+    async with client.stream(load.model, load.version, bidi=True) as stream:
+        while (now := time.perf_counter()) < stop_at:
+            await stream.feed(chunk)
+            if now >= measure_from:
+                out.append(time.perf_counter() - now)

@@ -1,0 +1,222 @@
+"""Run every scenario against lstmserve (batching on and off) and its floors, in one sitting.
+
+Floors, measured in the same run on the same machine:
+- in-process onnxruntime on the same file: batch-1 latency and the batched ceiling (steps/s);
+- a bare grpc.aio echo of the same payload (benchmarks/echo.py): the cost of gRPC and the client.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lstmserve.client import Client
+from lstmserve.client.messages import infer_request
+
+from .floors import onnxruntime_floor
+from .load import Load, run_load
+from .processes import ServerProcess, seconds_to_serving
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    repository: str = "bench-models"
+    """Repository holding the models to load (see `make bench-models`)."""
+    models: tuple[str, ...] = ("digits", "lstm2x128")
+    """NAME or NAME:VERSION, each benchmarked in full."""
+    default_repository: str = "models"
+    """The default model's repository: start-up time and memory are measured on it."""
+    many: int = 64
+    """The 'many streams' count of the targets."""
+    sweep: tuple[int, ...] = (1, 4, 16, 64)
+    """Stream counts for the plot (first model, one-step chunks)."""
+    chunks: tuple[int, ...] = (1, 28)
+    """Steps per call."""
+    seconds: float = 3.0
+    """Measured seconds per scenario (after a warm-up)."""
+    warmup: float = 0.5
+    server_args: tuple[str, ...] = ()
+    """Extra `lstmserve serve` flags for the batching-on server (e.g. --max-delay-ms 1)."""
+
+
+@dataclass
+class Scenario:
+    model: str
+    version: int
+    server: str  # lstmserve (batching on), unbatched (batching off) or echo
+    mode: str
+    streams: int
+    chunk: int
+    result: dict[str, float] = field(default_factory=dict)
+
+
+def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict:
+    repository = Path(options.repository)
+    models = [_parse_model(spec, repository) for spec in options.models]
+    plan = _plan(options, models)
+    say(f"{len(plan)} scenarios of {options.seconds:g} s; floors first")
+
+    floors = {}
+    for name, version, path, _ in models:
+        key = f"{name}:{version}"
+        floors[key] = {f"batch1_chunk{c}": onnxruntime_floor(path, c, 1) for c in options.chunks}
+        floors[key].update(
+            {
+                f"batch{options.many}_chunk{c}": onnxruntime_floor(path, c, options.many)
+                for c in options.chunks
+            }
+        )
+        say(
+            f"onnxruntime in-process {key}: batch 1 x 1 step p50 {floors[key]['batch1_chunk1']['p50_ms']:.3f} ms"
+        )
+
+    startup = _startup_and_memory(options, say)
+    done = [0]
+
+    def run(address: str, scenario: Scenario, input_size: int) -> None:
+        load = Load(
+            scenario.model,
+            scenario.version,
+            input_size,
+            scenario.streams,
+            scenario.chunk,
+            scenario.mode,
+            options.seconds,
+            options.warmup,
+        )
+        scenario.result = run_load(address, load).summary()
+        done[0] += 1
+        r = scenario.result
+        say(
+            f"[{done[0]}/{len(plan)}] {scenario.server:<10} {scenario.model}:{scenario.version} {scenario.mode:<5} "
+            f"{scenario.streams:>3} streams x {scenario.chunk:>2} steps: p50 {r['p50_ms']:.2f} ms, "
+            f"{r['calls_per_s']:.0f} calls/s"
+        )
+
+    sizes = {(name, version): size for name, version, _, size in models}
+    with tempfile.TemporaryDirectory() as folder:
+        canned = {}
+        for server_name, args in (
+            ("lstmserve", options.server_args),
+            ("unbatched", ("--max-batch-rows", "0")),
+        ):
+            server = ServerProcess.lstmserve(repository, *args)
+            try:
+                if server_name == "lstmserve":
+                    canned = _canned_responses(server.address, models, options.chunks, Path(folder))
+                for scenario in (s for s in plan if s.server == server_name):
+                    run(server.address, scenario, sizes[scenario.model, scenario.version])
+            finally:
+                server.terminate()
+        for (name, version, chunk), response_file in canned.items():
+            echo = ServerProcess(
+                [sys.executable, "-m", "lstmserve.benchmarks.echo", "--response", str(response_file)]
+            )
+            try:
+                for scenario in plan:
+                    if (scenario.server, scenario.model, scenario.version, scenario.chunk) == (
+                        "echo",
+                        name,
+                        version,
+                        chunk,
+                    ):
+                        run(echo.address, scenario, sizes[name, version])
+            finally:
+                echo.terminate()
+
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "options": asdict(options),
+        "floors": floors,
+        "startup": startup,
+        "scenarios": [asdict(s) for s in plan],
+    }
+
+
+def _parse_model(spec: str, repository: Path) -> tuple[str, int, Path, int]:
+    """NAME[:VERSION] -> (name, version, model path, input size); the newest version when none."""
+    import onnxruntime as ort
+
+    name, _, version = spec.partition(":")
+    folder = repository / name
+    versions = sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit()) if folder.is_dir() else []
+    if not versions:
+        raise SystemExit(
+            f"no model {name!r} in {repository} (make bench-models builds the benchmark's models)"
+        )
+    number = int(version) if version else versions[-1]
+    path = folder / str(number) / "model.onnx"
+    input_size = ort.InferenceSession(str(path)).get_inputs()[0].shape[2]
+    return name, number, path, int(input_size)
+
+
+def _plan(options: BenchOptions, models) -> list[Scenario]:
+    plan = []
+    for index, (name, version, _, _) in enumerate(models):
+        for chunk in options.chunks:
+            for mode in ("unary", "bidi"):
+                counts = sorted(
+                    {1, options.many} | (set(options.sweep) if index == 0 and chunk == 1 else set())
+                )
+                for streams in counts:
+                    plan.append(Scenario(name, version, "lstmserve", mode, streams, chunk))
+                    plan.append(Scenario(name, version, "echo", mode, streams, chunk))
+                plan.append(Scenario(name, version, "unbatched", mode, options.many, chunk))
+    return plan
+
+
+def _canned_responses(address: str, models, chunks, folder: Path) -> dict[tuple[str, int, int], Path]:
+    """The real server's answer to a one-row chunk, which the echo will send back to every call."""
+    files = {}
+    with Client(address) as client:
+        for name, version, _, input_size in models:
+            for chunk in chunks:
+                request = infer_request(name, np.zeros((1, chunk, input_size)), version=version)
+                path = folder / f"{name}-{version}-{chunk}.pb"
+                path.write_bytes(client.stub.Infer(request).SerializeToString())
+                files[name, version, chunk] = path
+    return files
+
+
+def _startup_and_memory(options: BenchOptions, say: Callable[[str], None]) -> dict[str, float]:
+    """Seconds from spawn to SERVING, and memory after a burst of load, on the default repository."""
+    seconds = [seconds_to_serving(options.default_repository) for _ in range(3)]
+    server = ServerProcess.lstmserve(options.default_repository)
+    try:
+        with Client(server.address) as client:
+            info = client.models()[0]
+        run_load(
+            server.address,
+            Load(
+                info.name,
+                info.version,
+                info.input_size,
+                options.many,
+                1,
+                "unary",
+                min(options.seconds, 2.0),
+                0.2,
+            ),
+        )
+        time.sleep(0.2)
+        memory = server.memory_mb()
+    finally:
+        server.terminate()
+    startup = {"seconds_to_serving_median": float(np.median(seconds)), **memory, "model": info.name}
+    say(
+        f"start-up to SERVING {startup['seconds_to_serving_median']:.2f} s (median of 3); "
+        f"RSS {memory['rss_mb']:.0f} MB, peak {memory['peak_rss_mb']:.0f} MB with {info.name}"
+    )
+    return startup
