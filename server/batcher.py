@@ -3,13 +3,14 @@
     requests, from Infer and StreamInfer alike, any chunk length
        │  a bounded queue per model version: past max_queue_rows, RESOURCE_EXHAUSTED at once
        ▼
-    the leader (the first caller to find the lane idle) takes what is waiting, up to max_batch_rows,
+    the leader (the first caller to find the lane idle) waits max_delay for more if the lane is busy
+       │  (its last batch ended just now), then takes what is waiting, up to max_batch_rows,
        │  pads every chunk to the longest; sequence_lengths keeps each row to its own steps
        ▼
     onnxruntime: small runs on the event loop's thread, large ones on the executor
        │  rows and steps split back to each caller; leadership passes to the oldest waiting caller
        ▼
-    while one batch runs, the next one gathers: batches grow with the load, with no timer at low load
+    while one batch runs, the next one gathers: batches grow with the load; a lone stream never waits
 
 Exact because the LSTM stops each row at its own length (outputs zero and state frozen past it): a
 row's answer does not depend on what it was batched with, to float32 round-off of the matrix kernels.
@@ -36,10 +37,9 @@ from .runtime import ModelRuntime
 
 Feed = dict[str, np.ndarray]
 _LEAD = object()  # a waiting caller's future resolves to this when it is to run the next batch
-# A call arriving this soon after the last batch ended means calls are queuing: the leader then yields
-# one loop turn so the others join its batch. A lone stream's calls come further apart (a round trip
-# is ~1 ms here), and skip the turn, which costs ~0.27 ms under grpc.aio.
-_GATHER_WINDOW = 0.5e-3
+# A call that arrives this soon after the lane's last batch ended means calls are queuing up. A lone
+# stream's next call comes a whole round trip later (~1 ms here) and so never waits.
+_BUSY_WINDOW = 0.25e-3
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Batcher:
         self,
         executor: Executor,
         max_batch_rows: int = 64,
-        max_delay: float = 0.0,
+        max_delay: float = 0.002,
         max_queue_rows: int = 1024,
         max_inline_steps: int = 256,
     ):
@@ -111,8 +111,9 @@ class _Lane:
             item.future = loop.create_future()  # elected: still first in line, now to lead
         self.leading = True
         try:
-            if self.batcher.max_delay or loop.time() - self.last_run < _GATHER_WINDOW:
-                # Calls are queuing up: let those that arrived with this one join it.
+            if loop.time() - self.last_run < _BUSY_WINDOW:
+                # Under load, wait for the next calls to join: gRPC hands a server its calls one
+                # loop turn at a time, so without a wait batches stay at one call.
                 await asyncio.sleep(self.batcher.max_delay)
         except asyncio.CancelledError:
             item.future.cancel()  # gone before its batch was taken: pass the lead on

@@ -105,4 +105,7 @@ async def serve(
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.grace_seconds)
     executor.shutdown(wait=True)
-    log.info("stopped")
+    mean = batcher.requests / batcher.batches if batcher.batches else 0.0
+    log.info(
+        "stopped: %d requests in %d onnxruntime runs (%.1f per run)", batcher.requests, batcher.batches, mean
+    )

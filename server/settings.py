@@ -31,7 +31,7 @@ class Settings:
     inference_threads: int = _setting(0, "threads for runs too long for the event loop; 0 = one per core")
     max_batch_rows: int = _setting(64, "rows merged into one onnxruntime run; 0 turns batching off")
     max_delay_ms: float = _setting(
-        0.0, "how long a batch may wait for more requests (0: take what is queued)"
+        2.0, "how long a batch may wait for more calls; only while calls arrive faster than that"
     )
     max_queue_rows: int = _setting(1024, "rows waiting per model version before RESOURCE_EXHAUSTED")
     max_inline_steps: int = _setting(
