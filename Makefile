@@ -20,7 +20,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 model: $(DEFAULT_MODEL)
 
 $(DEFAULT_MODEL): | $(INSTALLED)
-	$(BIN)/lstmserve train --dataset digits --out checkpoints/digits.pt
+	$(BIN)/lstmserve train --dataset digits --out checkpoints/digits.pt --force
 	$(BIN)/lstmserve export checkpoints/digits.pt --repository models --name digits --version 1
 
 # The service on the default model, on 127.0.0.1:50051 (Ctrl-C stops it gracefully).
@@ -42,7 +42,7 @@ test: model
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy lstmserve model export server client
+	$(BIN)/mypy lstmserve model export server client benchmarks
 	$(BIN)/python proto/generate.py --check
 
 clean:

@@ -34,7 +34,8 @@ def verdicts(results: dict) -> list[dict]:
             ratio,
             "<= 1.2 x (echo + onnxruntime)",
             ratio <= 1.2,
-            f"{ours['p50_ms']:.3f} ms vs echo {echo['p50_ms']:.3f} + ORT {floors['batch1_chunk1']['p50_ms']:.3f} ms",
+            f"{ours['p50_ms']:.3f} ms vs echo {echo['p50_ms']:.3f} "
+            f"+ ORT {floors['batch1_chunk1']['p50_ms']:.3f} ms",
         )
         for chunk in chunks:
             target = 0.9 if chunk == 1 else 0.8
@@ -48,7 +49,8 @@ def verdicts(results: dict) -> list[dict]:
                 f">= {target} x echo",
                 ratio >= target,
                 f"batched {ours['calls_per_s']:.0f}, unbatched {off['calls_per_s']:.0f} "
-                f"({off['calls_per_s'] / echo['calls_per_s']:.2f} x echo), echo {echo['calls_per_s']:.0f} calls/s",
+                f"({off['calls_per_s'] / echo['calls_per_s']:.2f} x echo), "
+                f"echo {echo['calls_per_s']:.0f} calls/s",
             )
             bidi = find(results, **model, server="lstmserve", mode="bidi", streams=many, chunk=chunk)
             ratio = bidi["calls_per_s"] / ours["calls_per_s"]

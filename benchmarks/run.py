@@ -75,7 +75,8 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
             }
         )
         say(
-            f"onnxruntime in-process {key}: batch 1 x 1 step p50 {floors[key]['batch1_chunk1']['p50_ms']:.3f} ms"
+            f"onnxruntime in-process {key}: batch 1 x 1 step "
+            f"p50 {floors[key]['batch1_chunk1']['p50_ms']:.3f} ms"
         )
 
     startup = _startup_and_memory(options, say)
@@ -96,7 +97,8 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
         done[0] += 1
         r = scenario.result
         say(
-            f"[{done[0]}/{len(plan)}] {scenario.server:<10} {scenario.model}:{scenario.version} {scenario.mode:<5} "
+            f"[{done[0]}/{len(plan)}] {scenario.server:<10} {scenario.model}:{scenario.version} "
+            f"{scenario.mode:<5} "
             f"{scenario.streams:>3} streams x {scenario.chunk:>2} steps: p50 {r['p50_ms']:.2f} ms, "
             f"{r['calls_per_s']:.0f} calls/s"
         )

@@ -42,7 +42,7 @@ def add_demo(commands) -> None:
         "demo",
         help="stream held-out digits row by row through a running server",
         description="Stream held-out handwritten digits (scikit-learn's, the seed-0 test split the default "
-        "model never saw) row by row, one call per row, showing the running prediction.",
+        "model never saw) row by row, showing the running prediction after each row.",
     )
     parser.add_argument("--model", default="digits", help="model name (default digits)")
     parser.add_argument("--count", type=int, default=3, help="how many digits (default 3)")
@@ -71,8 +71,8 @@ def run_infer(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - started
     calls = len(outputs)
     print(
-        f"{info.name} v{result.version}: {x.shape[0]} rows x {x.shape[1]} steps in {calls} call"
-        f"{'s' if calls > 1 else ''} ({1e3 * seconds / calls:.2f} ms per call)"
+        f"{info.name} v{result.version}: {_count(x.shape[0], 'row')} x {_count(x.shape[1], 'step')} in "
+        f"{_count(calls, 'call')} ({1e3 * seconds / calls:.2f} ms per call)"
     )
     output = np.concatenate(outputs, axis=1)
     final_logits = None
@@ -93,7 +93,10 @@ def run_infer(args: argparse.Namespace) -> int:
             arrays["logits"] = final_logits
         for layer, (c, h) in enumerate(result.state.layers):
             arrays[f"final_c_{layer}"], arrays[f"final_h_{layer}"] = c, h
-        np.savez(args.output, **arrays)
+        try:
+            np.savez(args.output, **arrays)
+        except OSError as exc:
+            raise InputFileError(f"cannot write {args.output}: {exc.strerror}") from None
         print(f"wrote {args.output}")
     return 0
 
@@ -102,7 +105,14 @@ def run_demo(args: argparse.Namespace) -> int:
     from ._client import Client
 
     digits, labels = _held_out_digits()
+    if args.count < 1 or not 0 <= args.start < len(digits):
+        raise InputFileError(f"--count must be at least 1 and --start in [0, {len(digits) - 1}]")
     chosen = range(args.start, min(args.start + args.count, len(digits)))
+    how = (
+        "one StreamInfer call, one message per row"
+        if args.bidi
+        else "one Infer call per row, state sent back"
+    )
     correct, latencies = 0, []
     with Client(args.server) as client:
         info = client.model(args.model)
@@ -113,7 +123,7 @@ def run_demo(args: argparse.Namespace) -> int:
             )
         names = info.labels or tuple(str(i) for i in range(info.num_outputs))
         for index in chosen:
-            print(f"\nheld-out digit #{index} (a {labels[index]}), one call per row:")
+            print(f"\nheld-out digit #{index} (a {labels[index]}), {how}:")
             with client.stream(args.model, bidi=args.bidi) as stream:
                 for row in range(digits.shape[1]):
                     started = time.perf_counter()
@@ -127,8 +137,8 @@ def run_demo(args: argparse.Namespace) -> int:
             correct += hit
             print(f"  predicted {label}, true {labels[index]}: {'correct' if hit else 'wrong'}")
     print(
-        f"\n{correct}/{len(chosen)} correct; {len(latencies)} calls, each carrying the state, "
-        f"p50 {1e3 * float(np.median(latencies)):.2f} ms"
+        f"\n{correct}/{len(chosen)} correct; {len(latencies)} rows streamed with the state carried, "
+        f"p50 {1e3 * float(np.median(latencies)):.2f} ms per row"
     )
     return 0
 
@@ -138,8 +148,8 @@ def _load_sequence(path: Path) -> np.ndarray:
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputFileError(f"{path}: no such file") from None
-    except (ValueError, OSError) as exc:
-        raise InputFileError(f"{path}: not a readable .npy file ({exc})") from None
+    except (ValueError, OSError):  # numpy's message would suggest allow_pickle: never for input files
+        raise InputFileError(f"{path}: not a readable .npy array file (np.save)") from None
     if not isinstance(x, np.ndarray) or x.ndim not in (2, 3):
         raise InputFileError(
             f"{path}: need (batch, time, features) or (time, features), got shape {getattr(x, 'shape', None)}"
@@ -166,6 +176,10 @@ def _top(logits: np.ndarray, labels) -> list[tuple[str, float]]:
     best = probabilities.argmax(axis=1)
     names = labels or [str(i) for i in range(logits.shape[1])]
     return [(names[i], float(probabilities[row, i])) for row, i in enumerate(best)]
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _bar(label: str, probability: float) -> str:

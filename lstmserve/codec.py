@@ -53,7 +53,8 @@ def decode_tensor(tensor: pb.Tensor, name: str) -> np.ndarray:
     expected = math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         raise TensorError(
-            f"{name}: {len(data)} bytes do not fit shape {list(shape)} of {_NAMES[tensor.dtype]} ({expected} bytes)"
+            f"{name}: {len(data)} bytes do not fit shape {list(shape)} of "
+            f"{_NAMES[tensor.dtype]} ({expected} bytes)"
         )
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 

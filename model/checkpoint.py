@@ -53,8 +53,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable lstmserve checkpoint ({first_line})") from None
+        # torch's own message advises weights_only=False, which would run code from the file: not here.
+        raise CheckpointError(f"{path}: not a readable lstmserve checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an lstmserve checkpoint (expected format {FORMAT})")
     missing = [key for key in ("config", "state_dict") if key not in payload]

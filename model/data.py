@@ -124,8 +124,10 @@ def _npz(path: Path) -> SequenceData:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    except (ValueError, OSError, EOFError):
+        raise DataError(f"{path}: not a readable .npz archive") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: a single .npy array, not an .npz archive of named arrays (np.savez)")
     with archive:
         arrays = {}
         for key in archive.files:

@@ -89,7 +89,7 @@ async def serve(
         f"batches of up to {settings.max_batch_rows} rows" if settings.max_batch_rows else "no batching"
     )
     log.info(
-        "lstmserve listening on %s:%d (%d model versions, %d inference threads, %s)",
+        "lstmserve listening on %s:%d (model versions: %d; inference threads: %d; %s)",
         settings.host,
         port,
         len(repository.all()),

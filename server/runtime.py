@@ -83,6 +83,6 @@ class ModelRuntime:
         config = self.info.config
         return (
             f"{self.info.name} v{self.info.version}: {config.input_size} inputs, layers "
-            f"{list(config.hidden_sizes)}, head {config.head}, {self.info.quantization}, "
+            f"{list(config.hidden_sizes)}, head {config.head}, quantization {self.info.quantization}, "
             f"fingerprint {self.info.fingerprint}, {self.providers[0]}"
         )

@@ -62,7 +62,7 @@ def test_infer_takes_one_sequence_without_a_batch_axis(server, tmp_path):
         "1",
     )
     assert done.returncode == 0, done.stderr
-    assert "1 rows x 8 steps in 8 calls" in done.stdout and "row 0: " in done.stdout
+    assert "1 row x 8 steps in 8 calls" in done.stdout and "row 0: " in done.stdout
 
 
 def test_infer_names_bad_input(server, tmp_path):
@@ -79,6 +79,22 @@ def test_infer_names_bad_input(server, tmp_path):
         assert "Traceback" not in done.stderr
 
 
+def test_infer_names_an_output_it_cannot_write(server, tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((1, 2, 8)))
+    done = lstmserve(
+        "infer",
+        "--model",
+        DIGITS,
+        "--input",
+        str(tmp_path / "x.npy"),
+        "--server",
+        server.address,
+        "--output",
+        str(tmp_path / "no" / "such" / "out.npz"),
+    )
+    assert done.returncode == 2 and "cannot write" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_infer_without_a_server_says_so(tmp_path):
     np.save(tmp_path / "x.npy", np.ones((1, 2, 8)))
     done = lstmserve(
@@ -92,7 +108,13 @@ def test_demo_streams_held_out_digits_row_by_row(server):
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("held-out digit #") == 2
     assert done.stdout.count("  row ") == 16  # eight rows each, with the running prediction
-    assert "/2 correct; 16 calls, each carrying the state" in done.stdout
+    assert "/2 correct; 16 rows streamed with the state carried" in done.stdout
+
+
+def test_demo_refuses_counts_that_show_nothing(server):
+    for args in (["--count", "0"], ["--start", "100000"]):
+        done = lstmserve("demo", "--server", server.address, "--delay", "0", *args)
+        assert done.returncode == 2 and "--count must be at least 1" in done.stderr
 
 
 def test_demo_refuses_a_model_it_cannot_show(server):

@@ -146,6 +146,13 @@ def test_ragged_npz_asks_for_padding_and_lengths(tmp_path):
         load_dataset("npz", str(path))
 
 
+def test_a_npy_file_given_as_npz_is_named(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.ones((3, 4, 2)))
+    with pytest.raises(DataError, match="a single .npy array, not an .npz archive"):
+        load_dataset("npz", str(path))
+
+
 def test_npz_that_is_not_one(tmp_path):
     path = tmp_path / "junk.npz"
     path.write_bytes(b"not a zip")

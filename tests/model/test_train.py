@@ -99,6 +99,14 @@ def test_train_cli_bad_input_is_one_clear_line(tmp_path, args, message):
     assert "Traceback" not in done.stderr
 
 
+def test_train_cli_refuses_to_overwrite_a_checkpoint_unless_forced(tmp_path):
+    out = tmp_path / "kept.pt"
+    out.write_bytes(b"precious")
+    done = lstmserve("train", "--quick", "--no-progress", "--out", str(out))
+    assert done.returncode == 2 and "already exists; pass --force" in done.stderr
+    assert out.read_bytes() == b"precious"
+
+
 def test_train_cli_refuses_empty_hidden_sizes():
     done = lstmserve("train", "--hidden-sizes")
     assert done.returncode == 2 and "expected at least one argument" in done.stderr
