@@ -28,6 +28,10 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(settings)
     try:
         asyncio.run(serve(settings))
     except StartError as exc:

@@ -34,6 +34,7 @@ async def serve(
     settings: Settings,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[int], None] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve until `stop` is set (or SIGTERM/SIGINT where no event is given), then stop gracefully."""
     if stop is None:
@@ -58,7 +59,8 @@ async def serve(
             ("grpc.max_receive_message_length", size),
             ("grpc.max_send_message_length", size),
             # gRPC shares ports by default on Linux: a second server would silently split the traffic.
-            ("grpc.so_reuseport", 0),
+            # Only --workers shares, on purpose.
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
     batcher = Batcher(

@@ -40,13 +40,16 @@ class Settings:
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     grace_seconds: float = _setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+    workers: int = _setting(
+        1, "server processes sharing the port (SO_REUSEPORT); one per core on big machines"
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port must be 0-65535, got {self.port}")
         if self.device not in ("cpu", "cuda"):
             raise SettingsError(f"device must be cpu or cuda, got {self.device!r}")
-        for name in ("intra_op_threads", "max_message_bytes"):
+        for name in ("intra_op_threads", "max_message_bytes", "workers"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in (

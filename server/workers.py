@@ -1,0 +1,61 @@
+"""`--workers N`: N server processes on one port (SO_REUSEPORT), so a bigger machine's cores are used.
+
+The kernel spreads *connections* across the processes, not calls: each client channel sticks to one
+worker, so it takes several clients (or channels) to use several workers. No state is shared or
+needed between them: the client holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import socket
+from dataclasses import replace
+
+from .settings import Settings
+
+log = logging.getLogger("lstmserve.server")
+
+
+def run_workers(settings: Settings) -> int:
+    """Start the workers, forward SIGTERM/SIGINT to them, and exit 0 when all of them did."""
+    port = settings.port or _free_port(settings.host)
+    child = replace(settings, port=port, workers=1)
+    context = multiprocessing.get_context("spawn")  # no inherited event loop, threads or sessions
+    workers = [
+        context.Process(target=_worker, args=(child,), name=f"lstmserve-{i}") for i in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+    log.info("started %d workers on %s:%d", len(workers), settings.host, port)
+
+    def forward(signum, frame) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                worker.terminate()  # SIGTERM: each stops gracefully on its own
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.join()
+    codes = [worker.exitcode for worker in workers]
+    log.info("workers stopped (exit codes %s)", codes)
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def _worker(settings: Settings) -> None:
+    from .main import serve
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+    )
+    asyncio.run(serve(settings, reuse_port=True))
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,29 @@
+import re
+
+import numpy as np
+
+from lstmserve.client import Client
+
+from ..conftest import DIGITS
+from ..servers import ServerProcess
+
+
+def test_workers_share_one_port_and_stop_together(repository):
+    server = ServerProcess(repository, "--workers", "2")
+    try:
+        x = np.random.default_rng(0).random((1, 8, 8), dtype=np.float32)
+        answers = []
+        for _ in range(16):  # the kernel spreads connections, so each client is its own connection
+            with Client(server.address) as client:
+                answers.append(client.infer(DIGITS, x).logits)
+        for answer in answers[1:]:
+            np.testing.assert_array_equal(answer, answers[0])  # any worker, the same answer
+    finally:
+        assert server.terminate() == 0
+    stops = [line for line in server.log if "stopped:" in line]
+    served = {
+        re.search(r"\[(\d+)\]", line).group(1): int(re.search(r"stopped: (\d+) requests", line).group(1))
+        for line in stops
+    }
+    assert len(served) == 2 and all(count > 0 for count in served.values()), stops
+    assert any("workers stopped (exit codes [0, 0])" in line for line in server.log)
