@@ -24,7 +24,15 @@ def add_bench(commands) -> None:
     parser.add_argument("--sweep", type=int, nargs="+", default=[1, 4, 16, 64], help="stream counts to plot")
     parser.add_argument("--chunks", type=int, nargs="+", default=[1, 28], help="steps per call")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per scenario")
-    parser.add_argument("--server-arg", action="append", default=[], help="extra flag for the batched server")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra flag for the batched server, e.g. --server-arg=--workers=2",
+    )
+    parser.add_argument(
+        "--connections", type=int, default=1, help="client connections to spread streams over"
+    )
     parser.add_argument("--out", default="bench-results", help="folder for bench.json and bench.png")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (tests)")
     parser.set_defaults(run=run_bench_command)
@@ -43,6 +51,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         chunks=tuple(args.chunks),
         seconds=args.seconds,
         server_args=tuple(args.server_arg),
+        connections=args.connections,
     )
     if args.quick:
         options = BenchOptions(

@@ -21,6 +21,7 @@ class Load:
     mode: str  # unary or bidi
     seconds: float
     warmup: float = 0.5
+    connections: int = 1  # streams are spread over this many channels, each its own TCP connection
 
 
 @dataclass
@@ -51,13 +52,24 @@ async def _run(address: str, load: Load) -> LoadResult:
     rng = np.random.default_rng(0)
     chunks = [rng.random((1, load.chunk, load.input_size), dtype=np.float32) for _ in range(load.streams)]
     latencies: list[list[float]] = [[] for _ in range(load.streams)]
-    async with AsyncClient(address, timeout=60) as client:
+    # A local subchannel pool: otherwise gRPC shares one connection among identical channels.
+    clients = [
+        AsyncClient(address, timeout=60, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(load.connections)
+    ]
+    try:
         start = time.perf_counter()
         measure_from, stop_at = start + load.warmup, start + load.warmup + load.seconds
         loop = _bidi if load.mode == "bidi" else _unary
         await asyncio.gather(
-            *(loop(client, load, chunk, measure_from, stop_at, out) for chunk, out in zip(chunks, latencies))
+            *(
+                loop(clients[i % len(clients)], load, chunk, measure_from, stop_at, out)
+                for i, (chunk, out) in enumerate(zip(chunks, latencies))
+            )
         )
+    finally:
+        for client in clients:
+            await client.close()
     window = min(time.perf_counter(), stop_at) - measure_from
     return LoadResult(np.array([t for stream in latencies for t in stream]), window, load.chunk)
 

@@ -44,7 +44,9 @@ class BenchOptions:
     """Measured seconds per scenario (after a warm-up)."""
     warmup: float = 0.5
     server_args: tuple[str, ...] = ()
-    """Extra `lstmserve serve` flags for the batching-on server (e.g. --max-delay-ms 1)."""
+    """Extra `lstmserve serve` flags for the batching-on server (e.g. --workers 2)."""
+    connections: int = 1
+    """Client connections the streams are spread over (several are needed to reach several workers)."""
 
 
 @dataclass
@@ -92,6 +94,7 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
             scenario.mode,
             options.seconds,
             options.warmup,
+            min(options.connections, scenario.streams),
         )
         scenario.result = run_load(address, load).summary()
         done[0] += 1

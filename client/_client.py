@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -40,12 +41,13 @@ _RETRY_CONFIG = json.dumps(
 )
 
 
-def _channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+def _channel_options(max_message_bytes: int, extra: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
     return [
         ("grpc.enable_retries", 1),
         ("grpc.service_config", _RETRY_CONFIG),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        *extra,
     ]
 
 
@@ -59,9 +61,12 @@ class Client:
         timeout: float | None = 30.0,
         credentials: grpc.ChannelCredentials | None = None,
         max_message_bytes: int = 64 << 20,
+        options: Sequence[tuple[str, Any]] = (),
     ):
-        """target: "host:port"; timeout: seconds per call; credentials: TLS, or None for plaintext."""
-        options = _channel_options(max_message_bytes)
+        """target: "host:port" (or any gRPC target, e.g. "dns:///svc:50051"); timeout: seconds per call;
+        credentials: TLS, or None for plaintext; options: extra gRPC channel arguments, e.g.
+        ("grpc.lb_policy_name", "round_robin") to spread calls over every address of a headless Service."""
+        options = _channel_options(max_message_bytes, options)
         self._channel = (
             grpc.secure_channel(target, credentials, options)
             if credentials
@@ -122,8 +127,9 @@ class AsyncClient:
         timeout: float | None = 30.0,
         credentials: grpc.ChannelCredentials | None = None,
         max_message_bytes: int = 64 << 20,
+        options: Sequence[tuple[str, Any]] = (),
     ):
-        options = _channel_options(max_message_bytes)
+        options = _channel_options(max_message_bytes, options)
         self._channel = (
             grpc.aio.secure_channel(target, credentials, options)
             if credentials
