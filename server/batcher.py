@@ -117,7 +117,8 @@ class _Lane:
             item.future = loop.create_future()  # elected: still first in line, now to lead
         self.leading = True
         try:
-            if loop.time() - self.last_run < _BUSY_WINDOW:
+            busy = loop.time() - self.last_run < _BUSY_WINDOW
+            if busy and self.queued_rows < self.batcher.max_batch_rows:
                 # Under load, wait for the next calls to join: gRPC hands a server its calls one
                 # loop turn at a time, so without a wait batches stay at one call.
                 await asyncio.sleep(self.batcher.max_delay)

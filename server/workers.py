@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import signal
 import socket
+import threading
 from dataclasses import replace
 
 from .settings import Settings
@@ -20,24 +21,30 @@ log = logging.getLogger("lstmserve.server")
 
 
 def run_workers(settings: Settings) -> int:
-    """Start the workers, forward SIGTERM/SIGINT to them, and exit 0 when all of them did."""
+    """Start the workers, pass SIGTERM/SIGINT on to them, and exit 0 when all of them stopped cleanly."""
     port = settings.port or _free_port(settings.host)
     child = replace(settings, port=port, workers=1)
     context = multiprocessing.get_context("spawn")  # no inherited event loop, threads or sessions
+    ready = [context.Event() for _ in range(settings.workers)]
     workers = [
-        context.Process(target=_worker, args=(child,), name=f"lstmserve-{i}") for i in range(settings.workers)
+        context.Process(target=_worker, args=(child, event), name=f"lstmserve-{i}")
+        for i, event in enumerate(ready)
     ]
     for worker in workers:
         worker.start()
     log.info("started %d workers on %s:%d", len(workers), settings.host, port)
 
-    def forward(signum, frame) -> None:
-        for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                worker.terminate()  # SIGTERM: each stops gracefully on its own
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    while not stop.wait(0.2) and any(worker.is_alive() for worker in workers):
+        pass
+    for worker, event in zip(workers, ready):
+        # A worker still starting has no signal handler yet: SIGTERM would kill it outright.
+        while worker.is_alive() and not event.wait(0.1):
+            pass
+        if worker.is_alive():
+            worker.terminate()  # SIGTERM: it stops gracefully on its own
     for worker in workers:
         worker.join()
     codes = [worker.exitcode for worker in workers]
@@ -45,14 +52,14 @@ def run_workers(settings: Settings) -> int:
     return 0 if all(code == 0 for code in codes) else 1
 
 
-def _worker(settings: Settings) -> None:
+def _worker(settings: Settings, ready) -> None:
     from .main import serve
 
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
     )
-    asyncio.run(serve(settings, reuse_port=True))
+    asyncio.run(serve(settings, on_ready=lambda port: ready.set(), reuse_port=True))
 
 
 def _free_port(host: str) -> int:

@@ -179,3 +179,41 @@ def test_a_caller_that_leaves_does_not_strand_the_others(models, leave_after):
         np.testing.assert_allclose(
             got[contract.OUTPUT], runtime.run(feed)[contract.OUTPUT], atol=1e-6, rtol=0
         )
+
+
+def test_many_streams_of_random_chunk_lengths_through_the_batched_server(repository):
+    """Over real gRPC, many concurrent streams (random chunkings, both kinds of call) each get what one
+    call over their whole sequence gives, while the server merged calls into shared runs."""
+    import re
+
+    from lstmserve.client import Client
+
+    from ..servers import ServerProcess
+
+    server = ServerProcess(repository, "--max-delay-ms", "5")
+    rng = np.random.default_rng(8)
+    sequences = [rng.standard_normal((1 + i % 2, 30, 5)).astype(np.float32) for i in range(24)]
+    try:
+        with Client(server.address) as client:
+            wholes = [client.infer(CHARS, x, version=1) for x in sequences]
+
+            def stream(index):
+                x, local = sequences[index], np.random.default_rng(index)
+                cuts = sorted(set(local.integers(1, 30, size=6).tolist()))
+                bounds = [0, *cuts, 30]
+                with client.stream(CHARS, version=1, bidi=index % 3 == 0) as s:
+                    outputs = [s.feed(x[:, a:b]).output for a, b in zip(bounds[:-1], bounds[1:])]
+                return np.concatenate(outputs, axis=1), s.state
+
+            with ThreadPoolExecutor(24) as pool:
+                results = list(pool.map(stream, range(len(sequences))))
+        for (output, state), whole in zip(results, wholes):
+            np.testing.assert_allclose(output, whole.output, atol=1e-6, rtol=0)
+            for (c, h), (c1, h1) in zip(state.layers, whole.state.layers):
+                np.testing.assert_allclose(c, c1, atol=1e-6, rtol=0)
+                np.testing.assert_allclose(h, h1, atol=1e-6, rtol=0)
+    finally:
+        assert server.terminate() == 0
+    stop = next(line for line in server.log if "stopped:" in line)
+    requests, runs = map(int, re.search(r"stopped: (\d+) requests in (\d+) onnxruntime runs", stop).groups())
+    assert runs < requests, stop  # calls were merged

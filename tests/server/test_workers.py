@@ -1,4 +1,5 @@
 import re
+import time
 
 import numpy as np
 
@@ -10,6 +11,10 @@ from ..servers import ServerProcess
 
 def test_workers_share_one_port_and_stop_together(repository):
     server = ServerProcess(repository, "--workers", "2")
+    deadline = time.monotonic() + 30
+    while sum("listening on" in line for line in server.log) < 2:  # both workers bound
+        assert time.monotonic() < deadline, server.log
+        time.sleep(0.05)
     try:
         x = np.random.default_rng(0).random((1, 8, 8), dtype=np.float32)
         answers = []
