@@ -41,14 +41,20 @@ _RETRY_CONFIG = json.dumps(
 )
 
 
-def _channel_options(max_message_bytes: int, extra: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    return [
+def _open_channel(
+    grpc_api, target: str, credentials, max_message_bytes: int, extra: Sequence[tuple[str, Any]]
+):
+    """A channel with the retry policy, from `grpc` or `grpc.aio` (they share this signature)."""
+    options = [
         ("grpc.enable_retries", 1),
         ("grpc.service_config", _RETRY_CONFIG),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         *extra,
     ]
+    if credentials is not None:
+        return grpc_api.secure_channel(target, credentials, options)
+    return grpc_api.insecure_channel(target, options)
 
 
 class Client:
@@ -66,12 +72,7 @@ class Client:
         """target: "host:port" (or any gRPC target, e.g. "dns:///svc:50051"); timeout: seconds per call;
         credentials: TLS, or None for plaintext; options: extra gRPC channel arguments, e.g.
         ("grpc.lb_policy_name", "round_robin") to spread calls over every address of a headless Service."""
-        options = _channel_options(max_message_bytes, options)
-        self._channel = (
-            grpc.secure_channel(target, credentials, options)
-            if credentials
-            else grpc.insecure_channel(target, options)
-        )
+        self._channel = _open_channel(grpc, target, credentials, max_message_bytes, options)
         self.stub = pb_grpc.LSTMServiceStub(self._channel)
         self.timeout = timeout
 
@@ -129,12 +130,7 @@ class AsyncClient:
         max_message_bytes: int = 64 << 20,
         options: Sequence[tuple[str, Any]] = (),
     ):
-        options = _channel_options(max_message_bytes, options)
-        self._channel = (
-            grpc.aio.secure_channel(target, credentials, options)
-            if credentials
-            else grpc.aio.insecure_channel(target, options)
-        )
+        self._channel = _open_channel(grpc.aio, target, credentials, max_message_bytes, options)
         self.stub = pb_grpc.LSTMServiceStub(self._channel)
         self.timeout = timeout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -55,6 +56,9 @@ class InProcessServer:
         self._thread.join(30)
 
 
-def ServerProcess(repository: Path, *args: str, env: dict[str, str] | None = None) -> _ServerProcess:
+class ServerProcess(_ServerProcess):
     """`python -m lstmserve serve --port 0` as a child process; its port is read from its log."""
-    return _ServerProcess.lstmserve(repository, *args, env=env)
+
+    def __init__(self, repository: Path, *args: str, env: dict[str, str] | None = None):
+        command = [sys.executable, "-m", "lstmserve", "serve", "--port", "0", "--repository", str(repository)]
+        super().__init__([*command, *args], env)
