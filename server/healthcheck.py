@@ -1,0 +1,33 @@
+"""`python -m lstmserve.server.healthcheck`: exit 0 if the local server answers SERVING (grpc.health.v1).
+
+For a container's HEALTHCHECK, where no grpc_health_probe binary is installed: it uses the server's own
+port setting (LSTMSERVE_PORT) and the overall health, or a service named as the first argument.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def main() -> int:
+    service = sys.argv[1] if len(sys.argv) > 1 else ""
+    address = f"127.0.0.1:{os.environ.get('LSTMSERVE_PORT', '50051')}"
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=2
+            )
+        except grpc.RpcError as error:
+            print(f"{address}: {error.code().name}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(f"{address} {service or '(overall)'}: {status}")
+    return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
