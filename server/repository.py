@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from .errors import NotFound
-from .runtime import ModelLoadError, ModelRuntime, providers_for
+from .runtime import ModelLoadError, ModelRuntime, disable_telemetry, providers_for
 
 log = logging.getLogger("lstmserve.server")
 
@@ -28,6 +28,7 @@ class ModelRepository:
         """Load every model version; return a message for each file that could not be loaded."""
         if not self.root.is_dir():
             raise RepositoryError(f"model repository {self.root} is not a folder (run `make model`?)")
+        disable_telemetry()
         providers = providers_for(self.device)
         problems = []
         for path in sorted(self.root.glob(f"*/*/{MODEL_FILE}")):

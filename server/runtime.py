@@ -29,6 +29,12 @@ class ModelInfo:
     lstmserve_version: str
 
 
+def disable_telemetry() -> None:
+    """A server reaches nothing outside its callers; onnxruntime would also warn where it cannot write."""
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
+
+
 def providers_for(device: str) -> list[str]:
     """The execution providers for a device; CUDA falls back to CPU with a warning where absent."""
     if device == "cuda":

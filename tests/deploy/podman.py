@@ -32,9 +32,13 @@ def env() -> dict[str, str]:
     CACHE.mkdir(parents=True, exist_ok=True)
     containers, storage = CACHE / "containers.conf", CACHE / "storage.conf"
     # This host refuses to raise rlimits and crun refuses its cgroup mode (the recipe's findings).
-    containers.write_text('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n'
-                          '[engine]\nruntime = "runc"\n')
-    storage.write_text(f'[storage]\ndriver = "overlay"\nrunroot = "{CACHE}/run"\ngraphroot = "{CACHE}/root"\n')
+    containers.write_text(
+        '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n'
+        '[engine]\nruntime = "runc"\n'
+    )
+    storage.write_text(
+        f'[storage]\ndriver = "overlay"\nrunroot = "{CACHE}/run"\ngraphroot = "{CACHE}/root"\n'
+    )
     return {**os.environ, "CONTAINERS_CONF": str(containers), "CONTAINERS_STORAGE_CONF": str(storage)}
 
 
@@ -53,15 +57,32 @@ def ensure_base() -> None:
     mirror = re.search(r"^URIs:\s*(\S+)", sources, re.M).group(1)
     with tempfile.TemporaryDirectory(dir=CACHE) as folder:
         rootfs = Path(folder) / "rootfs"
-        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-pip,python3-venv,ca-certificates",
-                        "bookworm", str(rootfs), mirror], check=True, capture_output=True, timeout=900)
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=python3,python3-pip,python3-venv,ca-certificates",
+                "bookworm",
+                str(rootfs),
+                mirror,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for path in (rootfs / junk).glob("*"):
                 if path.is_file():
                     path.unlink()
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["podman", "import", "-", "localhost/debian-py:bookworm"], stdin=tar.stdout, check=True,
-                       capture_output=True, env=env(), timeout=600)
+        subprocess.run(
+            ["podman", "import", "-", "localhost/debian-py:bookworm"],
+            stdin=tar.stdout,
+            check=True,
+            capture_output=True,
+            env=env(),
+            timeout=600,
+        )
         tar.wait()
         standin = Path(folder) / "Dockerfile.standin"
         standin.write_text(
@@ -75,8 +96,22 @@ def ensure_base() -> None:
 def build(context: Path, tag: str) -> None:
     ensure_base()
     # pip inside the build must trust the same CA bundle as the host (TLS is re-signed by a proxy here).
-    podman("build", "--pull=never", "--isolation", "chroot", "-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro",
-           "-t", tag, str(context), timeout=1200)
+    # --format docker: the OCI image format has no HEALTHCHECK, and would silently drop it.
+    podman(
+        "build",
+        "--pull=never",
+        "--isolation",
+        "chroot",
+        "--format",
+        "docker",
+        "-v",
+        f"{CA_BUNDLE}:{CA_BUNDLE}:ro",
+        "-t",
+        tag,
+        str(context),
+        timeout=1200,
+    )
+    podman("image", "prune", "--force", check=False)  # the layers a rebuild left behind
 
 
 def image_mb(tag: str) -> float:

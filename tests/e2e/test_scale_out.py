@@ -15,7 +15,9 @@ from ..conftest import CHARS
 from ..servers import ServerProcess
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs it with apt-get)")
+pytestmark = pytest.mark.skipif(
+    NGINX is None, reason="nginx is not installed (.ci/run installs it with apt-get)"
+)
 
 
 def free_port() -> int:
@@ -30,8 +32,10 @@ class Nginx:
     def __init__(self, folder: Path, backends: list[int]):
         self.port, self.folder = free_port(), folder
         servers = "\n".join(f"        server 127.0.0.1:{port};" for port in backends)
-        temp = " ".join(f"{kind}_temp_path {folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
-                                                                           "scgi"))
+        temp = " ".join(
+            f"{kind}_temp_path {folder}/{kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         (folder / "nginx.conf").write_text(f"""
 daemon off;
 worker_processes 1;
@@ -54,8 +58,9 @@ http {{
     }}
 }}
 """)
-        self.process = subprocess.Popen([NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf")],
-                                        stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf")], stderr=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + 10
         while True:
             try:

@@ -1,0 +1,52 @@
+"""deploy/kubernetes validated offline against the Kubernetes schemas (kubernetes-validate --strict)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ..conftest import REPO
+
+VALIDATE = shutil.which("kubernetes-validate") or str(Path(sys.executable).with_name("kubernetes-validate"))
+MANIFESTS = sorted(
+    p for p in (REPO / "deploy" / "kubernetes").glob("*.yaml") if p.name != "kustomization.yaml"
+)
+pytestmark = pytest.mark.skipif(not Path(VALIDATE).exists(), reason="pip install kubernetes-validate")
+
+
+def validate(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([VALIDATE, "--strict", str(path)], capture_output=True, text=True)
+
+
+def test_every_kind_is_there():
+    text = "\n".join(path.read_text() for path in MANIFESTS)
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        assert f"kind: {kind}" in text
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=[p.name for p in MANIFESTS])
+def test_manifest_is_valid(manifest):
+    done = validate(manifest)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_deployment_keeps_its_promises():
+    import yaml
+
+    deployment = yaml.safe_load((REPO / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert deployment["spec"]["replicas"] >= 2
+    assert container["readinessProbe"]["grpc"]["port"] == 50051 and container["livenessProbe"]["grpc"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_a_broken_manifest_is_refused(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    text = (REPO / "deploy" / "kubernetes" / "service.yaml").read_text()
+    broken.write_text(text.replace("clusterIP: None", "clusterIP: None\n  stickySessions: true"))
+    assert validate(broken).returncode != 0
