@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEFAULT_MODEL := models/digits/1/model.onnx
 
-.PHONY: install model serve test lint bench bench-models clean
+.PHONY: install model serve test lint bench bench-models image clean
 
 install: $(INSTALLED)
 
@@ -36,6 +36,11 @@ bench-models/lstm2x128/2/model.onnx: | $(DEFAULT_MODEL)
 # Every scenario against the floors; writes bench-results/bench.json and bench.png (about 6 minutes).
 bench: bench-models
 	$(BIN)/lstmserve bench --repository bench-models --models digits:1 digits:2 lstm2x128:1 lstm2x128:2
+
+# The serving image (no torch), with models/ baked in. CONTAINER=docker works too.
+CONTAINER ?= podman
+image: model
+	$(CONTAINER) build -t lstmserve:0.1.0 .
 
 test: model
 	$(BIN)/python -m pytest
