@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import threading
 from dataclasses import replace
@@ -62,3 +63,10 @@ class ServerProcess(_ServerProcess):
     def __init__(self, repository: Path, *args: str, env: dict[str, str] | None = None):
         command = [sys.executable, "-m", "lstmserve", "serve", "--port", "0", "--repository", str(repository)]
         super().__init__([*command, *args], env)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,7 +1,6 @@
 """The image, built and run for real with podman: small, torch-free, non-root, healthy, graceful."""
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -14,6 +13,7 @@ import pytest
 from lstmserve.client import Client
 
 from ..conftest import CHARS, DIGITS, REPO
+from ..servers import free_port
 from . import podman as pm
 
 TAG = "localhost/lstmserve:test"
@@ -30,12 +30,6 @@ def image():
     pm.build(REPO, TAG)
     print(f"image built in {time.monotonic() - started:.0f} s, {pm.image_mb(TAG):.0f} MB")
     return TAG
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Container:

@@ -12,18 +12,12 @@ import pytest
 from lstmserve.client import Client
 
 from ..conftest import CHARS
-from ..servers import ServerProcess
+from ..servers import ServerProcess, free_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (.ci/run installs it with apt-get)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Nginx:
