@@ -75,6 +75,10 @@ class Batcher:
             lane = self._lanes[runtime] = _Lane(self, runtime)
         return await lane.submit(feed)
 
+    def forget(self, runtime: ModelRuntime) -> None:
+        """Drop an unloaded model's lane; a batch of it still running finishes on its own."""
+        self._lanes.pop(runtime, None)
+
     @property
     def queued_rows(self) -> int:
         return sum(lane.queued_rows for lane in self._lanes.values())

@@ -17,6 +17,7 @@ from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
 from .batcher import Batcher
+from .reload import keep_in_sync, publish_health
 from .repository import ModelRepository, RepositoryError
 from .servicer import LSTMServicer
 from .settings import Settings
@@ -37,12 +38,14 @@ async def serve(
     reuse_port: bool = False,
 ) -> None:
     """Serve until `stop` is set (or SIGTERM/SIGINT where no event is given), then stop gracefully."""
+    reload = asyncio.Event()  # SIGHUP: rescan the repository now
     if stop is None:
         # Before anything else: a signal that arrives during start-up must still mean a clean stop.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload.set)
     repository = ModelRepository(settings.repository, settings.device, settings.intra_op_threads)
     try:
         repository.load_all()
@@ -85,8 +88,10 @@ async def serve(
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set(health.OVERALL_HEALTH, serving)
     await health_servicer.set(SERVICE_NAME, serving)
-    for name in repository.names():  # per model, as the health check's service name
-        await health_servicer.set(name, serving)
+    await publish_health(health_servicer, repository, set(repository.names()))  # per model name
+    syncing = asyncio.create_task(
+        keep_in_sync(repository, batcher, health_servicer, settings.poll_interval, reload)
+    )
     batching = (
         f"batches of up to {settings.max_batch_rows} rows" if settings.max_batch_rows else "no batching"
     )
@@ -104,6 +109,7 @@ async def serve(
     await stop.wait()
 
     log.info("stopping: refusing new calls, finishing those in flight (up to %.0f s)", settings.grace_seconds)
+    syncing.cancel()
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.grace_seconds)
     executor.shutdown(wait=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import NotFound
@@ -17,35 +18,72 @@ class RepositoryError(Exception):
     """The repository folder itself is unusable (the server cannot start)."""
 
 
+@dataclass
+class Changes:
+    added: list[ModelRuntime] = field(default_factory=list)  # new versions, and replaced files
+    removed: list[ModelRuntime] = field(default_factory=list)  # gone from the folder, or replaced
+    problems: list[str] = field(default_factory=list)  # files that could not be loaded (logged once)
+
+
 class ModelRepository:
     def __init__(self, root: str | Path, device: str = "cpu", intra_op_threads: int = 1):
         self.root = Path(root)
         self.device = device
         self.intra_op_threads = intra_op_threads
         self._models: dict[str, dict[int, ModelRuntime]] = {}  # name -> version -> runtime
+        self._stamps: dict[tuple[str, int], tuple[int, int]] = {}  # (name, version) -> file mtime, size
+        self._failed: dict[tuple[str, int], tuple[int, int]] = {}  # files that would not load, as they were
+        self._providers: list[str] = []
 
     def load_all(self) -> list[str]:
         """Load every model version; return a message for each file that could not be loaded."""
         if not self.root.is_dir():
             raise RepositoryError(f"model repository {self.root} is not a folder (run `make model`?)")
         disable_telemetry()
-        providers = providers_for(self.device)
-        problems = []
+        self._providers = providers_for(self.device)
+        return self.refresh().problems
+
+    def refresh(self) -> Changes:
+        """Bring what is served in line with the folder: load new and replaced files, drop removed ones.
+
+        Safe beside running calls: the new table is built aside and swapped in at once, and a call in
+        flight keeps the runtime it holds. A file that fails to load leaves the old version serving.
+        """
+        changes = Changes()
+        found: dict[tuple[str, int], tuple[Path, tuple[int, int]]] = {}
         for path in sorted(self.root.glob(f"*/*/{MODEL_FILE}")):
-            name, version = path.parent.parent.name, path.parent.name
-            if not version.isdigit() or int(version) < 1:
-                problems.append(f"{path}: version folder must be a positive integer")
+            folder = path.parent.name
+            if not folder.isdigit() or int(folder) < 1:
+                continue  # not a version folder
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed while we looked
+                continue
+            found[path.parent.parent.name, int(folder)] = (path, (stat.st_mtime_ns, stat.st_size))
+        models = {name: dict(versions) for name, versions in self._models.items()}
+        for (name, version), (path, stamp) in found.items():
+            if self._stamps.get((name, version)) == stamp or self._failed.get((name, version)) == stamp:
                 continue
             try:
-                runtime = ModelRuntime(path, name, int(version), providers, self.intra_op_threads)
+                runtime = ModelRuntime(path, name, version, self._providers, self.intra_op_threads)
             except ModelLoadError as exc:
-                problems.append(str(exc))
+                self._failed[name, version] = stamp
+                changes.problems.append(str(exc))
+                log.error("not served: %s", exc)
                 continue
-            self._models.setdefault(name, {})[int(version)] = runtime
+            old = models.setdefault(name, {}).get(version)
+            if old is not None:
+                changes.removed.append(old)
+            models[name][version] = runtime
+            self._stamps[name, version] = stamp
+            changes.added.append(runtime)
             log.info("loaded %s", runtime.describe())
-        for problem in problems:
-            log.error("not served: %s", problem)
-        return problems
+        for name, version in [key for key in self._stamps if key not in found]:
+            changes.removed.append(models[name].pop(version))
+            del self._stamps[name, version]
+            log.info("unloaded %s v%d (its file is gone)", name, version)
+        self._models = {name: versions for name, versions in models.items() if versions}
+        return changes
 
     def get(self, name: str, version: int = 0) -> ModelRuntime:
         """The named version, or the newest when version is 0."""

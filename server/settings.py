@@ -39,6 +39,7 @@ class Settings:
     )
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     grace_seconds: float = _setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish")
+    poll_interval: float = _setting(5.0, "seconds between rescans of the repository (0: only on SIGHUP)")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
     workers: int = _setting(
         1, "server processes sharing the port (SO_REUSEPORT); one per core on big machines"
@@ -58,6 +59,7 @@ class Settings:
             "max_batch_rows",
             "max_delay_ms",
             "max_inline_steps",
+            "poll_interval",
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative, got {getattr(self, name)}")
