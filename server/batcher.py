@@ -27,6 +27,7 @@ import asyncio
 import collections
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from time import perf_counter
 
 import numpy as np
 
@@ -48,6 +49,20 @@ class _Pending:
     rows: int
     time: int
     future: asyncio.Future
+    queued_at: float  # loop time
+
+
+class Observer:
+    """What the batcher reports as it works; server/metrics.py turns it into Prometheus metrics."""
+
+    def waited(self, runtime: ModelRuntime, seconds: float) -> None:
+        """A request's time in the queue, until its batch started."""
+
+    def ran(self, runtime: ModelRuntime, requests: int, seconds: float) -> None:
+        """One onnxruntime run for `requests` requests."""
+
+    def queued(self, runtime: ModelRuntime, rows: int) -> None:
+        """Rows waiting now."""
 
 
 class Batcher:
@@ -58,6 +73,7 @@ class Batcher:
         max_delay: float = 0.002,
         max_queue_rows: int = 1024,
         max_inline_steps: int = 256,
+        observer: Observer | None = None,
     ):
         """max_batch_rows 0 turns batching off: each request runs alone (still bounded, in order)."""
         self.executor = executor
@@ -65,6 +81,7 @@ class Batcher:
         self.max_delay = max_delay
         self.max_queue_rows = max_queue_rows
         self.max_inline_steps = max_inline_steps
+        self.observer = observer or Observer()
         self._lanes: dict[ModelRuntime, _Lane] = {}
         self.batches = 0  # onnxruntime runs so far
         self.requests = 0  # requests they answered (requests / batches: the mean batch, in requests)
@@ -108,12 +125,14 @@ class _Lane:
         idle = not self.leading and loop.time() - self.last_run >= _BUSY_WINDOW
         if idle and rows * time <= self.batcher.max_inline_steps:
             # Nothing queued and nothing to wait for: run it now, without the queue's machinery.
+            started = loop.time()
             outputs = self.runtime.run(feed)
-            self._count(1)
+            self._count(1, loop.time() - started)
             return outputs
-        item = _Pending(feed, rows, time, loop.create_future())
+        item = _Pending(feed, rows, time, loop.create_future(), loop.time())
         self.waiting.append(item)
         self.queued_rows += rows
+        self.batcher.observer.queued(self.runtime, self.queued_rows)
         if self.leading:
             outcome = await item.future
             if outcome is not _LEAD:
@@ -133,7 +152,7 @@ class _Lane:
         batch = self._take()
         if self._inline(batch):
             try:
-                self._deliver(batch, self._merge_run_split(batch))
+                self._deliver(batch, *self._merge_run_split(batch))
             except Exception as exc:  # onnxruntime failed: every caller in the batch hears of it
                 self._fail(batch, exc)
             self._hand_over()
@@ -157,27 +176,32 @@ class _Lane:
         rows, time = sum(item.rows for item in batch), max(item.time for item in batch)
         return rows * time <= self.batcher.max_inline_steps
 
-    def _merge_run_split(self, batch: list[_Pending]) -> list[dict[str, np.ndarray]]:
+    def _merge_run_split(self, batch: list[_Pending]) -> tuple[list[dict[str, np.ndarray]], float]:
+        """Each request's outputs, and the seconds onnxruntime took (this may run on a thread)."""
+        feed = batch[0].feed if len(batch) == 1 else merge([item.feed for item in batch])
+        started = perf_counter()
+        outputs = self.runtime.run(feed)
+        seconds = perf_counter() - started
         if len(batch) == 1:
-            return [self.runtime.run(batch[0].feed)]
-        outputs = self.runtime.run(merge([item.feed for item in batch]))
-        return split(outputs, [(item.rows, item.time) for item in batch])
+            return [outputs], seconds
+        return split(outputs, [(item.rows, item.time) for item in batch]), seconds
 
     def _after_offload(self, batch: list[_Pending], done: asyncio.Future) -> None:
         error = done.exception()
         if error is not None:
             self._fail(batch, error)
         else:
-            self._deliver(batch, done.result())
+            self._deliver(batch, *done.result())
         self._hand_over()
 
-    def _count(self, requests: int) -> None:
+    def _count(self, requests: int, seconds: float) -> None:
         self.last_run = asyncio.get_running_loop().time()
         self.batcher.batches += 1
         self.batcher.requests += requests
+        self.batcher.observer.ran(self.runtime, requests, seconds)
 
-    def _deliver(self, batch: list[_Pending], results: list[dict[str, np.ndarray]]) -> None:
-        self._count(len(batch))
+    def _deliver(self, batch: list[_Pending], results: list[dict[str, np.ndarray]], seconds: float) -> None:
+        self._count(len(batch), seconds)
         for item, result in zip(batch, results):
             if not item.future.done():
                 item.future.set_result(result)
@@ -200,6 +224,7 @@ class _Lane:
     def _drop_first(self) -> _Pending:
         item = self.waiting.popleft()
         self.queued_rows -= item.rows
+        self.batcher.observer.queued(self.runtime, self.queued_rows)
         return item
 
     def _take(self) -> list[_Pending]:
@@ -215,6 +240,9 @@ class _Lane:
                 continue
             batch.append(item)
             rows += item.rows
+        now = asyncio.get_running_loop().time()
+        for item in batch:
+            self.batcher.observer.waited(self.runtime, now - item.queued_at)
         return batch
 
 

@@ -17,6 +17,7 @@ from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
 from .batcher import Batcher
+from .metrics import BatcherMetrics, Metrics
 from .reload import keep_in_sync, publish_health
 from .repository import ModelRepository, RepositoryError
 from .servicer import LSTMServicer
@@ -66,14 +67,18 @@ async def serve(
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ]
     )
+    metrics = Metrics()
+    for runtime in repository.all():
+        metrics.loaded(runtime)
     batcher = Batcher(
         executor,
         settings.max_batch_rows,
         settings.max_delay_ms / 1e3,
         settings.max_queue_rows,
         settings.max_inline_steps,
+        BatcherMetrics(metrics),
     )
-    pb_grpc.add_LSTMServiceServicer_to_server(LSTMServicer(repository, batcher), server)
+    pb_grpc.add_LSTMServiceServicer_to_server(LSTMServicer(repository, batcher, metrics), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -84,13 +89,21 @@ async def serve(
     if port == 0:
         raise StartError(f"cannot bind {settings.address} (in use, or not an address of this host)")
     await server.start()
+    if settings.metrics_port:
+        try:
+            metrics.serve(settings.host, settings.metrics_port)
+        except OSError as exc:
+            raise StartError(
+                f"cannot serve metrics on {settings.host}:{settings.metrics_port} ({exc.strerror})"
+            ) from None
+        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
 
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set(health.OVERALL_HEALTH, serving)
     await health_servicer.set(SERVICE_NAME, serving)
     await publish_health(health_servicer, repository, set(repository.names()))  # per model name
     syncing = asyncio.create_task(
-        keep_in_sync(repository, batcher, health_servicer, settings.poll_interval, reload)
+        keep_in_sync(repository, batcher, metrics, health_servicer, settings.poll_interval, reload)
     )
     batching = (
         f"batches of up to {settings.max_batch_rows} rows" if settings.max_batch_rows else "no batching"

@@ -13,6 +13,7 @@ import logging
 from grpc_health.v1 import health_pb2
 
 from .batcher import Batcher
+from .metrics import Metrics
 from .repository import ModelRepository
 
 log = logging.getLogger("lstmserve.server")
@@ -21,6 +22,7 @@ log = logging.getLogger("lstmserve.server")
 async def keep_in_sync(
     repository: ModelRepository,
     batcher: Batcher,
+    metrics: Metrics,
     health_servicer,
     poll_interval: float,
     reload: asyncio.Event,
@@ -36,6 +38,9 @@ async def keep_in_sync(
         changes = await loop.run_in_executor(None, repository.refresh)  # loading a model takes a while
         for runtime in changes.removed:
             batcher.forget(runtime)
+            metrics.unloaded(runtime)
+        for runtime in changes.added:
+            metrics.loaded(runtime)
         names |= set(repository.names())
         await publish_health(health_servicer, repository, names)
 

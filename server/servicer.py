@@ -6,6 +6,7 @@ import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator
+from time import perf_counter
 
 import grpc
 
@@ -15,6 +16,7 @@ from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
 from .batcher import Batcher
 from .errors import InvalidArgument, ServingError
+from .metrics import Metrics
 from .repository import ModelRepository
 from .responses import final_state, infer_response, model_info
 from .runtime import ModelRuntime
@@ -24,24 +26,47 @@ log = logging.getLogger("lstmserve.server")
 
 
 def _aborts_on_error(method):
-    """Map ServingError to `context.abort(code, message)`: the one place errors become statuses."""
+    """Map ServingError to `context.abort(code, message)`: the one place errors become statuses,
+    and the one place calls are counted and timed."""
+    name = method.__name__
 
     @functools.wraps(method)
     async def unary(self, request, context):
+        started, model, code = perf_counter(), "-", "OK"
         try:
-            return await method(self, request, context)
+            response = await method(self, request, context)
+            model = _model_label(response)
+            return response
         except ServingError as exc:
-            await _abort(context, method.__name__, exc)
+            code = exc.code.name
+            await _abort(context, name, exc)
+        finally:
+            self.metrics.requests.labels(model, name, code).inc()
+            self.metrics.request_seconds.labels(model, name).observe(perf_counter() - started)
 
     @functools.wraps(method)
     async def streaming(self, requests, context):
+        self.metrics.streams.inc()
         try:
             async for response in method(self, requests, context):
+                self.metrics.requests.labels(_model_label(response), name, "OK").inc()
                 yield response
         except ServingError as exc:
-            await _abort(context, method.__name__, exc)
+            self.metrics.requests.labels("-", name, exc.code.name).inc()
+            await _abort(context, name, exc)
+        finally:
+            self.metrics.streams.dec()
 
     return streaming if inspect.isasyncgenfunction(method) else unary
+
+
+def _model_label(response) -> str:
+    """NAME:VERSION of a served model (never a name a client made up: labels must stay few)."""
+    if isinstance(response, pb.InferResponse):
+        return f"{response.model}:{response.version}"
+    if isinstance(response, pb.ModelInfo):
+        return f"{response.name}:{response.version}"
+    return "-"
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, exc: ServingError) -> None:
@@ -50,9 +75,10 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, exc: ServingErr
 
 
 class LSTMServicer(pb_grpc.LSTMServiceServicer):
-    def __init__(self, repository: ModelRepository, batcher: Batcher):
+    def __init__(self, repository: ModelRepository, batcher: Batcher, metrics: Metrics):
         self.repository = repository
         self.batcher = batcher  # merges concurrent calls into one onnxruntime run, off the event loop
+        self.metrics = metrics
 
     @_aborts_on_error
     async def Infer(self, request: pb.InferRequest, context) -> pb.InferResponse:

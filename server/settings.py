@@ -39,6 +39,7 @@ class Settings:
     )
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
     grace_seconds: float = _setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish")
+    metrics_port: int = _setting(0, "Prometheus metrics over HTTP on this port; 0: off")
     poll_interval: float = _setting(5.0, "seconds between rescans of the repository (0: only on SIGHUP)")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
     workers: int = _setting(

@@ -1,0 +1,96 @@
+"""Prometheus metrics on their own HTTP port (--metrics-port; off when 0).
+
+    lstmserve_requests_total{model,method,code}      calls (and stream messages) by gRPC status code
+    lstmserve_request_seconds{model,method}          total time per call or stream message
+    lstmserve_queue_wait_seconds{model}              from joining the batcher's queue to the run starting
+    lstmserve_compute_seconds{model}                 one onnxruntime run (a batch)
+    lstmserve_batch_requests{model}                  requests per onnxruntime run
+    lstmserve_queue_rows{model}                      rows waiting now
+    lstmserve_streams_in_flight                      open StreamInfer calls
+    lstmserve_model_info{model,version,fingerprint,quantization}   1 per loaded version
+
+`model` is "NAME:VERSION". Each server has its own registry, so several can live in one process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .batcher import Observer
+from .runtime import ModelRuntime
+
+_LATENCY = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+_BATCH = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def model_label(runtime: ModelRuntime) -> str:
+    return f"{runtime.info.name}:{runtime.info.version}"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "lstmserve_requests",
+            "Calls and stream messages by status code.",
+            ["model", "method", "code"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "lstmserve_request_seconds",
+            "Time per call or stream message.",
+            ["model", "method"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "lstmserve_queue_wait_seconds",
+            "Time in the batcher's queue.",
+            ["model"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.compute = Histogram(
+            "lstmserve_compute_seconds", "One onnxruntime run.", ["model"], buckets=_LATENCY, registry=r
+        )
+        self.batch = Histogram(
+            "lstmserve_batch_requests", "Requests per onnxruntime run.", ["model"], buckets=_BATCH, registry=r
+        )
+        self.queue_rows = Gauge("lstmserve_queue_rows", "Rows waiting in the batcher.", ["model"], registry=r)
+        self.streams = Gauge("lstmserve_streams_in_flight", "Open StreamInfer calls.", registry=r)
+        self.model_info = Gauge(
+            "lstmserve_model_info",
+            "1 per loaded model version.",
+            ["model", "version", "fingerprint", "quantization"],
+            registry=r,
+        )
+
+    def serve(self, host: str, port: int) -> None:
+        start_http_server(port, addr=host, registry=self.registry)
+
+    def loaded(self, runtime: ModelRuntime) -> None:
+        info = runtime.info
+        self.model_info.labels(info.name, str(info.version), info.fingerprint, info.quantization).set(1)
+
+    def unloaded(self, runtime: ModelRuntime) -> None:
+        info = runtime.info
+        self.model_info.remove(info.name, str(info.version), info.fingerprint, info.quantization)
+
+
+class BatcherMetrics(Observer):
+    """The batcher's Observer, recording into Metrics."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def waited(self, runtime: ModelRuntime, seconds: float) -> None:
+        self.metrics.queue_wait.labels(model_label(runtime)).observe(seconds)
+
+    def ran(self, runtime: ModelRuntime, requests: int, seconds: float) -> None:
+        label = model_label(runtime)
+        self.metrics.compute.labels(label).observe(seconds)
+        self.metrics.batch.labels(label).observe(requests)
+
+    def queued(self, runtime: ModelRuntime, rows: int) -> None:
+        self.metrics.queue_rows.labels(model_label(runtime)).set(rows)

@@ -1,0 +1,65 @@
+"""Prometheus metrics, scraped over HTTP from a real server after real calls."""
+
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from lstmserve.client import Client, InvalidArgumentError
+from lstmserve.server.settings import Settings
+
+from ..conftest import CHARS
+from ..servers import InProcessServer, free_port
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples, name, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_count_calls_codes_batches_and_models(repository):
+    port = free_port()
+    server = InProcessServer(Settings(repository=str(repository), metrics_port=port)).start()
+    try:
+        x = np.ones((2, 3, 5), np.float32)
+        with Client(server.address) as client:
+            for _ in range(3):
+                client.infer(CHARS, x, version=1)
+            with pytest.raises(InvalidArgumentError):
+                client.infer(CHARS, np.ones((1, 3, 4)), version=1)
+            with client.stream(CHARS, version=2, bidi=True) as stream:
+                stream.feed(x)
+                stream.feed(x)
+                during = scrape(port)
+            deadline = time.monotonic() + 5
+            while value(samples := scrape(port), "lstmserve_streams_in_flight") != 0:  # the close reaches it
+                assert time.monotonic() < deadline, value(samples, "lstmserve_streams_in_flight")
+                time.sleep(0.05)
+    finally:
+        server.stop()
+    assert value(samples, "lstmserve_requests_total", model="chars:1", method="Infer", code="OK") == 3
+    assert value(samples, "lstmserve_requests_total", model="-", method="Infer", code="INVALID_ARGUMENT") == 1
+    assert value(samples, "lstmserve_requests_total", model="chars:2", method="StreamInfer", code="OK") == 2
+    assert value(samples, "lstmserve_request_seconds_count", model="chars:1", method="Infer") == 3
+    assert value(samples, "lstmserve_compute_seconds_count", model="chars:1") >= 1
+    assert value(samples, "lstmserve_batch_requests_sum", model="chars:1") == 3  # every request ran once
+    assert (
+        value(during, "lstmserve_streams_in_flight") == 1
+        and value(samples, "lstmserve_streams_in_flight") == 0
+    )
+    models = {
+        dict(labels)["model"] + " v" + dict(labels)["version"]
+        for (name, labels) in samples
+        if name == "lstmserve_model_info"
+    }
+    assert models == {"digits v1", "chars v1", "chars v2"}
