@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import warnings
 
 import onnx
@@ -87,7 +88,7 @@ def export_model(stack: LSTMStack) -> onnx.ModelProto:
         {
             contract.META_CONFIG: config.to_json(),
             contract.META_HEAD: config.head,
-            contract.META_LABELS: _json_list(config.labels),
+            contract.META_LABELS: json.dumps(list(config.labels)),
             contract.META_VERSION: __version__,
             contract.META_QUANTIZATION: "none",
         },
@@ -107,7 +108,7 @@ def _wire_sequence_lengths(model: onnx.ModelProto, num_layers: int) -> None:
 
 def set_metadata(model: onnx.ModelProto, values: dict[str, str]) -> None:
     """Set metadata_props and (re)compute the fingerprint over everything else in the file."""
-    props = {prop.key: prop.value for prop in model.metadata_props}
+    props = metadata(model)
     props.update(values)
     props.pop(contract.META_FINGERPRINT, None)
     del model.metadata_props[:]
@@ -128,9 +129,3 @@ def fingerprint(model: onnx.ModelProto) -> str:
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
-
-
-def _json_list(values) -> str:
-    import json
-
-    return json.dumps(list(values))

@@ -180,9 +180,8 @@ def evaluate(model: LSTMStack, data: SequenceData, batch_size: int = 512) -> tup
     for start in range(0, len(data), batch_size):
         inputs, targets, lengths = _tensors(data.subset(np.arange(start, min(start + batch_size, len(data)))))
         logits = model(inputs, None, lengths).logits
-        weight = _weights(targets, lengths, logits)
-        losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
-        loss_sum += float((losses * weight.reshape(-1)).sum())
+        losses, weight = _weighted_losses(logits, targets, lengths)
+        loss_sum += float((losses * weight).sum())
         correct += float(((logits.argmax(-1) == targets).float() * weight).sum())
         count += float(weight.sum())
     model.train(was_training)
@@ -190,16 +189,19 @@ def evaluate(model: LSTMStack, data: SequenceData, batch_size: int = 512) -> tup
 
 
 def _loss(logits, targets, lengths):
-    weight = _weights(targets, lengths, logits).reshape(-1)
-    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+    losses, weight = _weighted_losses(logits, targets, lengths)
     return (losses * weight).sum() / weight.sum().clamp(min=1.0)
 
 
-def _weights(targets, lengths, logits):
-    """1 for every target that counts: all of them, or the steps inside each row's length."""
+def _weighted_losses(logits, targets, lengths):
+    """Cross-entropy per target, shaped like targets, and a weight of 1 for every target that counts:
+    all of them, or the steps inside each row's length."""
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
     if lengths is None or logits.dim() == 2:
-        return torch.ones(targets.shape)
-    return step_mask(lengths, targets.shape[1])
+        weight = torch.ones(targets.shape)
+    else:
+        weight = step_mask(lengths, targets.shape[1])
+    return losses.reshape(targets.shape), weight
 
 
 def _tensors(data: SequenceData):

@@ -96,10 +96,6 @@ class Batcher:
         """Drop an unloaded model's lane; a batch of it still running finishes on its own."""
         self._lanes.pop(runtime, None)
 
-    @property
-    def queued_rows(self) -> int:
-        return sum(lane.queued_rows for lane in self._lanes.values())
-
 
 class _Lane:
     """One model version's queue; at most one batch of it runs at a time."""
@@ -125,9 +121,9 @@ class _Lane:
         idle = not self.leading and loop.time() - self.last_run >= _BUSY_WINDOW
         if idle and rows * time <= self.batcher.max_inline_steps:
             # Nothing queued and nothing to wait for: run it now, without the queue's machinery.
-            started = loop.time()
+            started = perf_counter()
             outputs = self.runtime.run(feed)
-            self._count(1, loop.time() - started)
+            self._count(1, perf_counter() - started)
             return outputs
         item = _Pending(feed, rows, time, loop.create_future(), loop.time())
         self.waiting.append(item)
