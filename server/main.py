@@ -1,4 +1,5 @@
-"""Start the grpc.aio server: repository, servicer, health, reflection; stop gracefully on a signal."""
+"""Start the grpc.aio server: repository, both protocols' servicers, health, reflection; stop gracefully
+on a signal."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
 from .batcher import Batcher
+from .kserve import SERVICE_NAME as KSERVE_SERVICE_NAME
+from .kserve import KServeServicer
 from .metrics import BatcherMetrics, Metrics
 from .reload import keep_in_sync, publish_health
 from .repository import ModelRepository, RepositoryError
@@ -79,9 +83,14 @@ async def serve(
         BatcherMetrics(metrics),
     )
     pb_grpc.add_LSTMServiceServicer_to_server(LSTMServicer(repository, batcher, metrics), server)
+    kserve_grpc.add_GRPCInferenceServiceServicer_to_server(
+        KServeServicer(repository, batcher, metrics, stop), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    reflection.enable_server_reflection(
+        [SERVICE_NAME, KSERVE_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
     try:
         port = server.add_insecure_port(settings.address)
     except RuntimeError:  # newer grpcio raises where older ones returned 0
@@ -109,7 +118,8 @@ async def serve(
         f"batches of up to {settings.max_batch_rows} rows" if settings.max_batch_rows else "no batching"
     )
     log.info(
-        "lstmserve listening on %s:%d (model versions: %d; inference threads: %d; %s)",
+        "lstmserve listening on %s:%d, lstmserve.v1 and KServe v2 "
+        "(model versions: %d; inference threads: %d; %s)",
         settings.host,
         port,
         len(repository.all()),

@@ -1,10 +1,14 @@
-"""A request -> the onnxruntime feed, with every check a client can fail named in its message.
+"""A decoded request -> the onnxruntime feed, with every check a client can fail named in its message.
 
-Everything a model could choke on is refused here, before it reaches onnxruntime: dtypes, ranks,
-feature size, byte counts, NaN/Inf, lengths, state layers and shapes, and a state from another model.
+Both protocols end here: lstmserve.v1 (`feed_from_request`) and KServe v2 (server/kserve_codec.py)
+decode their wire format into a `Chunk`, and `feed_from_chunk` refuses everything a model could
+choke on before it reaches onnxruntime: dtypes, ranks, feature size, NaN/Inf, lengths, state layers
+and shapes, and a state from another model.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,18 +23,58 @@ from .runtime import ModelRuntime
 Feed = dict[str, np.ndarray]
 
 
+@dataclass
+class SentState:
+    """A state a client sent back: the fingerprint it came with and its layers, bottom to top."""
+
+    fingerprint: str
+    layers: LayerArrays  # per layer (c, h), each (batch, hidden_sizes[l])
+    names: list[tuple[str, str]]  # what the request called each layer's c and h, for messages
+
+
+@dataclass
+class Chunk:
+    """One request's tensors, decoded from the wire but not yet checked against the model."""
+
+    input: np.ndarray | None  # (batch, time, input_size) float32
+    sequence_lengths: np.ndarray | None = None  # (batch,) int32 or int64; None means full length
+    state: SentState | None = None  # None means zero state (or the stream's held state)
+
+
 def feed_from_request(
     request: pb.InferRequest,
     runtime: ModelRuntime,
     repository: ModelRepository,
     held: LayerArrays | None = None,
 ) -> Feed:
-    """The checked feed; `held` is a stream's server-side state, used when the request sends none."""
+    """lstmserve.v1: the checked feed; `held` is a stream's server-side state, used when none is sent."""
+    chunk = Chunk(input=_decode(request.input, "input") if request.HasField("input") else None)
+    if request.HasField("sequence_lengths"):
+        chunk.sequence_lengths = _decode(request.sequence_lengths, "sequence_lengths")
+    if request.HasField("state"):
+        if not request.state.fingerprint:
+            raise InvalidArgument("state.fingerprint is empty: send back the state a response returned")
+        try:
+            layers = decode_state(request.state)
+        except TensorError as exc:
+            raise InvalidArgument(str(exc)) from None
+        names = [(f"state.layers[{i}].c", f"state.layers[{i}].h") for i in range(len(layers))]
+        chunk.state = SentState(request.state.fingerprint, layers, names)
+    return feed_from_chunk(chunk, runtime, repository, held)
+
+
+def feed_from_chunk(
+    chunk: Chunk,
+    runtime: ModelRuntime,
+    repository: ModelRepository,
+    held: LayerArrays | None = None,
+) -> Feed:
+    """The checked feed for either protocol."""
     config = runtime.info.config
     name = f"{runtime.info.name} v{runtime.info.version}"
-    if not request.HasField("input"):
+    x = chunk.input
+    if x is None:
         raise InvalidArgument(f"input is missing: send a (batch, time, {config.input_size}) float32 tensor")
-    x = _decode(request.input, "input")
     if x.dtype != np.float32:
         raise InvalidArgument(f"input must be float32, got {x.dtype}")
     if x.ndim != 3:
@@ -43,10 +87,10 @@ def feed_from_request(
     if batch == 0:
         raise InvalidArgument("input has an empty batch: send at least one row")
     _check_finite(x, "input")
-    feed: Feed = {contract.INPUT: x, contract.SEQUENCE_LENGTHS: _lengths(request, batch, time)}
+    feed: Feed = {contract.INPUT: x, contract.SEQUENCE_LENGTHS: _lengths(chunk.sequence_lengths, batch, time)}
 
-    if request.HasField("state"):
-        layers = _state(request.state, runtime, repository, batch)
+    if chunk.state is not None:
+        layers = _state(chunk.state, runtime, repository, batch)
     elif held is not None:
         if held[0][0].shape[0] != batch:
             raise InvalidArgument(
@@ -61,10 +105,9 @@ def feed_from_request(
     return feed
 
 
-def _lengths(request: pb.InferRequest, batch: int, time: int) -> np.ndarray:
-    if not request.HasField("sequence_lengths"):
+def _lengths(lengths: np.ndarray | None, batch: int, time: int) -> np.ndarray:
+    if lengths is None:
         return np.full(batch, time, np.int32)  # absent lengths mean full length
-    lengths = _decode(request.sequence_lengths, "sequence_lengths")
     if lengths.dtype.kind != "i":
         raise InvalidArgument(f"sequence_lengths must be int32 (or int64), got {lengths.dtype}")
     if lengths.shape != (batch,):
@@ -79,10 +122,8 @@ def _lengths(request: pb.InferRequest, batch: int, time: int) -> np.ndarray:
     return lengths.astype(np.int32)
 
 
-def _state(state: pb.State, runtime: ModelRuntime, repository: ModelRepository, batch: int) -> LayerArrays:
+def _state(state: SentState, runtime: ModelRuntime, repository: ModelRepository, batch: int) -> LayerArrays:
     info, config = runtime.info, runtime.info.config
-    if not state.fingerprint:
-        raise InvalidArgument("state.fingerprint is empty: send back the state a response returned")
     if state.fingerprint != info.fingerprint:
         maker = repository.by_fingerprint(state.fingerprint)
         made_by = f"{maker.info.name} v{maker.info.version}" if maker else "a model not served here"
@@ -91,21 +132,16 @@ def _state(state: pb.State, runtime: ModelRuntime, repository: ModelRepository, 
             f"v{info.version} (fingerprint {info.fingerprint}); a state is only valid for the model "
             "that produced it"
         )
-    try:
-        layers = decode_state(state)
-    except TensorError as exc:
-        raise InvalidArgument(str(exc)) from None
-    if len(layers) != config.num_layers:
-        raise InvalidArgument(f"state has {len(layers)} layers; {info.name} has {config.num_layers}")
-    for index, ((c, h), size) in enumerate(zip(layers, config.hidden_sizes)):
-        for part, value in (("c", c), ("h", h)):
-            where = f"state.layers[{index}].{part}"
+    if len(state.layers) != config.num_layers:
+        raise InvalidArgument(f"state has {len(state.layers)} layers; {info.name} has {config.num_layers}")
+    for (c, h), names, size in zip(state.layers, state.names, config.hidden_sizes):
+        for where, value in zip(names, (c, h)):
             if value.dtype != np.float32:
                 raise InvalidArgument(f"{where} must be float32, got {value.dtype}")
             if value.shape != (batch, size):
                 raise InvalidArgument(f"{where} must have shape [{batch}, {size}]; got {list(value.shape)}")
             _check_finite(value, where)
-    return layers
+    return state.layers
 
 
 def _decode(tensor: pb.Tensor, name: str) -> np.ndarray:

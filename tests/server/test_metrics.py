@@ -3,11 +3,14 @@
 import time
 import urllib.request
 
+import grpc
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lstmserve.client import Client, InvalidArgumentError
+from lstmserve.proto.inference import grpc_service_pb2 as kserve
+from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
 from lstmserve.server.settings import Settings
 
 from ..conftest import CHARS
@@ -27,6 +30,15 @@ def value(samples, name, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def kserve_infer(address: str, x: np.ndarray) -> None:
+    """One ModelInfer of chars v1 over KServe v2: counted and batched as lstmserve.v1 calls are."""
+    request = kserve.ModelInferRequest(model_name=CHARS, model_version="1")
+    request.inputs.add(name="input", datatype="FP32", shape=x.shape)
+    request.raw_input_contents.append(x.tobytes())
+    with grpc.insecure_channel(address) as channel:
+        kserve_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+
+
 def test_metrics_count_calls_codes_batches_and_models(repository):
     port = free_port()
     server = InProcessServer(Settings(repository=str(repository), metrics_port=port)).start()
@@ -37,6 +49,7 @@ def test_metrics_count_calls_codes_batches_and_models(repository):
                 client.infer(CHARS, x, version=1)
             with pytest.raises(InvalidArgumentError):
                 client.infer(CHARS, np.ones((1, 3, 4)), version=1)
+            kserve_infer(server.address, x)
             with client.stream(CHARS, version=2, bidi=True) as stream:
                 stream.feed(x)
                 stream.feed(x)
@@ -52,7 +65,8 @@ def test_metrics_count_calls_codes_batches_and_models(repository):
     assert value(samples, "lstmserve_requests_total", model="chars:2", method="StreamInfer", code="OK") == 2
     assert value(samples, "lstmserve_request_seconds_count", model="chars:1", method="Infer") == 3
     assert value(samples, "lstmserve_compute_seconds_count", model="chars:1") >= 1
-    assert value(samples, "lstmserve_batch_requests_sum", model="chars:1") == 3  # every request ran once
+    assert value(samples, "lstmserve_requests_total", model="chars:1", method="ModelInfer", code="OK") == 1
+    assert value(samples, "lstmserve_batch_requests_sum", model="chars:1") == 4  # every request ran once
     assert (
         value(during, "lstmserve_streams_in_flight") == 1
         and value(samples, "lstmserve_streams_in_flight") == 0

@@ -11,6 +11,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lstmserve.client import Client, NotFoundError
+from lstmserve.proto.inference import grpc_service_pb2 as kserve
+from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
 from lstmserve.server.settings import Settings
 
 from ..conftest import CHARS, DIGITS
@@ -46,6 +48,13 @@ def health(address, service):
         )
 
 
+def model_ready(address, name, version=""):
+    """KServe v2's ModelReady: the standard protocol's view of the same repository."""
+    with grpc.insecure_channel(address) as channel:
+        stub = kserve_grpc.GRPCInferenceServiceStub(channel)
+        return stub.ModelReady(kserve.ModelReadyRequest(name=name, version=version)).ready
+
+
 @pytest.fixture
 def live_repository(repository, tmp_path):
     root = tmp_path / "models"
@@ -74,6 +83,7 @@ def test_versions_come_and_go_under_load_without_a_restart(live_repository):
             add_version(live_repository, CHARS, 1, 3)
             assert eventually(lambda: client.model(CHARS).version == 3)  # the newest answers by default
             assert client.model(CHARS).versions == (1, 2, 3)
+            assert model_ready(server.address, CHARS, "3")
             shutil.rmtree(live_repository / CHARS / "1")
 
             def v1_gone() -> bool:
@@ -85,11 +95,13 @@ def test_versions_come_and_go_under_load_without_a_restart(live_repository):
 
             assert eventually(v1_gone)
             assert client.model(CHARS).versions == (2, 3)
+            assert not model_ready(server.address, CHARS, "1") and model_ready(server.address, CHARS, "2")
 
             shutil.rmtree(live_repository / DIGITS)  # the whole model: its health turns NOT_SERVING
             assert eventually(
                 lambda: health(server.address, DIGITS) == health_pb2.HealthCheckResponse.NOT_SERVING
             )
+            assert not model_ready(server.address, DIGITS)
             add_version(live_repository, CHARS, 2, 4)
             assert eventually(lambda: client.model(CHARS).version == 4)
             running.clear()

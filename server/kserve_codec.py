@@ -1,0 +1,239 @@
+"""KServe v2 / Open Inference Protocol messages <-> the `Chunk` validation.py checks, and back.
+
+The one place KServe tensors are decoded and encoded. A model's tensors keep their ONNX contract
+names on this wire too: `input`, `sequence_lengths`, `initial_c_{l}`, `initial_h_{l}` in; `output`,
+`final_c_{l}`, `final_h_{l}`, `logits` out. The fingerprint that stamps a state travels as the
+string parameter `state_fingerprint`. What is wrong with the wire form (datatype strings, shapes
+against bytes, names, raw and typed contents mixed) is refused here; what is wrong for the model
+(feature size, lengths, NaN, a state from another model) is refused by validation.py, as for
+lstmserve.v1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lstmserve import contract
+from lstmserve.proto.inference import grpc_service_pb2 as kserve
+
+from .errors import InvalidArgument
+from .runtime import ModelRuntime
+from .validation import Chunk, SentState
+
+STATE_FINGERPRINT = "state_fingerprint"  # request and response parameter
+PLATFORM = "onnxruntime_onnx"  # as Triton names ONNX models served by onnxruntime
+# Triton's sequence batcher keeps state on the server, keyed by these; lstmserve keeps none, so a
+# client that sends them expects what it would not get: refuse rather than answer from zero state.
+_SERVER_STATE_PARAMETERS = ("sequence_id", "sequence_start", "sequence_end")
+
+# Every datatype the protocol names -> (numpy dtype, the typed-contents field that carries it).
+# FP16 and BYTES have no dtype/field pair lstmserve could take; they are named so the error says
+# "not taken here" rather than "unknown".
+_DATATYPES: dict[str, tuple[np.dtype | None, str | None]] = {
+    "BOOL": (np.dtype(np.bool_), "bool_contents"),
+    "UINT8": (np.dtype("<u1"), "uint_contents"),
+    "UINT16": (np.dtype("<u2"), "uint_contents"),
+    "UINT32": (np.dtype("<u4"), "uint_contents"),
+    "UINT64": (np.dtype("<u8"), "uint64_contents"),
+    "INT8": (np.dtype("<i1"), "int_contents"),
+    "INT16": (np.dtype("<i2"), "int_contents"),
+    "INT32": (np.dtype("<i4"), "int_contents"),
+    "INT64": (np.dtype("<i8"), "int64_contents"),
+    "FP16": (np.dtype("<f2"), None),  # raw only: the protocol has no 16-bit typed field
+    "FP32": (np.dtype("<f4"), "fp32_contents"),
+    "FP64": (np.dtype("<f8"), "fp64_contents"),
+    "BYTES": (None, "bytes_contents"),
+}
+_FP32 = "FP32"
+
+
+def input_datatypes(runtime: ModelRuntime) -> dict[str, tuple[str, ...]]:
+    """Each input the model takes -> the datatypes accepted for it (the first is the advertised one)."""
+    accepted: dict[str, tuple[str, ...]] = {
+        contract.INPUT: (_FP32,),
+        contract.SEQUENCE_LENGTHS: ("INT32", "INT64"),
+    }
+    for layer in range(runtime.info.config.num_layers):
+        accepted[contract.initial_c(layer)] = accepted[contract.initial_h(layer)] = (_FP32,)
+    return accepted
+
+
+def input_shapes(runtime: ModelRuntime) -> dict[str, list[int]]:
+    """Each input's shape as ModelMetadata gives it: -1 for batch and time, which are any size."""
+    config = runtime.info.config
+    shapes = {contract.INPUT: [-1, -1, config.input_size], contract.SEQUENCE_LENGTHS: [-1]}
+    for layer, size in enumerate(config.hidden_sizes):
+        shapes[contract.initial_c(layer)] = shapes[contract.initial_h(layer)] = [-1, size]
+    return shapes
+
+
+def output_shapes(runtime: ModelRuntime) -> dict[str, list[int]]:
+    """Each output's shape, in the model's output order; all are FP32."""
+    config = runtime.info.config
+    shapes = {contract.OUTPUT: [-1, -1, config.hidden_sizes[-1]]}
+    for layer, size in enumerate(config.hidden_sizes):
+        shapes[contract.final_c(layer)] = shapes[contract.final_h(layer)] = [-1, size]
+    if config.head == "classify_last":
+        shapes[contract.LOGITS] = [-1, config.num_outputs]
+    elif config.head == "per_step":
+        shapes[contract.LOGITS] = [-1, -1, config.num_outputs]
+    return shapes
+
+
+def chunk_from_request(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> Chunk:
+    """The request's tensors by contract name, checked as wire data."""
+    for key in _SERVER_STATE_PARAMETERS:
+        if key in request.parameters:
+            raise InvalidArgument(
+                f"parameter {key!r}: lstmserve keeps no state between calls; send each response's "
+                "final_c_*/final_h_* back as initial_c_*/initial_h_* with its state_fingerprint parameter"
+            )
+    raw = request.raw_input_contents
+    if raw:
+        typed = [tensor.name for tensor in request.inputs if tensor.HasField("contents")]
+        if typed:
+            raise InvalidArgument(
+                f"raw_input_contents and typed contents mixed: with raw_input_contents set, no input may "
+                f"carry contents, but {', '.join(typed)} does; send every input one way"
+            )
+        if len(raw) != len(request.inputs):
+            raise InvalidArgument(
+                f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs: send one per input, "
+                "in the order of inputs"
+            )
+    accepted = input_datatypes(runtime)
+    model = f"{runtime.info.name} v{runtime.info.version}"
+    arrays: dict[str, np.ndarray] = {}
+    for index, tensor in enumerate(request.inputs):
+        name = tensor.name
+        if name not in accepted:
+            raise InvalidArgument(f"unknown input {name!r}: {model} takes {', '.join(accepted)}")
+        if name in arrays:
+            raise InvalidArgument(f"input {name!r} is given twice")
+        if tensor.datatype not in _DATATYPES:
+            raise InvalidArgument(
+                f"{name}: unknown datatype {tensor.datatype!r}; the protocol's are {', '.join(_DATATYPES)}"
+            )
+        if tensor.datatype not in accepted[name]:
+            raise InvalidArgument(
+                f"{name} has datatype {tensor.datatype}; {model} takes {' or '.join(accepted[name])}"
+            )
+        arrays[name] = _decode(tensor, raw[index] if raw else None)
+
+    chunk = Chunk(input=arrays.get(contract.INPUT), sequence_lengths=arrays.get(contract.SEQUENCE_LENGTHS))
+    names = [
+        (contract.initial_c(layer), contract.initial_h(layer))
+        for layer in range(runtime.info.config.num_layers)
+    ]
+    sent = [name for pair in names for name in pair if name in arrays]
+    if sent:
+        missing = [name for pair in names for name in pair if name not in arrays]
+        if missing:
+            raise InvalidArgument(
+                f"state inputs come together: got {', '.join(sent)} but not {', '.join(missing)}; "
+                "send every initial_c_*/initial_h_* (a response's final_c_*/final_h_*), or none for "
+                "zero state"
+            )
+        chunk.state = SentState(_fingerprint(request), [(arrays[c], arrays[h]) for c, h in names], names)
+    return chunk
+
+
+def requested_outputs(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> list[str]:
+    """The outputs to return, in the order asked; none asked means all, in the model's order."""
+    if not request.outputs:
+        return list(runtime.output_names)
+    names = [output.name for output in request.outputs]
+    for name in names:
+        if name not in runtime.output_names:
+            raise InvalidArgument(
+                f"unknown output {name!r}: {runtime.info.name} v{runtime.info.version} returns "
+                f"{', '.join(runtime.output_names)}"
+            )
+    if len(set(names)) != len(names):
+        raise InvalidArgument(f"an output is asked for twice: {', '.join(names)}")
+    return names
+
+
+def infer_response(
+    request: kserve.ModelInferRequest, runtime: ModelRuntime, outputs: dict[str, np.ndarray], names: list[str]
+) -> kserve.ModelInferResponse:
+    """The named outputs as raw little-endian bytes, with the state's fingerprint as a parameter."""
+    response = kserve.ModelInferResponse(
+        model_name=runtime.info.name, model_version=str(runtime.info.version), id=request.id
+    )
+    response.parameters[STATE_FINGERPRINT].string_param = runtime.info.fingerprint
+    for name in names:
+        array = outputs[name]  # float32: every output of the contract is
+        response.outputs.add(name=name, datatype=_FP32, shape=array.shape)
+        response.raw_output_contents.append(np.ascontiguousarray(array, dtype="<f4").tobytes())
+    return response
+
+
+def parse_version(version: str, field: str = "model_version") -> int:
+    """A request's version string: empty means the newest (0); otherwise a positive integer."""
+    if not version:
+        return 0
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidArgument(f"{field} must be a positive integer, or empty for the newest; got {version!r}")
+    return int(version)
+
+
+def _fingerprint(request: kserve.ModelInferRequest) -> str:
+    if STATE_FINGERPRINT not in request.parameters:
+        raise InvalidArgument(
+            "initial_c_*/initial_h_* sent without the state_fingerprint parameter: send back the "
+            "state_fingerprint of the response whose final_c_*/final_h_* they are"
+        )
+    parameter = request.parameters[STATE_FINGERPRINT]
+    if parameter.WhichOneof("parameter_choice") != "string_param" or not parameter.string_param:
+        raise InvalidArgument("parameter state_fingerprint must be a non-empty string (string_param)")
+    return parameter.string_param
+
+
+def _decode(tensor: kserve.ModelInferRequest.InferInputTensor, raw: bytes | None) -> np.ndarray:
+    """One input as a numpy array; its datatype is one lstmserve takes (checked by the caller)."""
+    name, datatype = tensor.name, tensor.datatype
+    dtype, field = _DATATYPES[datatype]
+    assert dtype is not None and field is not None  # the datatypes lstmserve takes have both
+    shape = tuple(tensor.shape)
+    if any(dim < 0 for dim in shape):
+        raise InvalidArgument(f"{name}: shape {list(shape)} has a negative dimension")
+    count = math.prod(shape)
+    if raw is not None:
+        if len(raw) != count * dtype.itemsize:
+            raise InvalidArgument(
+                f"{name}: {len(raw)} raw bytes do not fit shape {list(shape)} of {datatype} "
+                f"({count * dtype.itemsize} bytes)"
+            )
+        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+    elsewhere = [f.name for f, _ in tensor.contents.ListFields() if f.name != field]
+    if elsewhere:
+        raise InvalidArgument(
+            f"{name} is {datatype}, so its contents go in {field}, not {', '.join(elsewhere)}"
+        )
+    values = getattr(tensor.contents, field)
+    if len(values) != count:
+        raise InvalidArgument(
+            f"{name}: {len(values)} values in {field} do not fit shape {list(shape)} ({count} values)"
+        )
+    return np.array(values, dtype=dtype).reshape(shape)
+
+
+def model_metadata(runtime: ModelRuntime, versions: list[int]) -> kserve.ModelMetadataResponse:
+    """The model's tensors with datatypes and shapes (-1 where any size goes), and its versions."""
+    tensor = kserve.ModelMetadataResponse.TensorMetadata
+    datatypes = input_datatypes(runtime)
+    return kserve.ModelMetadataResponse(
+        name=runtime.info.name,
+        versions=[str(version) for version in versions],
+        platform=PLATFORM,
+        inputs=[
+            tensor(name=name, datatype=datatypes[name][0], shape=shape)
+            for name, shape in input_shapes(runtime).items()
+        ],
+        outputs=[
+            tensor(name=name, datatype=_FP32, shape=shape) for name, shape in output_shapes(runtime).items()
+        ],
+    )
