@@ -7,10 +7,13 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
 from lstmserve.client import Client
+from lstmserve.proto.inference import grpc_service_pb2 as kserve
+from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
 
 from ..conftest import CHARS, DIGITS, REPO
 from ..servers import free_port
@@ -101,6 +104,10 @@ def test_container_serves_a_mounted_repository(image, repository):
     try:
         with Client(container.address) as client:
             assert {(m.name, m.version) for m in client.models()} == {(DIGITS, 1), (CHARS, 1), (CHARS, 2)}
+        with grpc.insecure_channel(container.address) as channel:  # KServe v2 on the image's protobuf
+            stub = kserve_grpc.GRPCInferenceServiceStub(channel)
+            assert stub.ModelReady(kserve.ModelReadyRequest(name=CHARS, version="2")).ready
+            assert list(stub.ModelMetadata(kserve.ModelMetadataRequest(name=CHARS)).versions) == ["1", "2"]
         assert "batches of up to 8 rows" in container.logs()  # LSTMSERVE_* settings from the environment
     finally:
         container.remove()
