@@ -6,9 +6,12 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 
 from lstmserve.client import AsyncClient
+from lstmserve.proto.inference import grpc_service_pb2 as kserve
+from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,7 @@ class Load:
     input_size: int
     streams: int
     chunk: int  # steps per call
-    mode: str  # unary or bidi
+    mode: str  # unary or bidi (lstmserve.v1), or kserve (KServe v2 ModelInfer, state fed back)
     seconds: float
     warmup: float = 0.5
     connections: int = 1  # streams are spread over this many channels, each its own TCP connection
@@ -53,23 +56,28 @@ async def _run(address: str, load: Load) -> LoadResult:
     chunks = [rng.random((1, load.chunk, load.input_size), dtype=np.float32) for _ in range(load.streams)]
     latencies: list[list[float]] = [[] for _ in range(load.streams)]
     # A local subchannel pool: otherwise gRPC shares one connection among identical channels.
-    clients = [
-        AsyncClient(address, timeout=60, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(load.connections)
-    ]
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    callers: list
+    if load.mode == "kserve":
+        channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(load.connections)]
+        callers, closing = [kserve_grpc.GRPCInferenceServiceStub(c) for c in channels], channels
+    else:
+        callers = closing = [
+            AsyncClient(address, timeout=60, options=options) for _ in range(load.connections)
+        ]
     try:
         start = time.perf_counter()
         measure_from, stop_at = start + load.warmup, start + load.warmup + load.seconds
-        loop = _bidi if load.mode == "bidi" else _unary
+        loop = {"unary": _unary, "bidi": _bidi, "kserve": _kserve}[load.mode]
         await asyncio.gather(
             *(
-                loop(clients[i % len(clients)], load, chunk, measure_from, stop_at, out)
+                loop(callers[i % len(callers)], load, chunk, measure_from, stop_at, out)
                 for i, (chunk, out) in enumerate(zip(chunks, latencies))
             )
         )
     finally:
-        for client in clients:
-            await client.close()
+        for closable in closing:
+            await closable.close()
     window = min(time.perf_counter(), stop_at) - measure_from
     return LoadResult(np.array([t for stream in latencies for t in stream]), window, load.chunk)
 
@@ -89,3 +97,27 @@ async def _bidi(client, load: Load, chunk, measure_from: float, stop_at: float, 
             await stream.feed(chunk)
             if now >= measure_from:
                 out.append(time.perf_counter() - now)
+
+
+async def _kserve(stub, load: Load, chunk, measure_from: float, stop_at: float, out: list[float]) -> None:
+    """As a KServe client streams: each response's final_* go back as initial_*, with the fingerprint."""
+    state: list[tuple[str, np.ndarray]] = []
+    fingerprint = ""
+    while (now := time.perf_counter()) < stop_at:
+        request = kserve.ModelInferRequest(model_name=load.model, model_version=str(load.version))
+        for name, array in [("input", chunk), *state]:
+            request.inputs.add(name=name, datatype="FP32", shape=array.shape)
+            request.raw_input_contents.append(array.tobytes())
+        if fingerprint:
+            request.parameters["state_fingerprint"].string_param = fingerprint
+        response = await stub.ModelInfer(request, timeout=60)
+        outputs = {
+            tensor.name: np.frombuffer(data, np.float32).reshape(tensor.shape)
+            for tensor, data in zip(response.outputs, response.raw_output_contents)
+        }
+        state = [
+            (name.replace("final", "initial"), v) for name, v in outputs.items() if name.startswith("final")
+        ]
+        fingerprint = response.parameters["state_fingerprint"].string_param
+        if now >= measure_from:
+            out.append(time.perf_counter() - now)

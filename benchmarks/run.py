@@ -179,6 +179,8 @@ def _plan(options: BenchOptions, models) -> list[Scenario]:
                     plan.append(Scenario(name, version, "lstmserve", mode, streams, chunk))
                     plan.append(Scenario(name, version, "echo", mode, streams, chunk))
                 plan.append(Scenario(name, version, "unbatched", mode, options.many, chunk))
+            for streams in (1, options.many):  # the standard protocol, same server (no echo of it)
+                plan.append(Scenario(name, version, "lstmserve", "kserve", streams, chunk))
     return plan
 
 

@@ -35,6 +35,7 @@ def test_bench_runs_end_to_end_in_quick_mode(repository, tmp_path):
     results = json.loads((out / "bench.json").read_text())
     servers = {s["server"] for s in results["scenarios"]}
     assert servers == {"lstmserve", "unbatched", "echo"}
+    assert {s["mode"] for s in results["scenarios"]} == {"unary", "bidi", "kserve"}
     for scenario in results["scenarios"]:
         assert scenario["result"]["calls"] > 0, scenario
         assert scenario["result"]["p50_ms"] <= scenario["result"]["p99_ms"]
