@@ -110,6 +110,7 @@ async def serve(
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set(health.OVERALL_HEALTH, serving)
     await health_servicer.set(SERVICE_NAME, serving)
+    await health_servicer.set(KSERVE_SERVICE_NAME, serving)
     await publish_health(health_servicer, repository, set(repository.names()))  # per model name
     syncing = asyncio.create_task(
         keep_in_sync(repository, batcher, metrics, health_servicer, settings.poll_interval, reload)

@@ -12,7 +12,9 @@ def channel(server):
         yield opened
 
 
-@pytest.mark.parametrize("service", ["", "lstmserve.v1.LSTMService", DIGITS, CHARS])
+@pytest.mark.parametrize(
+    "service", ["", "lstmserve.v1.LSTMService", "inference.GRPCInferenceService", DIGITS, CHARS]
+)
 def test_health_serving_overall_and_per_model(channel, service):
     stub = health_pb2_grpc.HealthStub(channel)
     response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -31,4 +33,4 @@ def test_reflection_lists_the_services(channel):
     request = reflection_pb2.ServerReflectionRequest(list_services="")
     response = next(stub.ServerReflectionInfo(iter([request]), timeout=5))
     names = {service.name for service in response.list_services_response.service}
-    assert {"lstmserve.v1.LSTMService", "grpc.health.v1.Health"} <= names
+    assert {"lstmserve.v1.LSTMService", "inference.GRPCInferenceService", "grpc.health.v1.Health"} <= names
