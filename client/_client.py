@@ -77,11 +77,18 @@ class Client:
         self.timeout = timeout
 
     def infer(
-        self, model: str, input: Any, state: State | None = None, lengths: Any = None, version: int = 0
+        self,
+        model: str,
+        input: Any,
+        state: State | None = None,
+        lengths: Any = None,
+        version: int = 0,
+        outputs: Sequence[str] | None = None,
     ) -> InferResult:
         """Run one chunk. input: (batch, time, input_size); state: a previous result's state, or None
-        for zero state; lengths: (batch,) valid steps per row, or None for full length."""
-        return self.send(infer_request(model, input, state, lengths, version))
+        for zero state; lengths: (batch,) valid steps per row, or None for full length; outputs: which
+        of "output", "logits", "state" to send back, or None for all (the rest come back as None)."""
+        return self.send(infer_request(model, input, state, lengths, version, outputs))
 
     def send(self, request: pb.InferRequest) -> InferResult:
         try:
@@ -89,10 +96,18 @@ class Client:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
-    def stream(self, model: str, version: int = 0, state: State | None = None, bidi: bool = False) -> Stream:
+    def stream(
+        self,
+        model: str,
+        version: int = 0,
+        state: State | None = None,
+        bidi: bool = False,
+        outputs: Sequence[str] | None = None,
+    ) -> Stream:
         """A Stream that feeds chunks and carries the state between them. bidi=True holds the state on the
-        server for the life of one StreamInfer call (less to send); a broken call resumes from the state."""
-        return Stream(self, model, version, state, bidi)
+        server for the life of one StreamInfer call (less to send); a broken call resumes from the state.
+        outputs: as for infer (the state always comes back)."""
+        return Stream(self, model, version, state, bidi, outputs)
 
     def models(self) -> list[ModelInfo]:
         try:
@@ -135,9 +150,15 @@ class AsyncClient:
         self.timeout = timeout
 
     async def infer(
-        self, model: str, input: Any, state: State | None = None, lengths: Any = None, version: int = 0
+        self,
+        model: str,
+        input: Any,
+        state: State | None = None,
+        lengths: Any = None,
+        version: int = 0,
+        outputs: Sequence[str] | None = None,
     ) -> InferResult:
-        return await self.send(infer_request(model, input, state, lengths, version))
+        return await self.send(infer_request(model, input, state, lengths, version, outputs))
 
     async def send(self, request: pb.InferRequest) -> InferResult:
         try:
@@ -146,9 +167,14 @@ class AsyncClient:
             raise from_rpc_error(error) from None
 
     def stream(
-        self, model: str, version: int = 0, state: State | None = None, bidi: bool = False
+        self,
+        model: str,
+        version: int = 0,
+        state: State | None = None,
+        bidi: bool = False,
+        outputs: Sequence[str] | None = None,
     ) -> AsyncStream:
-        return AsyncStream(self, model, version, state, bidi)
+        return AsyncStream(self, model, version, state, bidi, outputs)
 
     async def models(self) -> list[ModelInfo]:
         try:

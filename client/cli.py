@@ -62,9 +62,12 @@ def run_infer(args: argparse.Namespace) -> int:
     step = args.chunk or max(x.shape[1], 1)
     with Client(args.server) as client, client.stream(args.model, args.version, bidi=args.bidi) as stream:
         info = client.model(args.model, args.version)
-        outputs, logits, started = [], [], time.perf_counter()
+        outputs: list[np.ndarray] = []
+        logits: list[np.ndarray] = []
+        started = time.perf_counter()
         for start in range(0, x.shape[1], step):
             result = stream.feed(x[:, start : start + step])
+            assert result.output is not None and result.state is not None  # all outputs were asked for
             outputs.append(result.output)
             if result.logits is not None:
                 logits.append(result.logits)
@@ -88,10 +91,12 @@ def run_infer(args: argparse.Namespace) -> int:
     else:
         print(f"output {list(output.shape)}; the model has no head")
     if args.output:
-        arrays: dict[str, Any] = {"output": output, "fingerprint": np.array(result.state.fingerprint)}
+        state = result.state
+        assert state is not None
+        arrays: dict[str, Any] = {"output": output, "fingerprint": np.array(state.fingerprint)}
         if final_logits is not None:
             arrays["logits"] = final_logits
-        for layer, (c, h) in enumerate(result.state.layers):
+        for layer, (c, h) in enumerate(state.layers):
             arrays[f"final_c_{layer}"], arrays[f"final_h_{layer}"] = c, h
         try:
             np.savez(args.output, **arrays)

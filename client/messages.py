@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +15,22 @@ from .state import State
 
 
 def infer_request(
-    model: str, input: Any, state: State | None = None, lengths: Any = None, version: int = 0
+    model: str,
+    input: Any,
+    state: State | None = None,
+    lengths: Any = None,
+    version: int = 0,
+    outputs: Sequence[str] | None = None,
 ) -> pb.InferRequest:
-    """The request for one chunk; input is (batch, time, input_size), converted to float32."""
+    """The request for one chunk; input is (batch, time, input_size), converted to float32; outputs:
+    which of "output", "logits", "state" to send back (None: all)."""
+    if isinstance(outputs, str):
+        raise TypeError(f'outputs is a list of names, e.g. ["{outputs}"], not a string')
     request = pb.InferRequest(
-        model=model, version=version, input=encode_tensor(np.asarray(input, np.float32))
+        model=model,
+        version=version,
+        input=encode_tensor(np.asarray(input, np.float32)),
+        outputs=outputs or (),
     )
     if lengths is not None:
         request.sequence_lengths.CopyFrom(encode_tensor(np.asarray(lengths, np.int32)))
@@ -29,19 +41,20 @@ def infer_request(
 
 @dataclass(frozen=True)
 class InferResult:
-    output: np.ndarray  # (batch, time, hidden_sizes[-1]) float32, zero past each row's length
-    logits: np.ndarray | None  # (batch, num_outputs) or (batch, time, num_outputs); None without a head
-    state: State  # send it back with the next chunk
+    """One chunk's answer. A part not asked for (`outputs`) is None, as are logits without a head."""
+
+    output: np.ndarray | None  # (batch, time, hidden_sizes[-1]) float32, zero past each row's length
+    logits: np.ndarray | None  # (batch, num_outputs) or (batch, time, num_outputs)
+    state: State | None  # send it back with the next chunk
     model: str
     version: int
 
     @classmethod
     def from_proto(cls, response: pb.InferResponse) -> InferResult:
-        logits = decode_tensor(response.logits, "logits") if response.HasField("logits") else None
         return cls(
-            decode_tensor(response.output, "output"),
-            logits,
-            State.from_proto(response.state),
+            decode_tensor(response.output, "output") if response.HasField("output") else None,
+            decode_tensor(response.logits, "logits") if response.HasField("logits") else None,
+            State.from_proto(response.state) if response.HasField("state") else None,
             response.model,
             response.version,
         )

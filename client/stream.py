@@ -3,16 +3,21 @@
 Unary mode (the default) sends the state with every chunk, so each chunk can land on any replica.
 Bidi mode keeps one StreamInfer call open and lets the server hold the state between chunks; every
 response still carries it, so when the call breaks the next chunk opens a new call from that state.
+In both modes the client's timeout bounds each chunk: a bidi chunk with no answer in time closes the
+call (DeadlineExceededError) and the next feed opens a new one from the state the client holds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
+import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from .errors import ServerError, from_rpc_error
+from .errors import DeadlineExceededError, ServerError, from_rpc_error
 from .messages import InferResult, infer_request
 from .state import State
 
@@ -21,11 +26,15 @@ if TYPE_CHECKING:
 
 
 class _StreamBase:
-    def __init__(self, model: str, version: int, state: State | None, bidi: bool):
+    def __init__(
+        self, model: str, version: int, state: State | None, bidi: bool, outputs: Sequence[str] | None
+    ):
         self.model = model
         self.version = version  # 0 until the first answer pins the version that made the state
         self._state = state
         self.bidi = bidi
+        # The state always comes back: the stream carries it (and resumes a broken call from it).
+        self.outputs = None if outputs is None else [*dict.fromkeys([*outputs, "state"])]
 
     @property
     def state(self) -> State | None:
@@ -39,7 +48,16 @@ class _StreamBase:
         return self._state.to_bytes()
 
     def _request(self, chunk: Any, lengths: Any, send_state: bool):
-        return infer_request(self.model, chunk, self._state if send_state else None, lengths, self.version)
+        state = self._state if send_state else None
+        return infer_request(self.model, chunk, state, lengths, self.version, self.outputs)
+
+    @staticmethod
+    def _timed_out(timeout: float | None) -> DeadlineExceededError:
+        return DeadlineExceededError(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"no answer within {timeout:g} s; the stream's call was closed and the next feed opens a "
+            "new one from the last state",
+        )
 
     def _keep(self, result: InferResult) -> InferResult:
         self._state, self.version = result.state, result.version
@@ -48,9 +66,15 @@ class _StreamBase:
 
 class Stream(_StreamBase):
     def __init__(
-        self, client: Client, model: str, version: int = 0, state: State | None = None, bidi: bool = False
+        self,
+        client: Client,
+        model: str,
+        version: int = 0,
+        state: State | None = None,
+        bidi: bool = False,
+        outputs: Sequence[str] | None = None,
     ):
-        super().__init__(model, version, state, bidi)
+        super().__init__(model, version, state, bidi, outputs)
         self._client = client
         self._requests: queue.SimpleQueue | None = None
         self._responses: Any = None
@@ -67,20 +91,31 @@ class Stream(_StreamBase):
             assert self._requests is not None
             # Within one call the server holds the state; a new call starts from ours.
             self._requests.put(self._request(chunk, lengths, send_state=fresh))
+            timeout, responses = self._client.timeout, self._responses
+            # A call has no per-message deadline: a timer cancels it if this chunk's answer is late.
+            timer = threading.Timer(timeout, responses.cancel) if timeout else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
             try:
-                return self._keep(InferResult.from_proto(next(self._responses)))
+                return self._keep(InferResult.from_proto(next(responses)))
             except grpc.RpcError as error:
                 self.close()
+                if timer is not None and timer.finished.is_set():
+                    raise self._timed_out(timeout) from None
                 if error.code() != grpc.StatusCode.UNAVAILABLE or attempt:
                     raise from_rpc_error(error) from None
             except StopIteration:
                 self.close()
                 raise ServerError(grpc.StatusCode.UNKNOWN, "the server ended the stream") from None
+            finally:
+                if timer is not None:
+                    timer.cancel()
         raise AssertionError("unreachable")
 
     def fork(self) -> Stream:
         """A second stream that continues from this one's state; the two then go their own ways."""
-        return Stream(self._client, self.model, self.version, self._state, self.bidi)
+        return Stream(self._client, self.model, self.version, self._state, self.bidi, self.outputs)
 
     def close(self) -> None:
         """End the open StreamInfer call, if any (the state is kept)."""
@@ -104,8 +139,9 @@ class AsyncStream(_StreamBase):
         version: int = 0,
         state: State | None = None,
         bidi: bool = False,
+        outputs: Sequence[str] | None = None,
     ):
-        super().__init__(model, version, state, bidi)
+        super().__init__(model, version, state, bidi, outputs)
         self._client = client
         self._call: Any = None
 
@@ -116,9 +152,12 @@ class AsyncStream(_StreamBase):
             fresh = self._call is None
             if fresh:
                 self._call = self._client.stub.StreamInfer()
+            request = self._request(chunk, lengths, send_state=fresh)
             try:
-                await self._call.write(self._request(chunk, lengths, send_state=fresh))
-                response = await self._call.read()
+                response = await asyncio.wait_for(self._exchange(request), self._client.timeout)
+            except asyncio.TimeoutError:
+                await self.close()
+                raise self._timed_out(self._client.timeout) from None
             except grpc.RpcError as error:
                 await self.close()
                 if error.code() != grpc.StatusCode.UNAVAILABLE or attempt:
@@ -130,8 +169,12 @@ class AsyncStream(_StreamBase):
             return self._keep(InferResult.from_proto(response))
         raise AssertionError("unreachable")
 
+    async def _exchange(self, request) -> Any:
+        await self._call.write(request)
+        return await self._call.read()
+
     def fork(self) -> AsyncStream:
-        return AsyncStream(self._client, self.model, self.version, self._state, self.bidi)
+        return AsyncStream(self._client, self.model, self.version, self._state, self.bidi, self.outputs)
 
     async def close(self) -> None:
         if self._call is not None:

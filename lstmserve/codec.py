@@ -23,6 +23,11 @@ _CODES = {dtype: code for code, dtype in _DTYPES.items()}
 _NAMES = {pb.FLOAT32: "float32", pb.INT32: "int32", pb.INT64: "int64"}
 
 LayerArrays = list[tuple[np.ndarray, np.ndarray]]  # per layer (c, h), each (batch, hidden_sizes[l])
+MAX_RANK = 8  # no tensor of the contract has more than 3 dimensions
+# No real tensor comes near these. numpy refuses a shape whose size overflows even when a zero
+# dimension means it holds no values ([0, 2**62, 8]), so such shapes are refused here, by name.
+MAX_DIMENSION = 2**31 - 1
+MAX_VALUES = 2**40  # the product of the non-zero dimensions
 
 
 class TensorError(LstmServeError, ValueError):
@@ -45,18 +50,35 @@ def decode_tensor(tensor: pb.Tensor, name: str) -> np.ndarray:
     # the few dimensions a shape has (np.prod alone cost 6 us).
     dtype = _DTYPES.get(tensor.dtype)
     if dtype is None:
-        raise TensorError(f"{name}: unsupported dtype {pb.DataType.Name(tensor.dtype)}")
-    shape = tuple(tensor.shape)
-    if any(dim < 0 for dim in shape):
-        raise TensorError(f"{name}: shape {list(shape)} has a negative dimension")
-    data = tensor.data
+        # An enum value this build does not know arrives as a bare number (proto3 keeps it).
+        known = pb.DataType.Name(tensor.dtype) if tensor.dtype in pb.DataType.values() else tensor.dtype
+        raise TensorError(f"{name}: unsupported dtype {known}; use FLOAT32, INT32 or INT64")
+    return from_bytes(tensor.data, dtype, tensor.shape, name, _NAMES[tensor.dtype])
+
+
+def from_bytes(data: bytes, dtype: np.dtype, dims, name: str, dtype_name: str) -> np.ndarray:
+    """Raw little-endian bytes as a read-only array of `dims`, for every protocol and the client.
+
+    The shape is checked before anything is made, and the array is a view: no copy, no allocation."""
+    shape = check_shape(dims, name)
     expected = math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         raise TensorError(
-            f"{name}: {len(data)} bytes do not fit shape {list(shape)} of "
-            f"{_NAMES[tensor.dtype]} ({expected} bytes)"
+            f"{name}: {len(data)} bytes do not fit shape {list(shape)} of {dtype_name} ({expected} bytes)"
         )
     return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def check_shape(dims, name: str) -> tuple[int, ...]:
+    """A wire shape, refused if no tensor could have it."""
+    if len(dims) > MAX_RANK:
+        raise TensorError(f"{name}: rank {len(dims)}; no tensor here has more than {MAX_RANK} dimensions")
+    shape = tuple(dims)
+    if any(dim < 0 for dim in shape):
+        raise TensorError(f"{name}: shape {list(shape)} has a negative dimension")
+    if any(dim > MAX_DIMENSION for dim in shape) or math.prod(d for d in shape if d) > MAX_VALUES:
+        raise TensorError(f"{name}: shape {list(shape)} is too large for any tensor")
+    return shape
 
 
 def encode_state(fingerprint: str, layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> pb.State:

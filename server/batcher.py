@@ -3,12 +3,13 @@
     requests, from Infer and StreamInfer alike, any chunk length
        │  a bounded queue per model version: past max_queue_rows, RESOURCE_EXHAUSTED at once
        ▼
-    the leader (the first caller to find the lane idle) waits max_delay for more if the lane is busy
-       │  (its last batch ended just now), then takes what is waiting, up to max_batch_rows,
-       │  pads every chunk to the longest; sequence_lengths keeps each row to its own steps
+    the lane's worker task (started when work arrives at an idle lane, gone when the queue empties)
+       │  waits max_delay for more if the lane is busy (its last batch ended just now), then takes
+       │  the oldest request and those that fit with it: max_batch_rows, padded rows x steps within
+       │  max_batch_row_steps, chunk lengths within 2x of each other
        ▼
     onnxruntime: small runs on the event loop's thread, large ones on the executor
-       │  rows and steps split back to each caller; leadership passes to the oldest waiting caller
+       │  rows and steps split back to each caller's future
        ▼
     while one batch runs, the next one gathers: batches grow with the load; a lone stream never waits
 
@@ -16,9 +17,11 @@ Exact because the LSTM stops each row at its own length (outputs zero and state 
 row's answer does not depend on what it was batched with, to float32 round-off of the matrix kernels.
 The servicer does not know this module exists: it awaits `run(runtime, feed)`.
 
-NOTE: no worker tasks and no thread hop for small runs. Measured here, handing a one-step call to a
-thread and back cost ~0.5 ms, fifteen times onnxruntime's own 35 us; so the caller's coroutine runs
-small batches itself and only runs larger than `max_inline_steps` (rows x steps) leave the loop.
+NOTE: no thread hop for small runs. Measured here, handing a one-step call to a thread and back cost
+~0.5 ms, fifteen times onnxruntime's own 35 us; so a call that finds its lane idle runs at once in
+its own coroutine, small batches run on the loop, and only runs larger than `max_inline_steps`
+(rows x steps) leave it. The worker is a task, not the callers taking turns to lead: a turn handed
+to a caller that was cancelled before it woke up wedged the lane for good.
 """
 
 from __future__ import annotations
@@ -27,23 +30,22 @@ import asyncio
 import collections
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from time import perf_counter
+from time import monotonic, perf_counter
 
 import numpy as np
 
 from lstmserve import contract
 
-from .errors import ResourceExhausted
+from .errors import InvalidArgument, ResourceExhausted
 from .runtime import ModelRuntime
 
 Feed = dict[str, np.ndarray]
-_LEAD = object()  # a waiting caller's future resolves to this when it is to run the next batch
 # A call that arrives this soon after the lane's last batch ended means calls are queuing up. A lone
 # stream's next call comes a whole round trip later (~1 ms here) and so never waits.
 _BUSY_WINDOW = 0.25e-3
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a caller that goes away finds itself in the queue
 class _Pending:
     feed: Feed
     rows: int
@@ -73,6 +75,7 @@ class Batcher:
         max_delay: float = 0.002,
         max_queue_rows: int = 1024,
         max_inline_steps: int = 256,
+        max_batch_row_steps: int = 32768,
         observer: Observer | None = None,
     ):
         """max_batch_rows 0 turns batching off: each request runs alone (still bounded, in order)."""
@@ -81,6 +84,7 @@ class Batcher:
         self.max_delay = max_delay
         self.max_queue_rows = max_queue_rows
         self.max_inline_steps = max_inline_steps
+        self.max_batch_row_steps = max_batch_row_steps  # padded rows x steps of one merged run
         self.observer = observer or Observer()
         self._lanes: dict[ModelRuntime, _Lane] = {}
         self.batches = 0  # onnxruntime runs so far
@@ -93,84 +97,104 @@ class Batcher:
         return await lane.submit(feed)
 
     def forget(self, runtime: ModelRuntime) -> None:
-        """Drop an unloaded model's lane; a batch of it still running finishes on its own."""
+        """Drop an unloaded model's lane; what it still holds finishes on its own."""
         self._lanes.pop(runtime, None)
+
+    def stalled(self, seconds: float) -> list[ModelRuntime]:
+        """Model versions whose waiting work has seen no batch end for over `seconds`."""
+        return [runtime for runtime, lane in self._lanes.items() if lane.stalled(seconds)]
 
 
 class _Lane:
-    """One model version's queue; at most one batch of it runs at a time."""
+    """One model version's queue, and the task that runs its batches while work waits (one at a time).
+
+    Callers only enqueue and await their own future: a caller that goes away (cancelled, deadline)
+    takes its rows out of the queue, or if its batch already runs, simply leaves its answer unread.
+    No caller ever holds anything the others need, so no cancellation can wedge the lane.
+    """
 
     def __init__(self, batcher: Batcher, runtime: ModelRuntime):
         self.batcher = batcher
         self.runtime = runtime
         self.waiting: collections.deque[_Pending] = collections.deque()
         self.queued_rows = 0
-        self.leading = False  # a caller is running (or gathering) a batch
+        self.worker: asyncio.Task | None = None  # runs batches while anything waits; None when idle
         self.last_run = -1.0  # loop time when the last batch ended
+        self.progress_at = monotonic()  # when a batch last ended, or the lane last woke up
 
     async def submit(self, feed: Feed) -> dict[str, np.ndarray]:
-        rows, time = feed[contract.INPUT].shape[:2]
+        rows, steps = feed[contract.INPUT].shape[:2]
         limit = self.batcher.max_queue_rows
+        info = self.runtime.info
+        if rows > limit:  # settings keep max_request_rows within it; this guards direct callers
+            raise InvalidArgument(f"{rows} rows can never fit {info.name} v{info.version}'s queue of {limit}")
         if self.queued_rows + rows > limit:
-            info = self.runtime.info
             raise ResourceExhausted(
-                f"{info.name} v{info.version} has {self.queued_rows} rows queued (limit {limit}); "
-                "retry shortly, or add replicas"
+                f"{info.name} v{info.version} has {self.queued_rows} rows queued (--max-queue-rows "
+                f"{limit}); retry shortly, or add replicas"
             )
         loop = asyncio.get_running_loop()
-        idle = not self.leading and loop.time() - self.last_run >= _BUSY_WINDOW
-        if idle and rows * time <= self.batcher.max_inline_steps:
-            # Nothing queued and nothing to wait for: run it now, without the queue's machinery.
-            started = perf_counter()
-            outputs = self.runtime.run(feed)
-            self._count(1, perf_counter() - started)
-            return outputs
-        item = _Pending(feed, rows, time, loop.create_future(), loop.time())
+        if self.worker is None and loop.time() - self.last_run >= _BUSY_WINDOW:
+            if rows * steps <= self.batcher.max_inline_steps:
+                # Nothing queued and nothing to wait for: run it now, without the queue's machinery.
+                started = perf_counter()
+                outputs = self.runtime.run(feed)
+                self._count(1, perf_counter() - started)
+                return outputs
+        item = _Pending(feed, rows, steps, loop.create_future(), loop.time())
         self.waiting.append(item)
         self.queued_rows += rows
         self.batcher.observer.queued(self.runtime, self.queued_rows)
-        if self.leading:
-            outcome = await item.future
-            if outcome is not _LEAD:
-                return outcome
-            item.future = loop.create_future()  # elected: still first in line, now to lead
-        self.leading = True
+        if self.worker is None:
+            self.progress_at = monotonic()
+            self.worker = loop.create_task(self._work(), name=f"batcher {info.name} v{info.version}")
         try:
-            busy = loop.time() - self.last_run < _BUSY_WINDOW
-            if busy and self.queued_rows < self.batcher.max_batch_rows:
-                # Under load, wait for the next calls to join: gRPC hands a server its calls one
-                # loop turn at a time, so without a wait batches stay at one call.
-                await asyncio.sleep(self.batcher.max_delay)
+            return await item.future
         except asyncio.CancelledError:
-            item.future.cancel()  # gone before its batch was taken: pass the lead on
-            self._hand_over()
+            if item in self.waiting:  # not taken yet: its rows leave the queue with it
+                self.waiting.remove(item)
+                self._dequeued(item)
             raise
-        batch = self._take()
-        if self._inline(batch):
-            try:
-                self._deliver(batch, *self._merge_run_split(batch))
-            except Exception as exc:  # onnxruntime failed: every caller in the batch hears of it
-                self._fail(batch, exc)
-            self._hand_over()
-        else:
-            # A long run leaves the loop's thread so the loop keeps serving; shielded, so that if
-            # this caller goes away the others in its batch are still answered.
-            offloaded = asyncio.get_running_loop().run_in_executor(
-                self.batcher.executor, self._merge_run_split, batch
-            )
-            try:
-                await asyncio.shield(offloaded)
-            except asyncio.CancelledError:
-                offloaded.add_done_callback(lambda done: self._after_offload(batch, done))
-                raise
-            except Exception:
-                pass  # delivered to every caller just below
-            self._after_offload(batch, offloaded)
-        return item.future.result()
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.waiting:
+                busy = loop.time() - self.last_run < _BUSY_WINDOW
+                if busy and self.queued_rows < self.batcher.max_batch_rows:
+                    # Under load, wait for the next calls to join: gRPC hands a server its calls one
+                    # loop turn at a time, so without a wait batches stay at one call.
+                    await asyncio.sleep(self.batcher.max_delay)
+                batch = self._take()
+                if not batch:
+                    continue
+                try:
+                    if self._inline(batch):
+                        results = self._merge_run_split(batch)
+                    else:  # a long run leaves the loop's thread, so the loop keeps serving
+                        results = await loop.run_in_executor(
+                            self.batcher.executor, self._merge_run_split, batch
+                        )
+                except Exception as exc:  # onnxruntime failed: every caller in the batch hears of it
+                    self._fail(batch, exc)
+                else:
+                    self._deliver(batch, *results)
+                self.progress_at = monotonic()
+        except BaseException as exc:  # cancelled with the loop, or a bug here: nobody may wait forever
+            self._fail(list(self.waiting), exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            self.waiting.clear()
+            self.queued_rows = 0
+            raise
+        finally:
+            self.worker = None
+
+    def stalled(self, seconds: float) -> bool:
+        """Work has waited, with no batch ending, for over `seconds`."""
+        return self.worker is not None and monotonic() - self.progress_at > seconds
 
     def _inline(self, batch: list[_Pending]) -> bool:
-        rows, time = sum(item.rows for item in batch), max(item.time for item in batch)
-        return rows * time <= self.batcher.max_inline_steps
+        rows, steps = sum(item.rows for item in batch), max(item.time for item in batch)
+        return rows * steps <= self.batcher.max_inline_steps
 
     def _merge_run_split(self, batch: list[_Pending]) -> tuple[list[dict[str, np.ndarray]], float]:
         """Each request's outputs, and the seconds onnxruntime took (this may run on a thread)."""
@@ -182,14 +206,6 @@ class _Lane:
             return [outputs], seconds
         return split(outputs, [(item.rows, item.time) for item in batch]), seconds
 
-    def _after_offload(self, batch: list[_Pending], done: asyncio.Future) -> None:
-        error = done.exception()
-        if error is not None:
-            self._fail(batch, error)
-        else:
-            self._deliver(batch, *done.result())
-        self._hand_over()
-
     def _count(self, requests: int, seconds: float) -> None:
         self.last_run = asyncio.get_running_loop().time()
         self.batcher.batches += 1
@@ -199,7 +215,7 @@ class _Lane:
     def _deliver(self, batch: list[_Pending], results: list[dict[str, np.ndarray]], seconds: float) -> None:
         self._count(len(batch), seconds)
         for item, result in zip(batch, results):
-            if not item.future.done():
+            if not item.future.done():  # done: its caller went away
                 item.future.set_result(result)
 
     def _fail(self, batch: list[_Pending], exc: BaseException) -> None:
@@ -207,35 +223,44 @@ class _Lane:
             if not item.future.done():
                 item.future.set_exception(exc)
 
-    def _hand_over(self) -> None:
-        """Pass the lead to the oldest caller still waiting, or go idle."""
-        while self.waiting:
-            first = self.waiting[0]
-            if not first.future.done():
-                first.future.set_result(_LEAD)
-                return
-            self._drop_first()  # it went away (cancelled) while it waited
-        self.leading = False
-
-    def _drop_first(self) -> _Pending:
-        item = self.waiting.popleft()
+    def _dequeued(self, item: _Pending) -> None:
         self.queued_rows -= item.rows
         self.batcher.observer.queued(self.runtime, self.queued_rows)
-        return item
 
     def _take(self) -> list[_Pending]:
-        """Waiting requests, oldest first, while they fit in max_batch_rows (always at least one)."""
+        """The oldest waiting request and those that may join it, oldest first.
+
+        A request joins while the batch stays within max_batch_rows and, padded to its longest
+        chunk, within max_batch_row_steps, and while its chunks differ in length by at most 2x: a
+        one-step call never waits out a long one's steps, and padding never more than doubles a run.
+        """
         batch: list[_Pending] = []
-        rows = 0
+        kept: collections.deque[_Pending] = collections.deque()
+        rows = longest = shortest = 0
+        max_rows = self.batcher.max_batch_rows
         while self.waiting:
-            item = self.waiting[0]
-            if batch and rows + item.rows > self.batcher.max_batch_rows:
-                break
-            self._drop_first()
-            if item.future.done() and batch:  # a caller that went away; the leader's own is replaced
+            item = self.waiting.popleft()
+            if item.future.done():  # its caller went away while it waited
+                self._dequeued(item)
                 continue
+            if batch:
+                joined_rows, top, bottom = rows + item.rows, max(longest, item.time), min(shortest, item.time)
+                if (
+                    joined_rows > max_rows
+                    or joined_rows * top > self.batcher.max_batch_row_steps
+                    or top > 2 * bottom
+                ):
+                    kept.append(item)
+                    if rows >= max_rows:
+                        break
+                    continue
+            self._dequeued(item)
             batch.append(item)
             rows += item.rows
+            longest = max(longest, item.time)
+            shortest = item.time if len(batch) == 1 else min(shortest, item.time)
+        kept.extend(self.waiting)
+        self.waiting = kept
         now = asyncio.get_running_loop().time()
         for item in batch:
             self.batcher.observer.waited(self.runtime, now - item.queued_at)

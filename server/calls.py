@@ -1,54 +1,202 @@
-"""The one place errors become gRPC statuses and calls are counted and timed, for both protocols."""
+"""The one place RPCs meet gRPC, for both protocols: bytes in, admission, errors, metrics, bytes out.
+
+Every method is registered with raw-bytes (de)serializers, so nothing gRPC would answer as UNKNOWN
+happens outside this module:
+
+    bytes ─parse─> request ─servicer─> response ─serialize─> bytes
+      │ not that message: INVALID_ARGUMENT       ServingError: its own status
+      │                                          anything unexpected: INTERNAL, logged with its traceback
+      │                                          the client went away: counted CANCELLED / DEADLINE_EXCEEDED
+
+A unary call's bytes stay reserved until its answer has been sent (gRPC's done callback), and it is
+counted then, under the code its client saw. A stream is driven with gRPC's reader/writer API: the
+next request is read only after the last answer was taken by the transport, so a client that stops
+reading stops the stream rather than piling answers up in the server.
+"""
 
 from __future__ import annotations
 
-import functools
-import inspect
+import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 from time import perf_counter
+from typing import Any
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
 
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
+from .admission import Admission, Call, OpenStream
 from .errors import ServingError
+from .metrics import Metrics
 
 log = logging.getLogger("lstmserve.server")
 
+_MAX_DETAILS = 1000  # a status message travels in a header: clients refuse large ones (8 KiB by default)
 
-def aborts_on_error(method):
-    """Map ServingError to `context.abort(code, message)`, and record each call in `self.metrics`."""
-    name = method.__name__
 
-    @functools.wraps(method)
-    async def unary(self, request, context):
-        started, model, code = perf_counter(), "-", "OK"
+class Calls:
+    """Turns servicers into gRPC handlers that share admission, error mapping and metrics."""
+
+    def __init__(self, admission: Admission, metrics: Metrics, max_message_bytes: int):
+        self.admission = admission
+        self.metrics = metrics
+        self.max_message_bytes = max_message_bytes
+
+    def register(self, server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
+        """Serve every method of `service` from the servicer's method of the same name."""
+        handlers = {}
+        for method in service.methods:
+            behaviour = getattr(servicer, method.name)
+            parse = _parser(message_factory.GetMessageClass(method.input_type))
+            if method.client_streaming and method.server_streaming:
+                handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                    self._stream(method.name, parse, behaviour)
+                )
+            elif not method.client_streaming and not method.server_streaming:
+                handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                    self._unary(method.name, parse, behaviour)
+                )
+            else:
+                raise TypeError(f"{method.full_name}: only unary and bidirectional methods are served")
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+        server.add_registered_method_handlers(service.full_name, handlers)
+
+    def _unary(self, name: str, parse: Callable[[bytes], Message], behaviour) -> Callable:
+        async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            started, call = perf_counter(), Call(self.admission)
+            outcome = _Outcome()
+            context.add_done_callback(lambda _: self._unary_done(name, call, outcome, context, started))
+            try:
+                self.admission.start_call()
+                outcome.admitted = True
+                call.reserve(2 * len(raw))  # the bytes, and the message parsed from them
+                response = await behaviour(parse(raw), call)
+                data = self._serialize(response)
+                outcome.model = _model_label(response)
+                return data
+            except ServingError as exc:
+                outcome.code = exc.code.name
+                await _abort(context, name, exc.code, str(exc))
+            except asyncio.CancelledError:
+                outcome.code = _gone(context)
+                raise
+            except Exception:
+                outcome.code = "INTERNAL"
+                log.exception("%s failed unexpectedly", name)
+                await _abort(context, name, grpc.StatusCode.INTERNAL, "internal error; the server logged it")
+            raise AssertionError("unreachable: abort raises")
+
+        return handle
+
+    def _unary_done(self, name: str, call: Call, outcome: _Outcome, context, started: float) -> None:
+        """The call has ended, its answer sent or not: give back what it held, and count it."""
+        call.release()
+        if outcome.admitted:
+            self.admission.end_call()
+        if outcome.code == "OK" and context.time_remaining() == 0:
+            outcome.code = "DEADLINE_EXCEEDED"  # computed in time, but the client gave up before the answer
+        self.metrics.requests.labels(outcome.model, name, outcome.code).inc()
+        self.metrics.request_seconds.labels(outcome.model, name).observe(perf_counter() - started)
+
+    def _stream(self, name: str, parse: Callable[[bytes], Message], behaviour) -> Callable:
+        async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> None:
+            call = Call(self.admission)
+            try:
+                stream = self.admission.open_stream()
+            except ServingError as exc:
+                self.metrics.requests.labels("-", name, exc.code.name).inc()
+                await _abort(context, name, exc.code, str(exc))
+            try:
+                async for response in behaviour(self._read(context, parse, call, stream), call):
+                    data = self._serialize(response)
+                    stream.waits_on_client(True)
+                    await context.write(data)  # returns once the transport took it (flow control)
+                    call.release_message()
+                    model = _model_label(response)
+                    self.metrics.requests.labels(model, name, "OK").inc()
+                    self.metrics.request_seconds.labels(model, name).observe(
+                        perf_counter() - stream.received_at
+                    )
+            except ServingError as exc:
+                self.metrics.requests.labels("-", name, exc.code.name).inc()
+                await _abort(context, name, exc.code, str(exc))
+            except asyncio.CancelledError:
+                if stream.ended_by is None:  # the client cancelled, or its deadline passed
+                    self.metrics.requests.labels("-", name, _gone(context)).inc()
+                    raise
+                self.metrics.requests.labels("-", name, "UNAVAILABLE").inc()
+                await _abort(context, name, grpc.StatusCode.UNAVAILABLE, stream.ended_by)
+            except Exception:
+                self.metrics.requests.labels("-", name, "INTERNAL").inc()
+                log.exception("%s failed unexpectedly", name)
+                await _abort(context, name, grpc.StatusCode.INTERNAL, "internal error; the server logged it")
+            finally:
+                self.admission.close_stream(stream)
+                call.release()
+
+        return handle
+
+    async def _read(
+        self,
+        context: grpc.aio.ServicerContext,
+        parse: Callable[[bytes], Message],
+        call: Call,
+        stream: OpenStream,
+    ) -> AsyncIterator[Message]:
+        """A stream's requests, one at a time: the next is read only when the servicer asks for it."""
+        while True:
+            stream.waits_on_client(True)
+            raw = await context.read()
+            stream.waits_on_client(False)
+            stream.received_at = perf_counter()
+            if raw is grpc.aio.EOF:
+                return
+            call.reserve(2 * len(raw))
+            yield parse(raw)
+
+    def _serialize(self, response: Message) -> bytes:
+        data = response.SerializeToString()
+        if len(data) > self.max_message_bytes:
+            # limits.py refuses requests whose answer would not fit: reaching this is a bug there.
+            raise RuntimeError(f"answer of {len(data)} bytes is over the {self.max_message_bytes}-byte limit")
+        return data
+
+
+class _Outcome:
+    """What a unary call came to, as its done callback counts it."""
+
+    __slots__ = ("admitted", "code", "model")
+
+    def __init__(self) -> None:
+        self.admitted, self.code, self.model = False, "OK", "-"
+
+
+def _parser(message_type: type[Message]) -> Callable[[bytes], Message]:
+    full_name = message_type.DESCRIPTOR.full_name
+
+    def parse(raw: bytes) -> Message:
         try:
-            response = await method(self, request, context)
-            model = _model_label(response)
-            return response
-        except ServingError as exc:
-            code = exc.code.name
-            await _abort(context, name, exc)
-        finally:
-            self.metrics.requests.labels(model, name, code).inc()
-            self.metrics.request_seconds.labels(model, name).observe(perf_counter() - started)
+            return message_type.FromString(raw)
+        except DecodeError:
+            raise _NotTheMessage(
+                f"the request's {len(raw)} bytes are not a valid {full_name} message"
+            ) from None
 
-    @functools.wraps(method)
-    async def streaming(self, requests, context):
-        self.metrics.streams.inc()
-        try:
-            async for response in method(self, requests, context):
-                self.metrics.requests.labels(_model_label(response), name, "OK").inc()
-                yield response
-        except ServingError as exc:
-            self.metrics.requests.labels("-", name, exc.code.name).inc()
-            await _abort(context, name, exc)
-        finally:
-            self.metrics.streams.dec()
+    return parse
 
-    return streaming if inspect.isasyncgenfunction(method) else unary
+
+class _NotTheMessage(ServingError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _gone(context: grpc.aio.ServicerContext) -> str:
+    """Why a call was cancelled under us: its deadline passed, or the client cancelled it."""
+    return "DEADLINE_EXCEEDED" if context.time_remaining() == 0 else "CANCELLED"
 
 
 def _model_label(response) -> str:
@@ -62,6 +210,9 @@ def _model_label(response) -> str:
     return "-"
 
 
-async def _abort(context: grpc.aio.ServicerContext, method: str, exc: ServingError) -> None:
-    log.warning("%s %s: %s", method, exc.code.name, exc)
-    await context.abort(exc.code, str(exc))
+async def _abort(context: grpc.aio.ServicerContext, method: str, code: grpc.StatusCode, details: str) -> None:
+    if len(details) > _MAX_DETAILS:
+        details = details[: _MAX_DETAILS - 3] + "..."
+    if code != grpc.StatusCode.INTERNAL:  # INTERNAL was logged with its traceback already
+        log.info("%s %s: %s", method, code.name, details)
+    await context.abort(code, details)

@@ -1,19 +1,19 @@
 """inference.GRPCInferenceService (KServe v2 / Open Inference Protocol): each RPC decodes, awaits
-the runtime, encodes, through the same validation and batcher as lstmserve.v1. Nothing else lives here."""
+the runtime, encodes, through the same validation and batcher as lstmserve.v1. Nothing else lives here.
+
+Methods take the parsed request and the call's `Call` (server/calls.py registers them with gRPC)."""
 
 from __future__ import annotations
 
-import asyncio
-
-from lstmserve import __version__
+from lstmserve import __version__, contract
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
-from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
 
+from .admission import Call
 from .batcher import Batcher
-from .calls import aborts_on_error
 from .errors import NotFound
+from .health import Health
 from .kserve_codec import chunk_from_request, infer_response, model_metadata, parse_version, requested_outputs
-from .metrics import Metrics
+from .limits import Limits
 from .repository import ModelRepository
 from .validation import feed_from_chunk
 
@@ -21,46 +21,40 @@ SERVICE_NAME = kserve.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_n
 EXTENSIONS = ["parameters"]  # request and response parameters carry the state's fingerprint
 
 
-class KServeServicer(kserve_grpc.GRPCInferenceServiceServicer):
-    def __init__(
-        self, repository: ModelRepository, batcher: Batcher, metrics: Metrics, stopping: asyncio.Event
-    ):
+class KServeServicer:
+    def __init__(self, repository: ModelRepository, batcher: Batcher, limits: Limits, health: Health):
         self.repository = repository
         self.batcher = batcher  # shared with lstmserve.v1: calls of both protocols batch together
-        self.metrics = metrics
-        self.stopping = stopping  # set once a graceful stop begins: no longer ready
+        self.limits = limits
+        self.health = health  # not ready while a model is stalled (and every call is refused once stopping)
 
-    @aborts_on_error
-    async def ServerLive(self, request, context) -> kserve.ServerLiveResponse:
+    async def ServerLive(self, request, call: Call) -> kserve.ServerLiveResponse:
         return kserve.ServerLiveResponse(live=True)
 
-    @aborts_on_error
-    async def ServerReady(self, request, context) -> kserve.ServerReadyResponse:
-        return kserve.ServerReadyResponse(ready=bool(self.repository.names()) and not self.stopping.is_set())
+    async def ServerReady(self, request, call: Call) -> kserve.ServerReadyResponse:
+        return kserve.ServerReadyResponse(ready=self.health.ready())
 
-    @aborts_on_error
-    async def ModelReady(self, request: kserve.ModelReadyRequest, context) -> kserve.ModelReadyResponse:
+    async def ModelReady(self, request: kserve.ModelReadyRequest, call: Call) -> kserve.ModelReadyResponse:
         try:  # a model or version that is not loaded is not ready; asking about it is no error
-            self.repository.get(request.name, parse_version(request.version, "version"))
+            runtime = self.repository.get(request.name, parse_version(request.version, "version"))
         except NotFound:
             return kserve.ModelReadyResponse(ready=False)
-        return kserve.ModelReadyResponse(ready=not self.stopping.is_set())
+        return kserve.ModelReadyResponse(ready=self.health.ready(runtime))
 
-    @aborts_on_error
-    async def ServerMetadata(self, request, context) -> kserve.ServerMetadataResponse:
+    async def ServerMetadata(self, request, call: Call) -> kserve.ServerMetadataResponse:
         return kserve.ServerMetadataResponse(name="lstmserve", version=__version__, extensions=EXTENSIONS)
 
-    @aborts_on_error
     async def ModelMetadata(
-        self, request: kserve.ModelMetadataRequest, context
+        self, request: kserve.ModelMetadataRequest, call: Call
     ) -> kserve.ModelMetadataResponse:
         runtime = self.repository.get(request.name, parse_version(request.version, "version"))
         return model_metadata(runtime, self.repository.versions(runtime.info.name))
 
-    @aborts_on_error
-    async def ModelInfer(self, request: kserve.ModelInferRequest, context) -> kserve.ModelInferResponse:
+    async def ModelInfer(self, request: kserve.ModelInferRequest, call: Call) -> kserve.ModelInferResponse:
         runtime = self.repository.get(request.model_name, parse_version(request.model_version))
         names = requested_outputs(request, runtime)
-        feed = feed_from_chunk(chunk_from_request(request, runtime), runtime, self.repository)
+        feed = feed_from_chunk(chunk_from_request(request, runtime), runtime, self.repository, self.limits)
+        rows, time = feed[contract.INPUT].shape[:2]
+        call.reserve(2 * self.limits.check_answer(runtime.info.config, rows, time, names, len(request.id)))
         outputs = await self.batcher.run(runtime, feed)
         return infer_response(request, runtime, outputs, names)

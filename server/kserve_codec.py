@@ -16,9 +16,10 @@ import math
 import numpy as np
 
 from lstmserve import contract
+from lstmserve.codec import TensorError, check_shape, from_bytes
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, quoted
 from .runtime import ModelRuntime
 from .validation import Chunk, SentState
 
@@ -47,6 +48,7 @@ _DATATYPES: dict[str, tuple[np.dtype | None, str | None]] = {
     "BYTES": (None, "bytes_contents"),
 }
 _FP32 = "FP32"
+_VERSION_DIGITS = 18  # every version up to 10**18 - 1; more would not fit the int64 of lstmserve.v1
 
 
 def input_datatypes(runtime: ModelRuntime) -> dict[str, tuple[str, ...]]:
@@ -109,12 +111,13 @@ def chunk_from_request(request: kserve.ModelInferRequest, runtime: ModelRuntime)
     for index, tensor in enumerate(request.inputs):
         name = tensor.name
         if name not in accepted:
-            raise InvalidArgument(f"unknown input {name!r}: {model} takes {', '.join(accepted)}")
+            raise InvalidArgument(f"unknown input {quoted(name)}: {model} takes {', '.join(accepted)}")
         if name in arrays:
             raise InvalidArgument(f"input {name!r} is given twice")
         if tensor.datatype not in _DATATYPES:
             raise InvalidArgument(
-                f"{name}: unknown datatype {tensor.datatype!r}; the protocol's are {', '.join(_DATATYPES)}"
+                f"{name}: unknown datatype {quoted(tensor.datatype)}; "
+                f"the protocol's are {', '.join(_DATATYPES)}"
             )
         if tensor.datatype not in accepted[name]:
             raise InvalidArgument(
@@ -148,7 +151,7 @@ def requested_outputs(request: kserve.ModelInferRequest, runtime: ModelRuntime) 
     for name in names:
         if name not in runtime.output_names:
             raise InvalidArgument(
-                f"unknown output {name!r}: {runtime.info.name} v{runtime.info.version} returns "
+                f"unknown output {quoted(name)}: {runtime.info.name} v{runtime.info.version} returns "
                 f"{', '.join(runtime.output_names)}"
             )
     if len(set(names)) != len(names):
@@ -175,8 +178,12 @@ def parse_version(version: str, field: str = "model_version") -> int:
     """A request's version string: empty means the newest (0); otherwise a positive integer."""
     if not version:
         return 0
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidArgument(f"{field} must be a positive integer, or empty for the newest; got {version!r}")
+    # ASCII digits only (str.isdigit also takes "²"), and few of them: int() of a long string is slow.
+    if len(version) > _VERSION_DIGITS or not version.isascii() or not version.isdigit() or int(version) < 1:
+        raise InvalidArgument(
+            f"{field} must be a positive integer of at most {_VERSION_DIGITS} digits, or empty for the "
+            f"newest; got {quoted(version)}"
+        )
     return int(version)
 
 
@@ -197,17 +204,13 @@ def _decode(tensor: kserve.ModelInferRequest.InferInputTensor, raw: bytes | None
     name, datatype = tensor.name, tensor.datatype
     dtype, field = _DATATYPES[datatype]
     assert dtype is not None and field is not None  # the datatypes lstmserve takes have both
-    shape = tuple(tensor.shape)
-    if any(dim < 0 for dim in shape):
-        raise InvalidArgument(f"{name}: shape {list(shape)} has a negative dimension")
+    try:
+        if raw is not None:
+            return from_bytes(raw, dtype, tensor.shape, name, datatype)
+        shape = check_shape(tensor.shape, name)
+    except TensorError as exc:
+        raise InvalidArgument(str(exc)) from None
     count = math.prod(shape)
-    if raw is not None:
-        if len(raw) != count * dtype.itemsize:
-            raise InvalidArgument(
-                f"{name}: {len(raw)} raw bytes do not fit shape {list(shape)} of {datatype} "
-                f"({count * dtype.itemsize} bytes)"
-            )
-        return np.frombuffer(raw, dtype=dtype).reshape(shape)
     elsewhere = [f.name for f, _ in tensor.contents.ListFields() if f.name != field]
     if elsewhere:
         raise InvalidArgument(

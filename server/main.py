@@ -1,5 +1,14 @@
-"""Start the grpc.aio server: repository, both protocols' servicers, health, reflection; stop gracefully
-on a signal."""
+"""Start the grpc.aio server: repository, both protocols, health, reflection; stop gracefully on a signal.
+
+A graceful stop, from SIGTERM/SIGINT (or `stop` being set):
+
+    health NOT_SERVING ─> new calls: UNAVAILABLE, answered by us while gRPC still runs (the client
+    retries them on another replica) ─> calls in flight finish, open streams are answered, for up to
+    --grace-seconds ─> streams still open end with UNAVAILABLE ─> once no call has arrived for a
+    moment, gRPC itself stops
+
+gRPC's own stop cancels the calls it has accepted but not yet handed to us, so it comes last.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +16,36 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
+from lstmserve.proto.inference import grpc_service_pb2 as kserve
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
-from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
+from .admission import Admission
 from .batcher import Batcher
-from .kserve import SERVICE_NAME as KSERVE_SERVICE_NAME
+from .calls import Calls
+from .health import Health
 from .kserve import KServeServicer
+from .limits import Limits
 from .metrics import BatcherMetrics, Metrics
-from .reload import keep_in_sync, publish_health
+from .reload import keep_in_sync
 from .repository import ModelRepository, RepositoryError
 from .servicer import LSTMServicer
 from .settings import Settings
 
 log = logging.getLogger("lstmserve.server")
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LSTMService"].full_name
+SERVICE = pb.DESCRIPTOR.services_by_name["LSTMService"]
+KSERVE_SERVICE = kserve.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+SERVICE_NAME, KSERVE_SERVICE_NAME = SERVICE.full_name, KSERVE_SERVICE.full_name
+_QUIET_SECONDS = 0.1  # after the drain, how long no call may arrive before gRPC stops
 
 
 class StartError(Exception):
@@ -61,11 +77,10 @@ async def serve(
 
     threads = settings.inference_threads or os.cpu_count() or 1
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="onnxruntime")
-    size = settings.max_message_bytes
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", size),
-            ("grpc.max_send_message_length", size),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
             # gRPC shares ports by default on Linux: a second server would silently split the traffic.
             # Only --workers shares, on purpose.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
@@ -80,16 +95,21 @@ async def serve(
         settings.max_delay_ms / 1e3,
         settings.max_queue_rows,
         settings.max_inline_steps,
+        settings.max_request_row_steps,
         BatcherMetrics(metrics),
     )
-    pb_grpc.add_LSTMServiceServicer_to_server(LSTMServicer(repository, batcher, metrics), server)
-    kserve_grpc.add_GRPCInferenceServiceServicer_to_server(
-        KServeServicer(repository, batcher, metrics, stop), server
+    admission = Admission(settings)
+    metrics.watch(admission)
+    limits = Limits.from_settings(settings)
+    health = Health(
+        repository, batcher, admission, [SERVICE_NAME, KSERVE_SERVICE_NAME], settings.stall_seconds
     )
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    calls = Calls(admission, metrics, settings.max_message_bytes)
+    calls.register(server, SERVICE, LSTMServicer(repository, batcher, limits))
+    calls.register(server, KSERVE_SERVICE, KServeServicer(repository, batcher, limits, health))
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(
-        [SERVICE_NAME, KSERVE_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        [SERVICE_NAME, KSERVE_SERVICE_NAME, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
     try:
         port = server.add_insecure_port(settings.address)
@@ -107,14 +127,13 @@ async def serve(
             ) from None
         log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
 
-    serving = health_pb2.HealthCheckResponse.SERVING
-    await health_servicer.set(health.OVERALL_HEALTH, serving)
-    await health_servicer.set(SERVICE_NAME, serving)
-    await health_servicer.set(KSERVE_SERVICE_NAME, serving)
-    await publish_health(health_servicer, repository, set(repository.names()))  # per model name
-    syncing = asyncio.create_task(
-        keep_in_sync(repository, batcher, metrics, health_servicer, settings.poll_interval, reload)
-    )
+    await health.publish()
+    background = [
+        asyncio.create_task(health.watch()),
+        asyncio.create_task(
+            keep_in_sync(repository, batcher, metrics, health, settings.poll_interval, reload)
+        ),
+    ]
     batching = (
         f"batches of up to {settings.max_batch_rows} rows" if settings.max_batch_rows else "no batching"
     )
@@ -133,11 +152,25 @@ async def serve(
     await stop.wait()
 
     log.info("stopping: refusing new calls, finishing those in flight (up to %.0f s)", settings.grace_seconds)
-    syncing.cancel()
-    await health_servicer.enter_graceful_shutdown()
-    await server.stop(settings.grace_seconds)
+    await health.stop()
+    await admission.drain(settings.grace_seconds)
+    await _quiet(admission, settings.grace_seconds)
+    for task in background:
+        task.cancel()
+    await server.stop(1.0)
     executor.shutdown(wait=True)
     mean = batcher.requests / batcher.batches if batcher.batches else 0.0
     log.info(
         "stopped: %d requests in %d onnxruntime runs (%.1f per run)", batcher.requests, batcher.batches, mean
     )
+
+
+async def _quiet(admission: Admission, limit: float) -> None:
+    """Wait until no call has arrived for a moment (up to `limit` s): clients told UNAVAILABLE go
+    elsewhere, and gRPC's own stop then has nothing accepted but unanswered to cancel."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        arrived = admission.arrivals
+        await asyncio.sleep(_QUIET_SECONDS)
+        if admission.arrivals == arrived and not admission.busy:
+            return

@@ -7,6 +7,8 @@
     lstmserve_batch_requests{model}                  requests per onnxruntime run
     lstmserve_queue_rows{model}                      rows waiting now
     lstmserve_streams_in_flight                      open StreamInfer calls
+    lstmserve_calls_in_flight                        unary calls being answered
+    lstmserve_inflight_bytes                         bytes reserved by calls in flight (--max-inflight-bytes)
     lstmserve_model_info{model,version,fingerprint,quantization}   1 per loaded version
 
 `model` is "NAME:VERSION". Each server has its own registry, so several can live in one process.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from .admission import Admission
 from .batcher import Observer
 from .runtime import ModelRuntime
 
@@ -59,12 +62,22 @@ class Metrics:
         )
         self.queue_rows = Gauge("lstmserve_queue_rows", "Rows waiting in the batcher.", ["model"], registry=r)
         self.streams = Gauge("lstmserve_streams_in_flight", "Open StreamInfer calls.", registry=r)
+        self.calls = Gauge("lstmserve_calls_in_flight", "Unary calls being answered.", registry=r)
+        self.inflight_bytes = Gauge(
+            "lstmserve_inflight_bytes", "Bytes reserved by calls in flight.", registry=r
+        )
         self.model_info = Gauge(
             "lstmserve_model_info",
             "1 per loaded model version.",
             ["model", "version", "fingerprint", "quantization"],
             registry=r,
         )
+
+    def watch(self, admission: Admission) -> None:
+        """The in-flight gauges read the admission's counts when scraped: nothing to do per call."""
+        self.streams.set_function(lambda: len(admission.streams))
+        self.calls.set_function(lambda: admission.calls)
+        self.inflight_bytes.set_function(lambda: admission.bytes)
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

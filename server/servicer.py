@@ -1,54 +1,64 @@
-"""lstmserve.v1.LSTMService: each RPC decodes, awaits the runtime, encodes. Nothing else lives here."""
+"""lstmserve.v1.LSTMService: each RPC decodes, awaits the runtime, encodes. Nothing else lives here.
+
+Methods take the parsed request and the call's `Call` (server/calls.py registers them with gRPC).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from lstmserve import contract
 from lstmserve.codec import LayerArrays
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
-from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
+from .admission import Call
 from .batcher import Batcher
-from .calls import aborts_on_error
-from .errors import InvalidArgument
-from .metrics import Metrics
+from .errors import InvalidArgument, quoted
+from .limits import Limits
 from .repository import ModelRepository
-from .responses import final_state, infer_response, model_info
 from .runtime import ModelRuntime
-from .validation import feed_from_request
+from .v1_codec import chunk_from_request, final_state, infer_response, model_info, requested_outputs
+from .validation import feed_from_chunk
 
 
-class LSTMServicer(pb_grpc.LSTMServiceServicer):
-    def __init__(self, repository: ModelRepository, batcher: Batcher, metrics: Metrics):
+class LSTMServicer:
+    def __init__(self, repository: ModelRepository, batcher: Batcher, limits: Limits):
         self.repository = repository
-        self.batcher = batcher  # merges concurrent calls into one onnxruntime run, off the event loop
-        self.metrics = metrics
+        self.batcher = batcher  # merges concurrent calls into one onnxruntime run
+        self.limits = limits
 
-    @aborts_on_error
-    async def Infer(self, request: pb.InferRequest, context) -> pb.InferResponse:
+    async def Infer(self, request: pb.InferRequest, call: Call) -> pb.InferResponse:
         runtime = self.repository.get(request.model, request.version)
-        outputs = await self.batcher.run(runtime, feed_from_request(request, runtime, self.repository))
-        return infer_response(runtime, outputs)
+        names = requested_outputs(request, runtime)
+        feed = feed_from_chunk(chunk_from_request(request), runtime, self.repository, self.limits)
+        call.reserve(2 * self._answer_bytes(runtime, feed, names))
+        outputs = await self.batcher.run(runtime, feed)
+        return infer_response(runtime, outputs, names)
 
-    @aborts_on_error
-    async def StreamInfer(self, requests: AsyncIterator[pb.InferRequest], context):
+    async def StreamInfer(self, requests: AsyncIterator[pb.InferRequest], call: Call):
         runtime: ModelRuntime | None = None
         held: LayerArrays | None = None  # the stream's state between chunks, on the server's side
         async for request in requests:
             runtime = self._stream_model(request, runtime)
-            outputs = await self.batcher.run(
-                runtime, feed_from_request(request, runtime, self.repository, held)
-            )
-            held = final_state(runtime, outputs)
-            yield infer_response(runtime, outputs)
+            names = requested_outputs(request, runtime)
+            chunk = chunk_from_request(request)
+            feed = feed_from_chunk(chunk, runtime, self.repository, self.limits, held)
+            call.reserve(2 * self._answer_bytes(runtime, feed, names))
+            outputs = await self.batcher.run(runtime, feed)
+            # Copies: a view would keep the whole merged batch's arrays alive between chunks.
+            held = [(c.copy(), h.copy()) for c, h in final_state(runtime, outputs)]
+            call.hold_state(sum(c.nbytes + h.nbytes for c, h in held))
+            yield infer_response(runtime, outputs, names)
 
-    @aborts_on_error
-    async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
+    async def ListModels(self, request: pb.ListModelsRequest, call: Call) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=[model_info(r, self.repository) for r in self.repository.all()])
 
-    @aborts_on_error
-    async def GetModel(self, request: pb.GetModelRequest, context) -> pb.ModelInfo:
+    async def GetModel(self, request: pb.GetModelRequest, call: Call) -> pb.ModelInfo:
         return model_info(self.repository.get(request.model, request.version), self.repository)
+
+    def _answer_bytes(self, runtime: ModelRuntime, feed: dict, names: list[str]) -> int:
+        rows, time = feed[contract.INPUT].shape[:2]
+        return self.limits.check_answer(runtime.info.config, rows, time, names)
 
     def _stream_model(self, request: pb.InferRequest, current: ModelRuntime | None) -> ModelRuntime:
         """The first message picks the model; later ones may repeat it but not change it."""
@@ -58,7 +68,7 @@ class LSTMServicer(pb_grpc.LSTMServiceServicer):
             request.version and request.version != current.info.version
         )
         if changed:
-            wanted = (request.model or current.info.name) + (
+            wanted = quoted(request.model or current.info.name) + (
                 f" v{request.version}" if request.version else ""
             )
             serving = f"{current.info.name} v{current.info.version}"

@@ -38,6 +38,22 @@ class Settings:
         256, "runs of up to rows x steps this size stay on the event loop thread"
     )
     max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
+    max_request_rows: int = _setting(1024, "rows (batch) in one request")
+    max_request_steps: int = _setting(16384, "time steps in one request's chunk")
+    max_request_row_steps: int = _setting(
+        32768, "rows x steps in one request, and in one merged onnxruntime run (bounds its memory)"
+    )
+    max_inflight_bytes: int = _setting(
+        128 * 1024 * 1024, "request, response and stream-state bytes held by all calls at once"
+    )
+    max_calls: int = _setting(1024, "unary calls in flight at once; past it, RESOURCE_EXHAUSTED")
+    max_streams: int = _setting(128, "open StreamInfer calls; past it, RESOURCE_EXHAUSTED")
+    stream_idle_seconds: float = _setting(
+        60.0, "a stream that neither sends nor reads for this long ends with UNAVAILABLE"
+    )
+    stall_seconds: float = _setting(
+        30.0, "a model whose waiting work makes no progress this long turns health NOT_SERVING"
+    )
     grace_seconds: float = _setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish")
     metrics_port: int = _setting(0, "Prometheus metrics over HTTP on this port; 0: off")
     poll_interval: float = _setting(5.0, "seconds between rescans of the repository (0: only on SIGHUP)")
@@ -51,7 +67,16 @@ class Settings:
             raise SettingsError(f"port must be 0-65535, got {self.port}")
         if self.device not in ("cpu", "cuda"):
             raise SettingsError(f"device must be cpu or cuda, got {self.device!r}")
-        for name in ("intra_op_threads", "max_message_bytes", "workers"):
+        for name in (
+            "intra_op_threads",
+            "max_message_bytes",
+            "workers",
+            "max_request_rows",
+            "max_request_steps",
+            "max_request_row_steps",
+            "max_calls",
+            "max_streams",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in (
@@ -64,8 +89,21 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.max_queue_rows < 1:
-            raise SettingsError(f"max_queue_rows must be at least 1, got {self.max_queue_rows}")
+        if self.max_queue_rows < self.max_request_rows:
+            # Otherwise a request could be told to retry when it can never fit the queue.
+            raise SettingsError(
+                f"max_queue_rows ({self.max_queue_rows}) must be at least max_request_rows "
+                f"({self.max_request_rows})"
+            )
+        if self.max_inflight_bytes < 4 * self.max_message_bytes:
+            # A call holds its request and its response, each counted twice (bytes and decoded form).
+            raise SettingsError(
+                f"max_inflight_bytes ({self.max_inflight_bytes}) must be at least 4 x max_message_bytes "
+                f"({4 * self.max_message_bytes}), or a largest request and answer could never be admitted"
+            )
+        for name in ("stream_idle_seconds", "stall_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
 

@@ -1,9 +1,10 @@
 """A decoded request -> the onnxruntime feed, with every check a client can fail named in its message.
 
-Both protocols end here: lstmserve.v1 (`feed_from_request`) and KServe v2 (server/kserve_codec.py)
+Both protocols end here: lstmserve.v1 (server/v1_codec.py) and KServe v2 (server/kserve_codec.py)
 decode their wire format into a `Chunk`, and `feed_from_chunk` refuses everything a model could
-choke on before it reaches onnxruntime: dtypes, ranks, feature size, NaN/Inf, lengths, state layers
-and shapes, and a state from another model.
+choke on before it reaches onnxruntime: dtypes, ranks, feature size, the request limits (checked
+from the shape, before anything is allocated), NaN/Inf, lengths, state layers and shapes, and a
+state from another model.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from lstmserve import contract
-from lstmserve.codec import LayerArrays, TensorError, decode_state, decode_tensor
-from lstmserve.proto.v1 import lstmserve_pb2 as pb
+from lstmserve.codec import LayerArrays
 
-from .errors import FailedPrecondition, InvalidArgument
+from .errors import FailedPrecondition, InvalidArgument, quoted
+from .limits import Limits
 from .repository import ModelRepository
 from .runtime import ModelRuntime
 
@@ -41,35 +42,14 @@ class Chunk:
     state: SentState | None = None  # None means zero state (or the stream's held state)
 
 
-def feed_from_request(
-    request: pb.InferRequest,
-    runtime: ModelRuntime,
-    repository: ModelRepository,
-    held: LayerArrays | None = None,
-) -> Feed:
-    """lstmserve.v1: the checked feed; `held` is a stream's server-side state, used when none is sent."""
-    chunk = Chunk(input=_decode(request.input, "input") if request.HasField("input") else None)
-    if request.HasField("sequence_lengths"):
-        chunk.sequence_lengths = _decode(request.sequence_lengths, "sequence_lengths")
-    if request.HasField("state"):
-        if not request.state.fingerprint:
-            raise InvalidArgument("state.fingerprint is empty: send back the state a response returned")
-        try:
-            layers = decode_state(request.state)
-        except TensorError as exc:
-            raise InvalidArgument(str(exc)) from None
-        names = [(f"state.layers[{i}].c", f"state.layers[{i}].h") for i in range(len(layers))]
-        chunk.state = SentState(request.state.fingerprint, layers, names)
-    return feed_from_chunk(chunk, runtime, repository, held)
-
-
 def feed_from_chunk(
     chunk: Chunk,
     runtime: ModelRuntime,
     repository: ModelRepository,
+    limits: Limits,
     held: LayerArrays | None = None,
 ) -> Feed:
-    """The checked feed for either protocol."""
+    """The checked feed for either protocol; `held` is a stream's state, used when none is sent."""
     config = runtime.info.config
     name = f"{runtime.info.name} v{runtime.info.version}"
     x = chunk.input
@@ -86,6 +66,7 @@ def feed_from_chunk(
         raise InvalidArgument(f"input has {features} features per step; {name} takes {config.input_size}")
     if batch == 0:
         raise InvalidArgument("input has an empty batch: send at least one row")
+    limits.check_chunk(batch, time)  # before the lengths and zero state below are made
     _check_finite(x, "input")
     feed: Feed = {contract.INPUT: x, contract.SEQUENCE_LENGTHS: _lengths(chunk.sequence_lengths, batch, time)}
 
@@ -128,7 +109,7 @@ def _state(state: SentState, runtime: ModelRuntime, repository: ModelRepository,
         maker = repository.by_fingerprint(state.fingerprint)
         made_by = f"{maker.info.name} v{maker.info.version}" if maker else "a model not served here"
         raise FailedPrecondition(
-            f"state was made by {made_by} (fingerprint {state.fingerprint}), not by {info.name} "
+            f"state was made by {made_by} (fingerprint {quoted(state.fingerprint)}), not by {info.name} "
             f"v{info.version} (fingerprint {info.fingerprint}); a state is only valid for the model "
             "that produced it"
         )
@@ -142,13 +123,6 @@ def _state(state: SentState, runtime: ModelRuntime, repository: ModelRepository,
                 raise InvalidArgument(f"{where} must have shape [{batch}, {size}]; got {list(value.shape)}")
             _check_finite(value, where)
     return state.layers
-
-
-def _decode(tensor: pb.Tensor, name: str) -> np.ndarray:
-    try:
-        return decode_tensor(tensor, name)
-    except TensorError as exc:
-        raise InvalidArgument(str(exc)) from None
 
 
 def _check_finite(array: np.ndarray, name: str) -> None:

@@ -229,7 +229,7 @@ def test_stream_refuses_a_change_of_model_and_a_batch_without_state(client):
     with pytest.raises(grpc.RpcError) as caught:
         list(client.stub.StreamInfer(iter(requests)))
     assert caught.value.code() == INVALID
-    assert "this stream serves chars v1; open a new stream for digits" in caught.value.details()
+    assert "this stream serves chars v1; open a new stream for 'digits'" in caught.value.details()
     requests = [infer_request(CHARS, X), infer_request(CHARS, np.ones((2, 3, 5)))]
     with pytest.raises(grpc.RpcError) as caught:
         list(client.stub.StreamInfer(iter(requests)))

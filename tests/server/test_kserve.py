@@ -158,7 +158,7 @@ CASES = {
     "shape not matching the bytes": (
         lambda s: tensor_request(shape=[2, 4, 6]),
         INVALID,
-        "input: 160 raw bytes do not fit shape [2, 4, 6] of FP32 (192 bytes)",
+        "input: 160 bytes do not fit shape [2, 4, 6] of FP32 (192 bytes)",
     ),
     "typed values not matching the shape": (
         lambda s: _typed_short(),
@@ -237,7 +237,8 @@ CASES = {
     "malformed version": (
         lambda s: request(version="latest", input=X),
         INVALID,
-        "model_version must be a positive integer, or empty for the newest; got 'latest'",
+        "model_version must be a positive integer of at most 18 digits, or empty for the newest; "
+        "got 'latest'",
     ),
     "unknown model": (
         lambda s: request(model="nope", input=X),

@@ -45,18 +45,20 @@ class State(_message.Message):
     def __init__(self, fingerprint: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerState, _Mapping]]] = ...) -> None: ...
 
 class InferRequest(_message.Message):
-    __slots__ = ("model", "version", "input", "sequence_lengths", "state")
+    __slots__ = ("model", "version", "input", "sequence_lengths", "state", "outputs")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_LENGTHS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     input: Tensor
     sequence_lengths: Tensor
     state: State
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., sequence_lengths: _Optional[_Union[Tensor, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ...) -> None: ...
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., input: _Optional[_Union[Tensor, _Mapping]] = ..., sequence_lengths: _Optional[_Union[Tensor, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., outputs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class InferResponse(_message.Message):
     __slots__ = ("model", "version", "output", "logits", "state")

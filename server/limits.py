@@ -1,0 +1,90 @@
+"""What one request may ask of the server, checked from shapes alone, before any array is made.
+
+A request over a limit can never succeed as sent, so it gets INVALID_ARGUMENT with the limit's name
+and what to send instead. The answer's size follows from the request's shape and the model, so a
+request whose answer would not fit in one message is refused before it is computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lstmserve import contract
+from lstmserve.model.config import LSTMConfig
+
+from .errors import InvalidArgument
+from .settings import Settings
+
+# Room in an answer for what is not tensor data: names, shapes, fingerprint, version, framing.
+_ENVELOPE_BYTES = 4096
+_FLOAT = 4  # every output of the contract is float32
+
+
+@dataclass(frozen=True)
+class Limits:
+    rows: int
+    steps: int
+    row_steps: int
+    message_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            settings.max_request_rows,
+            settings.max_request_steps,
+            settings.max_request_row_steps,
+            settings.max_message_bytes,
+        )
+
+    def check_chunk(self, rows: int, time: int) -> None:
+        """A chunk of `rows` x `time` steps is within what one request may carry."""
+        if rows > self.rows:
+            raise InvalidArgument(
+                f"input has {rows} rows; a request may carry at most {self.rows} (--max-request-rows): "
+                "split the batch over several requests"
+            )
+        if time > self.steps:
+            raise InvalidArgument(
+                f"input has {time} steps; a request may carry at most {self.steps} "
+                "(--max-request-steps): send the sequence in shorter chunks, feeding back the state"
+            )
+        if rows * time > self.row_steps:
+            raise InvalidArgument(
+                f"input has {rows} x {time} = {rows * time} row-steps; a request may carry at most "
+                f"{self.row_steps} (--max-request-row-steps): send at most "
+                f"{max(self.row_steps // rows, 1)} steps per chunk for {rows} rows"
+            )
+
+    def check_answer(self, config: LSTMConfig, rows: int, time: int, names: list[str], extra: int = 0) -> int:
+        """The answer's size in bytes, refused up front if it would not fit in one message.
+
+        `names` are the contract outputs asked for; `extra`, bytes the answer echoes (a KServe id)."""
+        per_step, fixed = _sizes(config, rows, names)
+        room = self.message_bytes - _ENVELOPE_BYTES - extra
+        size = per_step * time + fixed
+        if size > room:
+            fit = (room - fixed) // per_step if per_step else 0
+            advice = f"send at most {fit} steps per chunk for {rows} rows" if fit > 0 else "send fewer rows"
+            if contract.OUTPUT in names and config.head != "none":
+                advice += ", or ask only for the logits and the state (leave out the per-step output)"
+            raise InvalidArgument(
+                f"the answer would be {size + _ENVELOPE_BYTES + extra} bytes, over the server's message "
+                f"limit of {self.message_bytes} (--max-message-bytes): {advice}"
+            )
+        return size
+
+
+def _sizes(config: LSTMConfig, rows: int, names: list[str]) -> tuple[int, int]:
+    """Bytes per time step, and bytes regardless of time, of the named outputs."""
+    per_step = fixed = 0
+    for name in names:
+        if name == contract.OUTPUT:
+            per_step += rows * config.hidden_sizes[-1] * _FLOAT
+        elif name == contract.LOGITS and config.head == "per_step":
+            per_step += rows * config.num_outputs * _FLOAT
+        elif name == contract.LOGITS:
+            fixed += rows * config.num_outputs * _FLOAT
+        else:  # final_c_{l} / final_h_{l}
+            layer = int(name.rsplit("_", 1)[1])
+            fixed += rows * config.hidden_sizes[layer] * _FLOAT
+    return per_step, fixed

@@ -1,0 +1,100 @@
+"""lstmserve.v1 messages <-> the `Chunk` validation.py checks, and onnxruntime outputs -> responses.
+
+The one place lstmserve.v1 requests are decoded and responses encoded (KServe v2 has its own, in
+kserve_codec.py). Tensors themselves go through lstmserve/codec.py, which the client shares.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lstmserve import contract
+from lstmserve.codec import LayerArrays, TensorError, decode_state, decode_tensor, encode_state, encode_tensor
+from lstmserve.proto.v1 import lstmserve_pb2 as pb
+
+from .errors import InvalidArgument, quoted
+from .repository import ModelRepository
+from .runtime import ModelRuntime
+from .validation import Chunk, SentState
+
+# What InferRequest.outputs may name; "state" stands for every layer's final_c_{l} and final_h_{l}.
+OUTPUT, LOGITS, STATE = contract.OUTPUT, contract.LOGITS, "state"
+
+
+def chunk_from_request(request: pb.InferRequest) -> Chunk:
+    """The request's tensors, checked as wire data (dtype, shape against bytes)."""
+    try:
+        chunk = Chunk(input=decode_tensor(request.input, "input") if request.HasField("input") else None)
+        if request.HasField("sequence_lengths"):
+            chunk.sequence_lengths = decode_tensor(request.sequence_lengths, "sequence_lengths")
+        if request.HasField("state"):
+            if not request.state.fingerprint:
+                raise InvalidArgument("state.fingerprint is empty: send back the state a response returned")
+            layers = decode_state(request.state)
+            names = [(f"state.layers[{i}].c", f"state.layers[{i}].h") for i in range(len(layers))]
+            chunk.state = SentState(request.state.fingerprint, layers, names)
+    except TensorError as exc:
+        raise InvalidArgument(str(exc)) from None
+    return chunk
+
+
+def requested_outputs(request: pb.InferRequest, runtime: ModelRuntime) -> list[str]:
+    """The contract outputs to compute and send, from InferRequest.outputs (empty: all of them)."""
+    config = runtime.info.config
+    state = [
+        name
+        for layer in range(config.num_layers)
+        for name in (contract.final_c(layer), contract.final_h(layer))
+    ]
+    offered = {OUTPUT: [OUTPUT], STATE: state}
+    if config.head != "none":
+        offered[LOGITS] = [LOGITS]
+    if not request.outputs:
+        return [name for names in offered.values() for name in names]
+    asked: list[str] = []
+    for name in request.outputs:
+        if name not in offered:
+            raise InvalidArgument(
+                f"unknown output {quoted(name)}: {runtime.info.name} v{runtime.info.version} offers "
+                f"{', '.join(offered)}"
+            )
+        if offered[name][0] in asked:
+            raise InvalidArgument(f"output {name!r} is asked for twice")
+        asked += offered[name]
+    return asked
+
+
+def final_state(runtime: ModelRuntime, outputs: dict[str, np.ndarray]) -> LayerArrays:
+    layers = range(runtime.info.config.num_layers)
+    return [(outputs[contract.final_c(layer)], outputs[contract.final_h(layer)]) for layer in layers]
+
+
+def infer_response(
+    runtime: ModelRuntime, outputs: dict[str, np.ndarray], names: list[str]
+) -> pb.InferResponse:
+    """The outputs asked for (`names`, from requested_outputs), stamped with the model that made them."""
+    response = pb.InferResponse(model=runtime.info.name, version=runtime.info.version)
+    if OUTPUT in names:
+        response.output.CopyFrom(encode_tensor(outputs[OUTPUT]))
+    if LOGITS in names:
+        response.logits.CopyFrom(encode_tensor(outputs[LOGITS]))
+    if contract.final_c(0) in names:
+        response.state.CopyFrom(encode_state(runtime.info.fingerprint, final_state(runtime, outputs)))
+    return response
+
+
+def model_info(runtime: ModelRuntime, repository: ModelRepository) -> pb.ModelInfo:
+    info, config = runtime.info, runtime.info.config
+    return pb.ModelInfo(
+        name=info.name,
+        version=info.version,
+        versions=repository.versions(info.name),
+        input_size=config.input_size,
+        hidden_sizes=config.hidden_sizes,
+        head=config.head,
+        num_outputs=config.num_outputs,
+        labels=config.labels,
+        fingerprint=info.fingerprint,
+        quantization=info.quantization,
+        lstmserve_version=info.lstmserve_version,
+    )
