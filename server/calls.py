@@ -8,8 +8,10 @@ happens outside this module:
       │                                          anything unexpected: INTERNAL, logged with its traceback
       │                                          the client went away: counted CANCELLED / DEADLINE_EXCEEDED
 
-A unary call's bytes stay reserved until its answer has been sent (gRPC's done callback), and it is
-counted then, under the code its client saw. A stream is driven with gRPC's reader/writer API: the
+A unary call's bytes stay reserved until its answer has been sent (gRPC's done callback). Calls are
+counted under the code the client gets: the status we send, or CANCELLED / DEADLINE_EXCEEDED when
+the client gives up first (one whose client gives up while the answer is already on its way counts
+as answered: the server cannot see that race). A stream is driven with gRPC's reader/writer API: the
 next request is read only after the last answer was taken by the transport, so a client that stops
 reading stops the stream rather than piling answers up in the server.
 """
@@ -26,6 +28,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
+from grpc._cython import cygrpc
 
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
@@ -36,6 +39,9 @@ from .metrics import Metrics
 
 log = logging.getLogger("lstmserve.server")
 
+# gRPC raises this from a stream's read or write when its client has cancelled the call; the
+# cancellation itself reaches the handler a moment later, if at all.
+_CLIENT_GONE = cygrpc.ExecuteBatchError
 _MAX_DETAILS = 1000  # a status message travels in a header: clients refuse large ones (8 KiB by default)
 
 
@@ -69,39 +75,36 @@ class Calls:
     def _unary(self, name: str, parse: Callable[[bytes], Message], behaviour) -> Callable:
         async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
             started, call = perf_counter(), Call(self.admission)
-            outcome = _Outcome()
-            context.add_done_callback(lambda _: self._unary_done(name, call, outcome, context, started))
+            model, code = "-", "OK"
             try:
                 self.admission.start_call()
-                outcome.admitted = True
+                context.add_done_callback(lambda _: self._unary_done(call))  # after the answer is sent
                 call.reserve(2 * len(raw))  # the bytes, and the message parsed from them
                 response = await behaviour(parse(raw), call)
                 data = self._serialize(response)
-                outcome.model = _model_label(response)
+                model = _model_label(response)
                 return data
             except ServingError as exc:
-                outcome.code = exc.code.name
+                code = exc.code.name
                 await _abort(context, name, exc.code, str(exc))
             except asyncio.CancelledError:
-                outcome.code = _gone(context)
+                code = _gone(context)
                 raise
             except Exception:
-                outcome.code = "INTERNAL"
+                code = "INTERNAL"
                 log.exception("%s failed unexpectedly", name)
                 await _abort(context, name, grpc.StatusCode.INTERNAL, "internal error; the server logged it")
+            finally:
+                self.metrics.requests.labels(model, name, code).inc()
+                self.metrics.request_seconds.labels(model, name).observe(perf_counter() - started)
             raise AssertionError("unreachable: abort raises")
 
         return handle
 
-    def _unary_done(self, name: str, call: Call, outcome: _Outcome, context, started: float) -> None:
-        """The call has ended, its answer sent or not: give back what it held, and count it."""
+    def _unary_done(self, call: Call) -> None:
+        """An admitted call has ended, its answer sent or not: give back what it held."""
         call.release()
-        if outcome.admitted:
-            self.admission.end_call()
-        if outcome.code == "OK" and context.time_remaining() == 0:
-            outcome.code = "DEADLINE_EXCEEDED"  # computed in time, but the client gave up before the answer
-        self.metrics.requests.labels(outcome.model, name, outcome.code).inc()
-        self.metrics.request_seconds.labels(outcome.model, name).observe(perf_counter() - started)
+        self.admission.end_call()
 
     def _stream(self, name: str, parse: Callable[[bytes], Message], behaviour) -> Callable:
         async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> None:
@@ -113,11 +116,11 @@ class Calls:
                 await _abort(context, name, exc.code, str(exc))
             try:
                 async for response in behaviour(self._read(context, parse, call, stream), call):
-                    data = self._serialize(response)
+                    data, model = self._serialize(response), _model_label(response)
+                    del response  # a slow reader holds us at write: hold the bytes only
                     stream.waits_on_client(True)
                     await context.write(data)  # returns once the transport took it (flow control)
                     call.release_message()
-                    model = _model_label(response)
                     self.metrics.requests.labels(model, name, "OK").inc()
                     self.metrics.request_seconds.labels(model, name).observe(
                         perf_counter() - stream.received_at
@@ -125,6 +128,8 @@ class Calls:
             except ServingError as exc:
                 self.metrics.requests.labels("-", name, exc.code.name).inc()
                 await _abort(context, name, exc.code, str(exc))
+            except _CLIENT_GONE:  # a read or write failed because the client cancelled the call
+                self.metrics.requests.labels("-", name, _gone(context)).inc()
             except asyncio.CancelledError:
                 if stream.ended_by is None:  # the client cancelled, or its deadline passed
                     self.metrics.requests.labels("-", name, _gone(context)).inc()
@@ -167,13 +172,16 @@ class Calls:
         return data
 
 
-class _Outcome:
-    """What a unary call came to, as its done callback counts it."""
+class ClientGoneFilter(logging.Filter):
+    """gRPC logs an ERROR with a traceback when an answer cannot be sent because its client has
+    just gone (a deadline, a cancel) and it has not heard of that yet: an everyday event, not an error.
+    Installed on gRPC's logger by the server; such records go to our DEBUG log instead."""
 
-    __slots__ = ("admitted", "code", "model")
-
-    def __init__(self) -> None:
-        self.admitted, self.code, self.model = False, "OK", "-"
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("ExecuteBatchError raised in core"):
+            log.debug("an answer was not sent: its client had gone (%s)", record.getMessage())
+            return False
+        return True
 
 
 def _parser(message_type: type[Message]) -> Callable[[bytes], Message]:

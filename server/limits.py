@@ -52,7 +52,7 @@ class Limits:
             raise InvalidArgument(
                 f"input has {rows} x {time} = {rows * time} row-steps; a request may carry at most "
                 f"{self.row_steps} (--max-request-row-steps): send at most "
-                f"{max(self.row_steps // rows, 1)} steps per chunk for {rows} rows"
+                f"{max(self.row_steps // rows, 1)} steps per chunk of {_rows(rows)}"
             )
 
     def check_answer(self, config: LSTMConfig, rows: int, time: int, names: list[str], extra: int = 0) -> int:
@@ -64,7 +64,7 @@ class Limits:
         size = per_step * time + fixed
         if size > room:
             fit = (room - fixed) // per_step if per_step else 0
-            advice = f"send at most {fit} steps per chunk for {rows} rows" if fit > 0 else "send fewer rows"
+            advice = f"send at most {fit} steps per chunk of {_rows(rows)}" if fit > 0 else "send fewer rows"
             if contract.OUTPUT in names and config.head != "none":
                 advice += ", or ask only for the logits and the state (leave out the per-step output)"
             raise InvalidArgument(
@@ -88,3 +88,7 @@ def _sizes(config: LSTMConfig, rows: int, names: list[str]) -> tuple[int, int]:
             layer = int(name.rsplit("_", 1)[1])
             fixed += rows * config.hidden_sizes[layer] * _FLOAT
     return per_step, fixed
+
+
+def _rows(rows: int) -> str:
+    return "1 row" if rows == 1 else f"{rows} rows"

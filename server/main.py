@@ -30,13 +30,14 @@ from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .admission import Admission
 from .batcher import Batcher
-from .calls import Calls
+from .calls import Calls, ClientGoneFilter
 from .health import Health
 from .kserve import KServeServicer
 from .limits import Limits
 from .metrics import BatcherMetrics, Metrics
 from .reload import keep_in_sync
 from .repository import ModelRepository, RepositoryError
+from .runtime import give_memory_back
 from .servicer import LSTMServicer
 from .settings import Settings
 
@@ -67,6 +68,8 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload.set)
+    logging.getLogger("grpc._cython.cygrpc").addFilter(ClientGoneFilter())
+    give_memory_back()
     repository = ModelRepository(settings.repository, settings.device, settings.intra_op_threads)
     try:
         repository.load_all()
@@ -84,6 +87,10 @@ async def serve(
             # gRPC shares ports by default on Linux: a second server would silently split the traffic.
             # Only --workers shares, on purpose.
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            # NOTE: with BDP probing gRPC widens a stream's HTTP/2 window however little the
+            # server reads, so a client that writes and never reads parked ~400 MB here in a second
+            # (80 streams). Off, a stream buffers at most one window (64 KiB) of unread requests.
+            ("grpc.http2.bdp_probe", 0),
         ]
     )
     metrics = Metrics()

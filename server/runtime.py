@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from lstmserve import contract
 from lstmserve.model.config import LSTMConfig  # a dataclass: importing it does not import torch
 
 log = logging.getLogger("lstmserve.server")
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 
 
 class ModelLoadError(Exception):
@@ -33,6 +35,19 @@ def disable_telemetry() -> None:
     """A server reaches nothing outside its callers; onnxruntime would also warn where it cannot write."""
     if hasattr(ort, "disable_telemetry_events"):
         ort.disable_telemetry_events()
+
+
+def give_memory_back() -> None:
+    """Large arrays go straight back to the system when freed (glibc; elsewhere nothing to do).
+
+    glibc raises its mmap threshold to the largest block freed so far, after which big arrays come
+    from the heap and stay there: 80 streams' worth of batches left RSS at 300 MB for good. A fixed
+    threshold keeps every block over 128 KiB in its own mapping, unmapped when freed."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 
 
 def providers_for(device: str) -> list[str]:

@@ -48,7 +48,9 @@ class LSTMServicer:
             # Copies: a view would keep the whole merged batch's arrays alive between chunks.
             held = [(c.copy(), h.copy()) for c, h in final_state(runtime, outputs)]
             call.hold_state(sum(c.nbytes + h.nbytes for c, h in held))
-            yield infer_response(runtime, outputs, names)
+            response = infer_response(runtime, outputs, names)
+            outputs = feed = {}  # while a slow reader holds us at `yield`, hold no arrays of the batch
+            yield response
 
     async def ListModels(self, request: pb.ListModelsRequest, call: Call) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=[model_info(r, self.repository) for r in self.repository.all()])

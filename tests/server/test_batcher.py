@@ -1,13 +1,14 @@
 """Batching is exact: a request's answer does not depend on what it was merged with."""
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from lstmserve import contract
-from lstmserve.server.batcher import Batcher, merge, split
+from lstmserve.server.batcher import Batcher, Observer, merge, split
 from lstmserve.server.errors import ResourceExhausted
 from lstmserve.server.repository import ModelRepository
 
@@ -158,27 +159,197 @@ def test_both_run_paths_answer_the_same(models, inline_steps):
         )
 
 
-@pytest.mark.parametrize("leave_after", [0.003, 0.015], ids=["while gathering", "while running"])
-def test_a_caller_that_leaves_does_not_strand_the_others(models, leave_after):
+class GatedExecutor(ThreadPoolExecutor):
+    """A real executor whose runs start only once the gate opens: the test decides when a batch ends."""
+
+    def __init__(self):
+        super().__init__(1)
+        self.gate = threading.Event()
+        self.started = threading.Event()  # a run is waiting at the gate
+
+    def submit(self, fn, /, *args, **kwargs):
+        def gated():
+            self.started.set()
+            assert self.gate.wait(30), "the test never opened the gate"
+            return fn(*args, **kwargs)
+
+        return super().submit(gated)
+
+
+async def until(predicate, seconds=10.0):
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
+def lane_of(batcher, runtime):
+    return batcher._lanes[runtime]
+
+
+async def answered_at_once(batcher, runtime, feed):
+    """A new call on the lane, answered within a second: nothing was left wedged."""
+    got = await asyncio.wait_for(batcher.run(runtime, feed), 1.0)
+    np.testing.assert_allclose(got[contract.OUTPUT], runtime.run(feed)[contract.OUTPUT], atol=1e-6, rtol=0)
+
+
+CANCEL_POINTS = ["while queued", "while its batch runs", "while its batch gathers", "as the lane hands on"]
+
+
+@pytest.mark.parametrize("point", CANCEL_POINTS)
+def test_a_cancelled_caller_never_wedges_the_lane(models, point):
+    """Finding 1 of issue 10, made deterministic: cancel a caller at each point of a batch's life; the
+    others are answered, its rows leave the queue, and the lane goes idle and serves again at once.
+    ("as the lane hands on" wedged the previous batcher for good, from then on refusing every call
+    as "rows queued": the caller handed the lead was cancelled before it woke up to take it.)"""
     runtime = models.get(CHARS, 1)
     rng = np.random.default_rng(7)
-    feeds = [random_feed(runtime, rng, rows=1, time=20_000) for _ in range(5)]
+    feeds = [random_feed(runtime, rng, rows=1, time=4) for _ in range(5)]
+
+    async def main(batcher, executor):
+        if point == "while its batch gathers":
+            head = asyncio.ensure_future(batcher.run(runtime, feeds[0]))
+            await until(executor.started.is_set)
+            victim = asyncio.ensure_future(batcher.run(runtime, feeds[1]))
+            await until(lambda: lane_of(batcher, runtime).queued_rows == 1)
+            executor.gate.set()
+            await head  # the lane has just run, so the victim's batch now waits max_delay for company
+            await asyncio.sleep(0.01)  # within the 0.2 s wait
+            victim.cancel()
+            others = [head, asyncio.ensure_future(batcher.run(runtime, feeds[2]))]
+        else:
+            head = asyncio.ensure_future(batcher.run(runtime, feeds[0]))
+            await until(executor.started.is_set)  # its batch runs, held at the gate
+            queued = [asyncio.ensure_future(batcher.run(runtime, f)) for f in feeds[1:4]]
+            await until(lambda: lane_of(batcher, runtime).queued_rows == 3)
+            if point == "while queued":
+                victim, others = queued[0], [head, *queued[1:]]
+                victim.cancel()
+            elif point == "while its batch runs":
+                victim, others = head, queued
+                victim.cancel()
+            else:  # as the running batch is answered, the next caller in line goes away
+                victim, others = queued[0], [head, *queued[1:]]
+                observer.cancel_on_next_run = victim
+            executor.gate.set()
+        results = await asyncio.gather(*others)
+        with pytest.raises(asyncio.CancelledError):
+            await victim
+        lane = lane_of(batcher, runtime)
+        await until(lambda: lane.worker is None)
+        assert lane.queued_rows == 0 and not lane.waiting
+        await answered_at_once(batcher, runtime, feeds[4])
+        return results
+
+    observer = CancelOnRun()
+    with GatedExecutor() as executor:
+        batcher = Batcher(executor, max_batch_rows=2, max_delay=0.2, max_inline_steps=0, observer=observer)
+        results = asyncio.run(asyncio.wait_for(main(batcher, executor), 30))
+    assert all(isinstance(got, dict) for got in results)
+
+
+class CancelOnRun(Observer):
+    """Cancels a task the moment a batch's answers are handed out, before any waiting caller resumes:
+    the window in which the old batcher passed its lead to a caller that then never woke to take it."""
+
+    cancel_on_next_run: asyncio.Task | None = None
+
+    def ran(self, runtime, requests, seconds):
+        if self.cancel_on_next_run is not None:
+            asyncio.get_running_loop().call_soon(self.cancel_on_next_run.cancel)
+            self.cancel_on_next_run = None
+
+
+def test_random_cancellations_leave_the_lane_clean(models):
+    """Many callers, random sizes, random cancellations at random moments: every caller still there
+    gets its own answer, and afterwards nothing is queued and the lane serves at once."""
+    runtime = models.get(CHARS, 1)
+    rng = np.random.default_rng(8)
 
     async def main(batcher):
-        await batcher.run(runtime, feeds[0])  # the lane has just run: the next leader waits 10 ms
-        tasks = [asyncio.ensure_future(batcher.run(runtime, f)) for f in feeds[1:]]
-        await asyncio.sleep(leave_after)  # then the leader's caller goes away
-        tasks[0].cancel()
-        return await asyncio.gather(*tasks, return_exceptions=True)
+        for _round in range(20):
+            feeds = [
+                random_feed(runtime, rng, rows=int(rng.integers(1, 3)), time=int(rng.integers(1, 9)))
+                for _ in range(12)
+            ]
+            tasks = [asyncio.ensure_future(batcher.run(runtime, f)) for f in feeds]
+            doomed = set(rng.choice(12, size=int(rng.integers(0, 8)), replace=False).tolist())
+            for index in sorted(doomed):
+                await asyncio.sleep(float(rng.uniform(0, 0.004)))
+                tasks[index].cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for index, (feed, got) in enumerate(zip(feeds, results)):
+                if isinstance(got, asyncio.CancelledError):
+                    assert index in doomed
+                    continue
+                np.testing.assert_allclose(
+                    got[contract.OUTPUT], runtime.run(feed)[contract.OUTPUT], atol=1e-6, rtol=0
+                )
+            await until(lambda: lane_of(batcher, runtime).worker is None)
+            assert lane_of(batcher, runtime).queued_rows == 0 and not lane_of(batcher, runtime).waiting
+        await answered_at_once(batcher, runtime, random_feed(runtime, rng))
 
-    with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(executor, max_batch_rows=64, max_delay=0.01, max_inline_steps=0)
-        results = asyncio.run(asyncio.wait_for(main(batcher), 30))
-    assert isinstance(results[0], asyncio.CancelledError)
-    for feed, got in zip(feeds[2:], results[1:]):
+    with ThreadPoolExecutor(2) as executor:
+        batcher = Batcher(executor, max_batch_rows=8, max_delay=0.002, max_inline_steps=8)
+        asyncio.run(asyncio.wait_for(main(batcher), 60))
+
+
+class Runs(Observer):
+    def __init__(self):
+        self.sizes = []
+
+    def ran(self, runtime, requests, seconds):
+        self.sizes.append(requests)
+
+
+def test_short_chunks_are_not_padded_into_long_batches(models):
+    """Chunks merge only within 2x of each other's length and within max_batch_row_steps padded."""
+    runtime = models.get(CHARS, 1)
+    rng = np.random.default_rng(9)
+    # Queued behind a held run, in this order: lengths 1, 100, 2, 60, 1 and two of 50 that together
+    # exceed the row-steps cap.
+    times = [1, 100, 2, 60, 1, 50, 50]
+    feeds = [random_feed(runtime, rng, rows=1, time=t) for t in times]
+
+    async def main(batcher, executor):
+        blocker = asyncio.ensure_future(batcher.run(runtime, random_feed(runtime, rng, rows=1, time=3)))
+        await until(executor.started.is_set)
+        tasks = [asyncio.ensure_future(batcher.run(runtime, f)) for f in feeds]
+        await until(lambda: lane_of(batcher, runtime).queued_rows == len(feeds))
+        executor.gate.set()
+        await blocker
+        return await asyncio.gather(*tasks)
+
+    runs = Runs()
+    with GatedExecutor() as executor:
+        batcher = Batcher(executor, 64, 0.0, 1024, max_inline_steps=0, max_batch_row_steps=110, observer=runs)
+        results = asyncio.run(asyncio.wait_for(main(batcher, executor), 30))
+    # After the blocker: [1, 2, 1] (within 2x of each other), [100] (60 is within 2x, but 2 x 100
+    # padded > 110), [60] (2 x 60 > 110 with a 50), [50, 50] (100 padded).
+    assert runs.sizes == [1, 3, 1, 1, 2]
+    for feed, got in zip(feeds, results):
         np.testing.assert_allclose(
             got[contract.OUTPUT], runtime.run(feed)[contract.OUTPUT], atol=1e-6, rtol=0
         )
+
+
+def test_a_lane_whose_work_makes_no_progress_is_reported_stalled(models):
+    runtime = models.get(CHARS, 1)
+    feed = random_feed(runtime, np.random.default_rng(10), rows=1, time=3)
+
+    async def main(batcher, executor):
+        task = asyncio.ensure_future(batcher.run(runtime, feed))
+        await until(executor.started.is_set)
+        assert batcher.stalled(0.05) == []
+        await asyncio.sleep(0.1)
+        assert batcher.stalled(0.05) == [runtime]  # work waits, and no batch has ended for 0.1 s
+        executor.gate.set()
+        await task
+        await until(lambda: lane_of(batcher, runtime).worker is None)
+        assert batcher.stalled(0.05) == []
+
+    with GatedExecutor() as executor:
+        asyncio.run(main(Batcher(executor, max_inline_steps=0), executor))
 
 
 def test_many_streams_of_random_chunk_lengths_through_the_batched_server(repository):
