@@ -69,7 +69,7 @@ class Health:
 
     async def watch(self) -> None:
         """Every tick: end idle streams, and turn stalled versions NOT_SERVING (and back)."""
-        tick = min(1.0, self.stall_seconds / 4)
+        tick = min(1.0, self.stall_seconds / 4, self.admission.idle_seconds / 4)
         while True:
             await asyncio.sleep(tick)
             try:

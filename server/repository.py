@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import NotFound
+from .errors import NotFound, quoted
 from .runtime import ModelLoadError, ModelRuntime, disable_telemetry, providers_for
 
 log = logging.getLogger("lstmserve.server")
@@ -90,7 +90,7 @@ class ModelRepository:
         versions = self._models.get(name)
         if not versions:
             known = ", ".join(sorted(self._models)) or "none"
-            raise NotFound(f"unknown model {name!r} (served: {known})")
+            raise NotFound(f"unknown model {quoted(name)} (served: {known})")
         if version == 0:
             return versions[max(versions)]
         if version not in versions:

@@ -21,6 +21,8 @@ def good(**fields) -> pb.InferRequest:
     for name, value in fields.items():
         if isinstance(value, pb.Tensor | pb.State):
             getattr(request, name).CopyFrom(value)
+        elif isinstance(value, list):
+            getattr(request, name).extend(value)
         else:
             setattr(request, name, value)
     return request
@@ -182,10 +184,68 @@ CASES = {
         PRECONDITION,
         "state was made by a model not served here",
     ),
+    "unknown dtype number": (
+        lambda s: good(input=raw(X, dtype=77)),
+        INVALID,
+        "input: unsupported dtype 77; use FLOAT32, INT32 or INT64",
+    ),
+    "a zero beside a huge dimension": (
+        lambda s: good(input=pb.Tensor(dtype=pb.FLOAT32, shape=[0, 2**62, 5])),
+        INVALID,
+        "input: shape [0, 4611686018427387904, 5] is too large for any tensor",
+    ),
+    "rank over 64": (
+        lambda s: good(input=pb.Tensor(dtype=pb.FLOAT32, shape=[1] * 70, data=b"\0" * 4)),
+        INVALID,
+        "input: rank 70; no tensor here has more than 8 dimensions",
+    ),
+    "a 20-byte request for 2**27 rows": (
+        lambda s: good(input=pb.Tensor(dtype=pb.FLOAT32, shape=[2**27, 0, 5])),
+        INVALID,
+        "input has 134217728 rows; a request may carry at most 1024 (--max-request-rows): split the batch",
+    ),
+    "too many steps": (
+        lambda s: good(input=encode_tensor(np.ones((1, 20000, 5), np.float32))),
+        INVALID,
+        "input has 20000 steps; a request may carry at most 16384 (--max-request-steps): send the "
+        "sequence in shorter chunks",
+    ),
+    "too many rows x steps": (
+        lambda s: good(input=encode_tensor(np.ones((4, 10000, 5), np.float32))),
+        INVALID,
+        "4 x 10000 = 40000 row-steps; a request may carry at most 32768 (--max-request-row-steps): "
+        "send at most 8192 steps per chunk of 4 rows",
+    ),
+    "an answer over the message limit": (
+        lambda s: good(input=encode_tensor(np.ones((2, 16000, 5), np.float32))),
+        INVALID,
+        "over the server's message limit of 1048576 (--max-message-bytes): send at most 11865 steps per "
+        "chunk of 2 rows, or ask only for the logits and the state",
+    ),
+    "an unknown output": (
+        lambda s: good(outputs=["logits", "hidden"]),
+        INVALID,
+        "unknown output 'hidden': chars v2 offers output, state, logits",
+    ),
+    "an output asked twice": (
+        lambda s: good(outputs=["state", "state"]),
+        INVALID,
+        "'state' is asked for twice",
+    ),
     "unknown model": (
         lambda s: good(model="nope"),
         NOT_FOUND,
         "unknown model 'nope' (served: chars, digits)",
+    ),
+    "a model name of 900 kB": (
+        lambda s: good(model="x" * 900_000),
+        NOT_FOUND,
+        "unknown model 'xxxxx",
+    ),
+    "a fingerprint that would forge a log line": (
+        lambda s: good(state=state_with(s, lambda m: setattr(m, "fingerprint", "f00d\nERROR forged"))),
+        PRECONDITION,
+        "(fingerprint 'f00d\\nERROR forged')",
     ),
     "unknown version": (
         lambda s: good(version=7),
@@ -202,6 +262,7 @@ def test_bad_request_gets_its_status_and_a_clear_message(client, states, case):
         client.send(build(states))
     assert caught.value.code == code
     assert message in caught.value.details
+    assert len(caught.value.details) < 400 and "\n" not in caught.value.details  # short, escaped
     # Nothing is lost: the same server answers a good request straight after.
     assert client.infer(CHARS, X).output.shape == (1, 3, 7)
 

@@ -7,6 +7,7 @@ import onnxruntime as ort
 import pytest
 
 from lstmserve import contract
+from lstmserve.client import InvalidArgumentError
 
 from ..conftest import CHARS, DIGITS
 
@@ -168,3 +169,22 @@ def test_list_and_get_models(client):
     assert digits.labels == tuple("0123456789") and digits.num_outputs == 10 and digits.quantization == "none"
     assert models[CHARS, 1].versions == (1, 2)
     assert models[CHARS, 1].fingerprint != models[CHARS, 2].fingerprint
+
+
+@pytest.mark.parametrize("bidi", [False, True], ids=["unary", "bidi"])
+def test_a_stream_can_leave_out_the_per_step_output(client, bidi):
+    """Long chunks whose per-step output would not fit a message stream fine without it."""
+    x = np.random.default_rng(9).standard_normal((2, 32_000, 5)).astype(np.float32)
+    with pytest.raises(InvalidArgumentError, match="ask only for the logits and the state"):
+        client.infer(CHARS, x[:, :16_000])  # output 2 x 16000 x 7 floats: over the fixture's 1 MiB
+    whole = client.infer(CHARS, x[:, :100])
+    small = client.infer(CHARS, x[:, :100], outputs=["logits", "state"])
+    assert small.output is None and small.state == whole.state
+    np.testing.assert_array_equal(small.logits, whole.logits)
+    with client.stream(CHARS, bidi=bidi, outputs=["logits"]) as stream:  # the state comes anyway
+        first = stream.feed(x[:, :16_000])
+        last = stream.feed(x[:, 16_000:])
+    assert first.output is None and last.output is None and last.state is not None
+    alone = client.infer(CHARS, x[:, 16_000:], state=first.state, outputs=["logits"])
+    np.testing.assert_allclose(last.logits, alone.logits, atol=1e-6, rtol=0)
+    assert alone.state is None  # not asked for

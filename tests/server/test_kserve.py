@@ -118,6 +118,11 @@ def tensor_request(**edit) -> kserve.ModelInferRequest:
     return message
 
 
+def no_bytes(message: kserve.ModelInferRequest) -> kserve.ModelInferRequest:
+    message.raw_input_contents[0] = b""
+    return message
+
+
 def mixed() -> kserve.ModelInferRequest:
     message = request(input=X)
     lengths = message.inputs.add(name="sequence_lengths", datatype="INT32", shape=[2])
@@ -240,10 +245,45 @@ CASES = {
         "model_version must be a positive integer of at most 18 digits, or empty for the newest; "
         "got 'latest'",
     ),
+    "a unicode digit as version": (
+        lambda s: request(version="\u00b2", input=X),
+        INVALID,
+        "model_version must be a positive integer of at most 18 digits",
+    ),
+    "a version of 5000 digits": (
+        lambda s: request(version="7" * 5000, input=X),
+        INVALID,
+        "got '777",
+    ),
+    "a zero beside a huge dimension": (
+        lambda s: tensor_request(shape=[0, 2**62, 5]),
+        INVALID,
+        "input: shape [0, 4611686018427387904, 5] is too large for any tensor",
+    ),
+    "rank over 64": (
+        lambda s: tensor_request(shape=[1] * 70),
+        INVALID,
+        "input: rank 70; no tensor here has more",
+    ),
+    "rows over the limit": (
+        lambda s: no_bytes(tensor_request(shape=[2**27, 0, 5])),
+        INVALID,
+        "input has 134217728 rows; a request may carry at most 1024 (--max-request-rows)",
+    ),
+    "an answer over the message limit": (
+        lambda s: request(input=np.ones((2, 16000, 5), np.float32)),
+        INVALID,
+        "over the server's message limit of 1048576 (--max-message-bytes): send at most",
+    ),
     "unknown model": (
         lambda s: request(model="nope", input=X),
         NOT_FOUND,
         "unknown model 'nope' (served: chars, digits)",
+    ),
+    "a model name of 500 kB": (
+        lambda s: request(model="m\n" * 250_000, input=X),
+        NOT_FOUND,
+        "unknown model 'm\\nm\\n",
     ),
     "unknown version": (
         lambda s: request(version="7", input=X),
@@ -279,15 +319,18 @@ def test_bad_request_gets_its_status_and_a_clear_message(stub, v1_state, case):
         stub.ModelInfer(build(v1_state))
     assert caught.value.code() == code
     assert message in caught.value.details()
+    assert len(caught.value.details()) < 400 and "\n" not in caught.value.details()  # short, escaped
     assert stub.ModelInfer(request(input=X)).outputs  # and the server keeps serving
 
 
 @pytest.mark.parametrize("rpc", ["ModelMetadata", "ModelReady"])
-def test_malformed_version_in_metadata_and_ready(stub, rpc):
-    message = getattr(kserve, f"{rpc}Request")(name=CHARS, version="two")
+@pytest.mark.parametrize("version", ["two", "\u00b2", "9" * 5000, "-1", "0"])
+def test_malformed_version_in_metadata_and_ready(stub, rpc, version):
+    message = getattr(kserve, f"{rpc}Request")(name=CHARS, version=version)
     with pytest.raises(grpc.RpcError) as caught:
         getattr(stub, rpc)(message)
     assert caught.value.code() == INVALID and "version must be a positive integer" in caught.value.details()
+    assert len(caught.value.details()) < 300
 
 
 def test_model_metadata_of_an_unknown_model(stub):

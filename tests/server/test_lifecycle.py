@@ -109,3 +109,98 @@ def test_a_bad_environment_variable_is_named():
     done = serve_command(env={"LSTMSERVE_PORT": "fifty"})
     assert done.returncode == 2
     assert "LSTMSERVE_PORT='fifty' is not a valid int" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_sigterm_under_load_answers_every_call_or_says_unavailable(repository):
+    """Unary callers hammering and bidi streams open when SIGTERM comes: every call the server took
+    completes, every later one is UNAVAILABLE (the client's cue to go elsewhere), open streams are
+    answered through the grace period and then end UNAVAILABLE; nothing is cancelled or UNKNOWN."""
+    import threading
+    from collections import Counter
+
+    from lstmserve.client import LstmServeClientError
+
+    server = ServerProcess(repository, "--grace-seconds", "1.5")
+    x = np.random.default_rng(1).standard_normal((2, 4, 5)).astype(np.float32)
+    codes: Counter = Counter()
+    streamed_after: list[int] = []
+    signalled = threading.Event()
+    done = threading.Event()
+
+    def caller(seed):
+        with Client(server.address, timeout=10) as client:
+            while not done.is_set():
+                try:
+                    client.infer(CHARS, x)
+                    codes["OK"] += 1
+                except LstmServeClientError as exc:
+                    codes[exc.code.name] += 1
+                    time.sleep(0.02)  # a real app backs off (and, behind a balancer, goes elsewhere)
+
+    def streamer():
+        answered = 0
+        with Client(server.address, timeout=10) as client, client.stream(CHARS, bidi=True) as stream:
+            while True:
+                try:
+                    stream.feed(x)
+                except LstmServeClientError as exc:
+                    codes["stream " + exc.code.name] += 1
+                    break
+                answered += signalled.is_set()
+                time.sleep(0.01)
+        streamed_after.append(answered)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(6)]
+    threads += [threading.Thread(target=streamer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    server.process.send_signal(15)
+    signalled.set()
+    assert server.process.wait(20) == 0
+    done.set()
+    for thread in threads:
+        thread.join(20)
+    log = "".join(server.log)
+    assert set(codes) <= {"OK", "UNAVAILABLE", "stream UNAVAILABLE"}, codes
+    assert codes["OK"] > 50 and codes["UNAVAILABLE"] > 0 and codes["stream UNAVAILABLE"] == 2, codes
+    assert all(answered > 10 for answered in streamed_after), streamed_after  # served through the grace
+    assert "Traceback" not in log and "Exception not handled" not in log, log
+
+
+def test_an_unexpected_failure_is_internal_logged_once_and_counted(repository, tmp_path):
+    """A model that loads but fails when run (a broken export): INTERNAL with a short message, its
+    traceback logged once, the call counted as INTERNAL, and the server goes on serving."""
+    import urllib.request
+
+    import onnx
+
+    from lstmserve.client import ServerError
+
+    from ..servers import free_port
+
+    root = tmp_path / "models"
+    shutil.copytree(repository / CHARS, root / CHARS)
+    model = onnx.load(root / CHARS / "1" / "model.onnx")
+    # Reshape the per-step output to rows of 13 values: a (1, 1, 7) output cannot be.
+    for node in model.graph.node:  # what computed and consumed `output` now uses `output_raw`
+        node.output[:] = ["output_raw" if name == "output" else name for name in node.output]
+        node.input[:] = ["output_raw" if name == "output" else name for name in node.input]
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([-1, 13], np.int64), "rows_of_13"))
+    model.graph.node.append(onnx.helper.make_node("Reshape", ["output_raw", "rows_of_13"], ["output"]))
+    onnx.save(model, root / CHARS / "1" / "model.onnx")
+    port = free_port()
+    server = ServerProcess(root, "--metrics-port", str(port))
+    try:
+        with Client(server.address) as client:
+            with pytest.raises(ServerError) as caught:
+                client.infer(CHARS, np.ones((1, 1, 5)), version=1)
+            assert caught.value.code.name == "INTERNAL"
+            assert caught.value.details == "internal error; the server logged it"
+            assert client.infer(CHARS, np.ones((1, 1, 5)), version=2).output.shape == (1, 1, 7)
+        scrape = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        assert server.terminate() == 0
+    log = "".join(server.log)
+    assert log.count("Infer failed unexpectedly") == 1 and log.count("Traceback") == 1
+    assert 'lstmserve_requests_total{code="INTERNAL",method="Infer",model="-"} 1.0' in scrape

@@ -1,0 +1,123 @@
+"""Admission: the server-wide bounds on calls, streams and bytes in flight, and the drain on stop."""
+
+import asyncio
+
+import pytest
+
+from lstmserve.server.admission import Admission, Call
+from lstmserve.server.errors import ResourceExhausted, Unavailable
+from lstmserve.server.settings import Settings
+
+
+def admission(**settings) -> Admission:
+    return Admission(Settings(**settings))
+
+
+def test_calls_past_the_limit_are_refused_until_one_ends():
+    gate = admission(max_calls=2)
+    gate.start_call()
+    gate.start_call()
+    with pytest.raises(ResourceExhausted, match=r"2 calls in flight \(--max-calls 2\); retry shortly"):
+        gate.start_call()
+    gate.end_call()
+    gate.start_call()
+    assert gate.calls == 2 and gate.arrivals == 4
+
+
+def test_bytes_are_reserved_against_the_budget_and_given_back():
+    gate = admission(max_inflight_bytes=64 << 20, max_message_bytes=4 << 20)
+    first, second = Call(gate), Call(gate)
+    first.reserve(40 << 20)
+    with pytest.raises(ResourceExhausted, match=r"hold 40 MiB \(--max-inflight-bytes 64 MiB\)"):
+        second.reserve(30 << 20)
+    second.reserve(20 << 20)
+    second.hold_state(1 << 20)  # a stream's state, kept between messages
+    second.release_message()
+    assert gate.bytes == (40 << 20) + (1 << 20)
+    first.release()
+    second.release()
+    assert gate.bytes == 0
+
+
+def test_streams_past_the_limit_are_refused():
+    async def main():
+        gate = admission(max_streams=1)
+        gate.open_stream()
+        with pytest.raises(ResourceExhausted, match=r"1 streams open \(--max-streams 1\)"):
+            gate.open_stream()
+
+    asyncio.run(main())
+
+
+def test_drain_refuses_new_calls_and_ends_when_those_in_flight_have():
+    async def main():
+        gate = admission()
+        gate.start_call()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.1, gate.end_call)  # the call in flight finishes 0.1 s into the stop
+        started = loop.time()
+        draining = asyncio.ensure_future(gate.drain(grace=5.0))
+        await asyncio.sleep(0)
+        with pytest.raises(Unavailable, match="shutting down: send this call to another replica"):
+            gate.start_call()
+        with pytest.raises(Unavailable):
+            gate.open_stream()
+        await draining
+        return loop.time() - started
+
+    assert 0.1 <= asyncio.run(main()) < 1.0  # not the whole grace
+
+
+def test_drain_ends_open_streams_with_their_reason_once_the_grace_is_over():
+    async def main():
+        gate = admission()
+        reasons = []
+
+        async def stream():
+            entry = gate.open_stream()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                reasons.append(entry.ended_by)
+            finally:
+                gate.close_stream(entry)
+
+        task = asyncio.ensure_future(stream())
+        await asyncio.sleep(0)
+        started = asyncio.get_running_loop().time()
+        await gate.drain(grace=0.2)
+        await task
+        return asyncio.get_running_loop().time() - started, reasons
+
+    seconds, reasons = asyncio.run(main())
+    assert 0.2 <= seconds < 1.0
+    assert reasons == [
+        "the server is shutting down: send this call to another replica "
+        "(resume the stream there from the last state)"
+    ]
+
+
+def test_idle_streams_are_ended_and_busy_ones_are_not():
+    async def main():
+        gate = admission(stream_idle_seconds=0.05)
+        entries = {}
+
+        async def stream(name, computing):
+            entry = entries[name] = gate.open_stream()
+            entry.waits_on_client(not computing)  # computing an answer is not idle, however long
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                return entry.ended_by
+            finally:
+                gate.close_stream(entry)
+
+        idle = asyncio.ensure_future(stream("idle", computing=False))
+        busy = asyncio.ensure_future(stream("busy", computing=True))
+        await asyncio.sleep(0.1)
+        assert gate.end_idle_streams() == 1
+        assert "idle for over 0.05 s (--stream-idle-seconds)" in await idle
+        assert not busy.done() and entries["busy"].ended_by is None
+        busy.cancel()
+
+    asyncio.run(main())
