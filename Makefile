@@ -51,4 +51,4 @@ lint: install
 	$(BIN)/python proto/generate.py --check
 
 clean:
-	rm -rf $(VENV) models checkpoints bench-models bench-results .pytest_cache
+	rm -rf $(VENV) models checkpoints bench-models bench-results .pytest_cache .hypothesis

@@ -23,30 +23,8 @@ from lstmserve.client.messages import infer_request
 
 from .floors import onnxruntime_floor
 from .load import Load, run_load
+from .options import BenchOptions
 from .processes import ServerProcess, seconds_to_serving
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    repository: str = "bench-models"
-    """Repository holding the models to load (see `make bench-models`)."""
-    models: tuple[str, ...] = ("digits", "lstm2x128")
-    """NAME or NAME:VERSION, each benchmarked in full."""
-    default_repository: str = "models"
-    """The default model's repository: start-up time and memory are measured on it."""
-    many: int = 64
-    """The 'many streams' count of the targets."""
-    sweep: tuple[int, ...] = (1, 4, 16, 64)
-    """Stream counts for the plot (first model, one-step chunks)."""
-    chunks: tuple[int, ...] = (1, 28)
-    """Steps per call."""
-    seconds: float = 3.0
-    """Measured seconds per scenario (after a warm-up)."""
-    warmup: float = 0.5
-    server_args: tuple[str, ...] = ()
-    """Extra `lstmserve serve` flags for the batching-on server (e.g. --workers 2)."""
-    connections: int = 1
-    """Client connections the streams are spread over (several are needed to reach several workers)."""
 
 
 @dataclass
@@ -62,7 +40,7 @@ class Scenario:
 
 def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict:
     repository = Path(options.repository)
-    models = [_parse_model(spec, repository) for spec in options.models]
+    models = [parse_model(spec, repository) for spec in options.models]
     plan = _plan(options, models)
     say(f"{len(plan)} scenarios of {options.seconds:g} s; floors first")
 
@@ -150,7 +128,7 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
     }
 
 
-def _parse_model(spec: str, repository: Path) -> tuple[str, int, Path, int]:
+def parse_model(spec: str, repository: Path) -> tuple[str, int, Path, int]:
     """NAME[:VERSION] -> (name, version, model path, input size); the newest version when none."""
     import onnxruntime as ort
 

@@ -55,6 +55,7 @@ class KServeServicer:
         names = requested_outputs(request, runtime)
         feed = feed_from_chunk(chunk_from_request(request, runtime), runtime, self.repository, self.limits)
         rows, time = feed[contract.INPUT].shape[:2]
-        call.reserve(2 * self.limits.check_answer(runtime.info.config, rows, time, names, len(request.id)))
+        echoed = len(request.id.encode())  # the answer carries the request's id back, as UTF-8
+        call.reserve(2 * self.limits.check_answer(runtime.info.config, rows, time, names, echoed))
         outputs = await self.batcher.run(runtime, feed)
         return infer_response(request, runtime, outputs, names)

@@ -98,7 +98,7 @@ def chunk_from_request(request: kserve.ModelInferRequest, runtime: ModelRuntime)
         if typed:
             raise InvalidArgument(
                 f"raw_input_contents and typed contents mixed: with raw_input_contents set, no input may "
-                f"carry contents, but {', '.join(typed)} does; send every input one way"
+                f"carry contents, but {quoted(typed[0], 40)} does; send every input one way"
             )
         if len(raw) != len(request.inputs):
             raise InvalidArgument(

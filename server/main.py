@@ -68,7 +68,9 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload.set)
-    logging.getLogger("grpc._cython.cygrpc").addFilter(ClientGoneFilter())
+    grpc_log = logging.getLogger("grpc._cython.cygrpc")
+    if not any(isinstance(known, ClientGoneFilter) for known in grpc_log.filters):
+        grpc_log.addFilter(ClientGoneFilter())
     give_memory_back()
     repository = ModelRepository(settings.repository, settings.device, settings.intra_op_threads)
     try:

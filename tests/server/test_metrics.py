@@ -63,6 +63,8 @@ def test_metrics_count_calls_codes_batches_and_models(repository):
     assert value(samples, "lstmserve_requests_total", model="chars:1", method="Infer", code="OK") == 3
     assert value(samples, "lstmserve_requests_total", model="-", method="Infer", code="INVALID_ARGUMENT") == 1
     assert value(samples, "lstmserve_requests_total", model="chars:2", method="StreamInfer", code="OK") == 2
+    # Closing a stream half-closes it: the server ends it OK, not CANCELLED.
+    assert value(samples, "lstmserve_requests_total", model="-", method="StreamInfer", code="CANCELLED") == 0
     assert value(samples, "lstmserve_request_seconds_count", model="chars:1", method="Infer") == 3
     assert value(samples, "lstmserve_compute_seconds_count", model="chars:1") >= 1
     assert value(samples, "lstmserve_requests_total", model="chars:1", method="ModelInfer", code="OK") == 1
