@@ -134,20 +134,22 @@ class _Lane:
                 f"{limit}); retry shortly, or add replicas"
             )
         loop = asyncio.get_running_loop()
-        if self.worker is None and loop.time() - self.last_run >= _BUSY_WINDOW:
-            if rows * steps <= self.batcher.max_inline_steps:
-                # Nothing queued and nothing to wait for: run it now, without the queue's machinery.
-                started = perf_counter()
-                outputs = self.runtime.run(feed)
-                self._count(1, perf_counter() - started)
-                return outputs
+        busy = loop.time() - self.last_run < _BUSY_WINDOW
+        if self.worker is None and not busy and rows * steps <= self.batcher.max_inline_steps:
+            # Nothing queued and nothing to wait for: run it now, without the queue's machinery.
+            started = perf_counter()
+            outputs = self.runtime.run(feed)
+            self._count(1, perf_counter() - started)
+            return outputs
         item = _Pending(feed, rows, steps, loop.create_future(), loop.time())
         self.waiting.append(item)
         self.queued_rows += rows
         self.batcher.observer.queued(self.runtime, self.queued_rows)
         if self.worker is None:
             self.progress_at = monotonic()
-            self.worker = loop.create_task(self._work(), name=f"batcher {info.name} v{info.version}")
+            # Busy is judged here, on arrival: by the time the new task runs the window may be past.
+            work = self._work(gather=busy)
+            self.worker = loop.create_task(work, name=f"batcher {info.name} v{info.version}")
         try:
             return await item.future
         except asyncio.CancelledError:
@@ -156,12 +158,13 @@ class _Lane:
                 self._dequeued(item)
             raise
 
-    async def _work(self) -> None:
+    async def _work(self, gather: bool) -> None:
+        """Run batches until the queue is empty; `gather`: calls are queuing up (they came while the
+        lane had just run), so wait max_delay for company before taking a batch."""
         loop = asyncio.get_running_loop()
         try:
             while self.waiting:
-                busy = loop.time() - self.last_run < _BUSY_WINDOW
-                if busy and self.queued_rows < self.batcher.max_batch_rows:
+                if gather and self.queued_rows < self.batcher.max_batch_rows:
                     # Under load, wait for the next calls to join: gRPC hands a server its calls one
                     # loop turn at a time, so without a wait batches stay at one call.
                     await asyncio.sleep(self.batcher.max_delay)
@@ -180,6 +183,7 @@ class _Lane:
                 else:
                     self._deliver(batch, *results)
                 self.progress_at = monotonic()
+                gather = True  # whatever waits now arrived while this batch ran
         except BaseException as exc:  # cancelled with the loop, or a bug here: nobody may wait forever
             self._fail(list(self.waiting), exc if isinstance(exc, Exception) else asyncio.CancelledError())
             self.waiting.clear()

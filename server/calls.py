@@ -78,7 +78,12 @@ class Calls:
             model, code = "-", "OK"
             try:
                 self.admission.start_call()
-                context.add_done_callback(lambda _: self._unary_done(call))  # after the answer is sent
+                # When the call's task ends, its answer has been sent (or the call has failed). Not
+                # context.add_done_callback: gRPC keeps that callback in a reference cycle with the
+                # call's state, which left every call to the cyclic GC (measurable at 64 streams).
+                task = asyncio.current_task()
+                assert task is not None  # gRPC runs each call in a task of its own
+                task.add_done_callback(lambda _: self._unary_done(call))
                 call.reserve(2 * len(raw))  # the bytes, and the message parsed from them
                 response = await behaviour(parse(raw), call)
                 data = self._serialize(response)
