@@ -31,11 +31,16 @@ def add_bench(commands) -> None:
         "--repository",
         help=f"models to benchmark (default {BenchOptions.repository}: make bench-models)",
     )
-    parser.add_argument("--models", nargs="+", default=["digits", "lstm2x128"], help="NAME or NAME:VERSION")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["digits", "lstm2x128"],
+        help="NAME or NAME:VERSION (default %(default)s)",
+    )
     parser.add_argument(
         "--default-repository",
         default=BenchOptions.default_repository,
-        help="for start-up time and memory, and the soak's",
+        help="for start-up time and memory, and the soak's (default %(default)s)",
     )
     parser.add_argument(
         "--streams",

@@ -19,6 +19,8 @@ def summary(results: dict[str, Any]) -> str:
     errors = ", ".join(f"{code} {count}" for code, count in sorted(results["errors"].items())) or "none"
     trend = memory["trend_mb_per_min"]
     trend_text = "too few samples" if trend is None else f"{trend:+.2f} MB/min"
+    if trend is not None and results["seconds"] < 120:  # warm-up growth dominates a short run
+        trend_text += " (a run under 2 minutes is too short to judge a trend)"
     batching = ""
     if server["requests"] is not None and server["onnxruntime_runs"]:
         batching = (

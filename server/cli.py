@@ -11,8 +11,9 @@ def add_serve(commands) -> None:
     parser = commands.add_parser(
         "serve",
         help="serve a model repository over gRPC",
-        description="Serve every model version in a repository over gRPC (lstmserve.v1, health, "
-        "reflection). Each flag can also be set by its LSTMSERVE_* environment variable.",
+        description="Serve every model version in a repository over gRPC (lstmserve.v1 and KServe v2 on "
+        "one port, health, reflection). Each flag can also be set by its LSTMSERVE_* environment "
+        "variable. Limits and failure behaviour: docs/limits.md.",
     )
     settings_module.add_arguments(parser)
     parser.set_defaults(run=run_serve)
