@@ -37,6 +37,19 @@ async def _finish(call: Any) -> None:
         pass
 
 
+class _Status(grpc.RpcError):
+    """A finished call's status, in the shape from_rpc_error reads."""
+
+    def __init__(self, code: grpc.StatusCode, details: str | None):
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str | None:
+        return self._details
+
+
 class _StreamBase:
     def __init__(
         self, model: str, version: int, state: State | None, bidi: bool, outputs: Sequence[str] | None
@@ -181,16 +194,19 @@ class AsyncStream(_StreamBase):
             fresh = self._call is None
             if fresh:
                 self._call = self._client.stub.StreamInfer()
-            request = self._request(chunk, lengths, send_state=fresh)
+            call, request = self._call, self._request(chunk, lengths, send_state=fresh)
             try:
                 response = await asyncio.wait_for(self._exchange(request), self._client.timeout)
             except asyncio.TimeoutError:
                 self._drop()
                 raise self._timed_out(self._client.timeout) from None
-            except grpc.RpcError as error:
+            except (grpc.RpcError, asyncio.InvalidStateError):
+                # InvalidStateError: the server had already ended the call (idle, or stopping) when
+                # this chunk was written; its status says why.
                 self._drop()
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt:
-                    raise from_rpc_error(error) from None
+                code = await call.code()
+                if code != grpc.StatusCode.UNAVAILABLE or attempt:
+                    raise from_rpc_error(_Status(code, await call.details())) from None
                 continue
             if response is grpc.aio.EOF:
                 self._drop()

@@ -13,13 +13,20 @@ rest once its grace is over, both with UNAVAILABLE: the client resumes from the 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ResourceExhausted, Unavailable
 from .settings import Settings
 
 STOPPING = "the server is shutting down: send this call to another replica"
+
+
+class ReceiveTimeout(Exception):
+    """A unary call's request did not arrive within --receive-seconds."""
 
 
 @dataclass(eq=False)
@@ -42,6 +49,15 @@ class Admission:
         self.max_streams = settings.max_streams
         self.max_bytes = settings.max_inflight_bytes
         self.idle_seconds = settings.stream_idle_seconds
+        self.receive_seconds = settings.receive_seconds
+        # Unary requests being received at once. A request's bytes arrive only while it is being
+        # received (before, its HTTP/2 window holds 64 KiB), so a client that stalls in the middle of
+        # a 4 MiB message holds one of these turns, not an unbounded share of memory.
+        self.receive_turns = max(1, self.max_bytes // (2 * settings.max_message_bytes))
+        self.receiving = 0
+        self._turn_waiters: collections.deque[asyncio.Future] = collections.deque()
+        self._receivers: dict[asyncio.Task, float] = {}  # unary calls receiving, since when
+        self._late: set[asyncio.Task] = set()
         self.calls = 0  # unary calls in flight
         self.streams: dict[asyncio.Task, OpenStream] = {}
         self.bytes = 0  # reserved by calls in flight
@@ -90,25 +106,69 @@ class Admission:
     def release(self, nbytes: int) -> None:
         self.bytes -= nbytes
 
+    async def receive(self, read: Callable[[], Awaitable[Any]]) -> Any:
+        """`read()`, in a turn (at most receive_turns at once) and within receive_seconds in all.
+
+        NOTE: a counter and a sweep (end_late_receives, on the watchdog's tick) rather than a
+        semaphore and a timer per call: this runs for every unary call."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._receivers[task] = time.monotonic()
+        try:
+            while self.receiving >= self.receive_turns:
+                turn = asyncio.get_running_loop().create_future()
+                self._turn_waiters.append(turn)
+                await turn
+            self.receiving += 1
+            try:
+                return await read()
+            finally:
+                self.receiving -= 1
+                while self._turn_waiters:
+                    waiter = self._turn_waiters.popleft()
+                    if not waiter.done():
+                        waiter.set_result(None)
+                        break
+        except asyncio.CancelledError:
+            if task in self._late:
+                raise ReceiveTimeout(
+                    f"the request did not arrive within {self.receive_seconds:g} s (--receive-seconds)"
+                ) from None
+            raise
+        finally:
+            del self._receivers[task]
+            self._late.discard(task)
+
+    def end_late_receives(self) -> int:
+        """Cancel the unary calls whose request has not arrived within receive_seconds."""
+        late = time.monotonic() - self.receive_seconds
+        stuck = [task for task, since in self._receivers.items() if since < late and task not in self._late]
+        for task in stuck:
+            self._late.add(task)
+            task.cancel()
+        return len(stuck)
+
     @property
     def busy(self) -> bool:
         return bool(self.calls or self.streams)
 
     def end_idle_streams(self) -> int:
-        """End every stream that has waited on its client longer than the idle timeout."""
+        """End every stream that has waited on its client longer than the idle timeout; and drop one
+        whose end could not reach its client in another such while (it reads nothing: its last
+        answers and status stay queued in gRPC until the call is cancelled)."""
         now, ended = time.monotonic(), 0
         for stream in list(self.streams.values()):
-            if (
-                stream.on_client
-                and stream.ended_by is None
-                and now - stream.waiting_since > self.idle_seconds
-            ):
+            if now - stream.waiting_since <= self.idle_seconds or not stream.on_client:
+                continue
+            if stream.ended_by is None:
                 self._end(
                     stream,
                     f"stream idle for over {self.idle_seconds:g} s (--stream-idle-seconds): it neither sent "
                     "a request nor read a response; open a new one from the last state",
                 )
                 ended += 1
+            else:
+                stream.task.cancel()
         return ended
 
     async def drain(self, grace: float) -> None:
@@ -120,12 +180,13 @@ class Admission:
             await asyncio.sleep(0.02)
         for stream in list(self.streams.values()):
             self._end(stream, STOPPING + " (resume the stream there from the last state)")
-        while self.streams and time.monotonic() < deadline + 2.0:  # their UNAVAILABLE goes out
+        while self.streams and time.monotonic() < deadline + 1.0:  # their UNAVAILABLE goes out
             await asyncio.sleep(0.01)
 
     @staticmethod
     def _end(stream: OpenStream, reason: str) -> None:
         stream.ended_by = reason
+        stream.waits_on_client(True)  # from now on, for its status to be taken
         stream.task.cancel()  # the stream's handler turns this into UNAVAILABLE with the reason
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import weakref
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from time import monotonic, perf_counter
@@ -87,18 +88,24 @@ class Batcher:
         self.max_batch_row_steps = max_batch_row_steps  # padded rows x steps of one merged run
         self.observer = observer or Observer()
         self._lanes: dict[ModelRuntime, _Lane] = {}
+        self._forgotten: weakref.WeakSet[ModelRuntime] = weakref.WeakSet()
         self.batches = 0  # onnxruntime runs so far
         self.requests = 0  # requests they answered (requests / batches: the mean batch, in requests)
 
     async def run(self, runtime: ModelRuntime, feed: Feed) -> dict[str, np.ndarray]:
         lane = self._lanes.get(runtime)
         if lane is None:
-            lane = self._lanes[runtime] = _Lane(self, runtime)
+            lane = _Lane(self, runtime)
+            # An unloaded version still serves the streams that pinned it, each in a lane of its own
+            # that goes with it: kept here, the lane would keep its onnxruntime session for good.
+            if runtime not in self._forgotten:
+                self._lanes[runtime] = lane
         return await lane.submit(feed)
 
     def forget(self, runtime: ModelRuntime) -> None:
         """Drop an unloaded model's lane; what it still holds finishes on its own."""
         self._lanes.pop(runtime, None)
+        self._forgotten.add(runtime)
 
     def stalled(self, seconds: float) -> list[ModelRuntime]:
         """Model versions whose waiting work has seen no batch end for over `seconds`."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any
 
 import grpc
@@ -33,7 +33,7 @@ from grpc._cython import cygrpc
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
-from .admission import Admission, Call, OpenStream
+from .admission import Admission, Call, OpenStream, ReceiveTimeout
 from .errors import ServingError
 from .metrics import Metrics
 
@@ -43,6 +43,7 @@ log = logging.getLogger("lstmserve.server")
 # cancellation itself reaches the handler a moment later, if at all.
 _CLIENT_GONE = cygrpc.ExecuteBatchError
 _MAX_DETAILS = 1000  # a status message travels in a header: clients refuse large ones (8 KiB by default)
+_INTERNAL = "internal error; the server logged it"
 
 
 class Calls:
@@ -52,6 +53,7 @@ class Calls:
         self.admission = admission
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
+        self.refusals = RefusalLog()
 
     def register(self, server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
         """Serve every method of `service` from the servicer's method of the same name."""
@@ -64,7 +66,10 @@ class Calls:
                     self._stream(method.name, parse, behaviour)
                 )
             elif not method.client_streaming and not method.server_streaming:
-                handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                # Registered as client-streaming so that the handler, not gRPC, receives the one
+                # request: after admission, within --receive-seconds, a bounded number at once. The
+                # wire is the same (one message each way), and so is the cost (measured).
+                handlers[method.name] = grpc.stream_unary_rpc_method_handler(
                     self._unary(method.name, parse, behaviour)
                 )
             else:
@@ -73,7 +78,7 @@ class Calls:
         server.add_registered_method_handlers(service.full_name, handlers)
 
     def _unary(self, name: str, parse: Callable[[bytes], Message], behaviour) -> Callable:
-        async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> bytes:
             started, call = perf_counter(), Call(self.admission)
             model, code = "-", "OK"
             try:
@@ -84,25 +89,25 @@ class Calls:
                 task = asyncio.current_task()
                 assert task is not None  # gRPC runs each call in a task of its own
                 task.add_done_callback(lambda _: self._unary_done(call))
+                del task  # a frame holding its own task is a cycle once the task ends in an exception
+                raw = await self._receive(context)
                 call.reserve(2 * len(raw))  # the bytes, and the message parsed from them
                 response = await behaviour(parse(raw), call)
                 data = self._serialize(response)
                 model = _model_label(response)
                 return data
             except ServingError as exc:
-                code = exc.code.name
-                await _abort(context, name, exc.code, str(exc))
+                code = self._refuse(context, name, exc.code, str(exc))
             except asyncio.CancelledError:
                 code = _gone(context)
                 raise
             except Exception:
-                code = "INTERNAL"
                 log.exception("%s failed unexpectedly", name)
-                await _abort(context, name, grpc.StatusCode.INTERNAL, "internal error; the server logged it")
+                code = self._refuse(context, name, grpc.StatusCode.INTERNAL, _INTERNAL)
             finally:
                 self.metrics.requests.labels(model, name, code).inc()
                 self.metrics.request_seconds.labels(model, name).observe(perf_counter() - started)
-            raise AssertionError("unreachable: abort raises")
+            return b""  # not sent: the status set above goes instead
 
         return handle
 
@@ -118,7 +123,12 @@ class Calls:
                 stream = self.admission.open_stream()
             except ServingError as exc:
                 self.metrics.requests.labels("-", name, exc.code.name).inc()
-                await _abort(context, name, exc.code, str(exc))
+                self._refuse(context, name, exc.code, str(exc))
+                return
+            # The stream counts, and holds its bytes, until its task ends: its last answer and its
+            # status may wait long after this handler returns, on a client that does not read.
+            stream.task.add_done_callback(lambda _: self._stream_done(stream, call))
+            code = "OK"
             try:
                 async for response in behaviour(self._read(context, parse, call, stream), call):
                     data, model = self._serialize(response), _model_label(response)
@@ -131,25 +141,56 @@ class Calls:
                         perf_counter() - stream.received_at
                     )
             except ServingError as exc:
-                self.metrics.requests.labels("-", name, exc.code.name).inc()
-                await _abort(context, name, exc.code, str(exc))
+                code = self._refuse(context, name, exc.code, str(exc))
             except _CLIENT_GONE:  # a read or write failed because the client cancelled the call
-                self.metrics.requests.labels("-", name, _gone(context)).inc()
+                code = _gone(context)
             except asyncio.CancelledError:
                 if stream.ended_by is None:  # the client cancelled, or its deadline passed
                     self.metrics.requests.labels("-", name, _gone(context)).inc()
                     raise
-                self.metrics.requests.labels("-", name, "UNAVAILABLE").inc()
-                await _abort(context, name, grpc.StatusCode.UNAVAILABLE, stream.ended_by)
+                code = self._refuse(context, name, grpc.StatusCode.UNAVAILABLE, stream.ended_by)
             except Exception:
-                self.metrics.requests.labels("-", name, "INTERNAL").inc()
                 log.exception("%s failed unexpectedly", name)
-                await _abort(context, name, grpc.StatusCode.INTERNAL, "internal error; the server logged it")
-            finally:
-                self.admission.close_stream(stream)
-                call.release()
+                code = self._refuse(context, name, grpc.StatusCode.INTERNAL, _INTERNAL)
+            if code != "OK":
+                self.metrics.requests.labels("-", name, code).inc()
 
         return handle
+
+    def _stream_done(self, stream: OpenStream, call: Call) -> None:
+        self.admission.close_stream(stream)
+        call.release()
+        # The handler's frame holds the stream and the stream its task: a cycle, through the task's
+        # exception, that kept a cancelled stream's last answer for the cyclic GC (~2 MB a stream).
+        stream.task = None  # type: ignore[assignment]
+
+    def _refuse(
+        self, context: grpc.aio.ServicerContext, method: str, code: grpc.StatusCode, details: str
+    ) -> str:
+        """End the call with this status once the handler returns; the code's name, for the metrics.
+
+        NOTE: not context.abort(): gRPC keeps the exception it raises on the call, in a reference
+        cycle with the handler's frames, and so with the request's bytes, until the cyclic GC runs;
+        128 streams refused 1 MB requests and left 2 GB behind them."""
+        if len(details) > _MAX_DETAILS:
+            details = details[: _MAX_DETAILS - 3] + "..."
+        if code != grpc.StatusCode.INTERNAL:  # INTERNAL was logged with its traceback already
+            self.refusals.log(method, code, details)
+        context.set_code(code)
+        context.set_details(details)
+        return code.name
+
+    async def _receive(self, context: grpc.aio.ServicerContext) -> bytes:
+        """A unary call's request, received within --receive-seconds (waiting for a turn included)."""
+        try:
+            raw = await self.admission.receive(context.read)
+        except ReceiveTimeout as exc:
+            raise _Late(str(exc)) from None
+        if raw is grpc.aio.EOF:
+            # The client cancelled (or its deadline passed) before sending its request: gRPC's own
+            # unary handling treats this the same way.
+            raise asyncio.CancelledError()
+        return raw
 
     async def _read(
         self,
@@ -207,6 +248,10 @@ class _NotTheMessage(ServingError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class _Late(ServingError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 def _gone(context: grpc.aio.ServicerContext) -> str:
     """Why a call was cancelled under us: its deadline passed, or the client cancelled it."""
     remaining = context.time_remaining()
@@ -225,9 +270,23 @@ def _model_label(response) -> str:
     return "-"
 
 
-async def _abort(context: grpc.aio.ServicerContext, method: str, code: grpc.StatusCode, details: str) -> None:
-    if len(details) > _MAX_DETAILS:
-        details = details[: _MAX_DETAILS - 3] + "..."
-    if code != grpc.StatusCode.INTERNAL:  # INTERNAL was logged with its traceback already
-        log.info("%s %s: %s", method, code.name, details)
-    await context.abort(code, details)
+class RefusalLog:
+    """One INFO line per refused call, up to `per_second`; past that, one line a second saying how many
+    were not logged: a client sending garbage in a loop must not flood the log (4000 lines/s seen)."""
+
+    def __init__(self, per_second: int = 10):
+        self.per_second = per_second
+        self.second = 0
+        self.logged = self.skipped = 0
+
+    def log(self, method: str, code: grpc.StatusCode, details: str) -> None:
+        now = int(monotonic())
+        if now != self.second:
+            if self.skipped:
+                log.info("... and %d more refused calls not logged", self.skipped)
+            self.second, self.logged, self.skipped = now, 0, 0
+        if self.logged < self.per_second:
+            self.logged += 1
+            log.info("%s %s: %s", method, code.name, details)
+        else:
+            self.skipped += 1

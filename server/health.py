@@ -1,12 +1,13 @@
 """grpc.health.v1 and KServe readiness, kept true, and the watchdog that keeps them so.
 
-    overall, and each service   SERVING while serving and no model version is stalled
+    overall, and each service   SERVING while a model is loaded and no model version is stalled
     each model name             SERVING while a version of it is loaded and none of them is stalled
     everything                  NOT_SERVING from the first moment of a graceful stop
 
 A version is stalled when work waits for it and no batch has ended for --stall-seconds: a probe on
 the overall status then restarts the process, rather than every call timing out behind it. The same
-tick ends bidi streams idle for longer than --stream-idle-seconds.
+tick ends bidi streams idle for longer than --stream-idle-seconds, and unary calls whose request has
+not arrived within --receive-seconds.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Health:
             name: SERVING if name in served and name not in stalled_names else NOT_SERVING
             for name in self.names
         }
-        overall = NOT_SERVING if self.stalled else SERVING
+        overall = SERVING if served and not self.stalled else NOT_SERVING  # no model: nothing to serve
         status.update({service: overall for service in ["", *self.services]})  # "": overall health
         for name, value in status.items():
             if self._published.get(name) != value:
@@ -68,8 +69,10 @@ class Health:
                 self._published[name] = value
 
     async def watch(self) -> None:
-        """Every tick: end idle streams, and turn stalled versions NOT_SERVING (and back)."""
-        tick = min(1.0, self.stall_seconds / 4, self.admission.idle_seconds / 4)
+        """Every tick: end idle streams and late receives, turn stalled versions NOT_SERVING (and back)."""
+        tick = min(
+            1.0, self.stall_seconds / 4, self.admission.idle_seconds / 4, self.admission.receive_seconds / 4
+        )
         while True:
             await asyncio.sleep(tick)
             try:
@@ -79,6 +82,7 @@ class Health:
 
     async def _check(self) -> None:
         self.admission.end_idle_streams()
+        self.admission.end_late_receives()
         stalled = set(self.batcher.stalled(self.stall_seconds))
         if stalled != self.stalled:
             for runtime in stalled - self.stalled:

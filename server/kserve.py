@@ -56,6 +56,6 @@ class KServeServicer:
         feed = feed_from_chunk(chunk_from_request(request, runtime), runtime, self.repository, self.limits)
         rows, time = feed[contract.INPUT].shape[:2]
         echoed = len(request.id.encode())  # the answer carries the request's id back, as UTF-8
-        call.reserve(2 * self.limits.check_answer(runtime.info.config, rows, time, names, echoed))
+        call.reserve(2 * self.limits.check_answer(runtime, rows, time, names, echoed))
         outputs = await self.batcher.run(runtime, feed)
         return infer_response(request, runtime, outputs, names)

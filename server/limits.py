@@ -13,10 +13,11 @@ from lstmserve import contract
 from lstmserve.model.config import LSTMConfig
 
 from .errors import InvalidArgument
+from .runtime import ModelRuntime
 from .settings import Settings
 
-# Room in an answer for what is not tensor data: names, shapes, fingerprint, version, framing.
-_ENVELOPE_BYTES = 4096
+_ENVELOPE_BYTES = 1024  # an answer's own fields and framing, the tensors' aside
+_PER_TENSOR_BYTES = 128
 _FLOAT = 4  # every output of the contract is float32
 
 
@@ -55,12 +56,19 @@ class Limits:
                 f"{max(self.row_steps // rows, 1)} steps per chunk of {_rows(rows)}"
             )
 
-    def check_answer(self, config: LSTMConfig, rows: int, time: int, names: list[str], extra: int = 0) -> int:
+    def check_answer(
+        self, runtime: ModelRuntime, rows: int, time: int, names: list[str], extra: int = 0
+    ) -> int:
         """The answer's size in bytes, refused up front if it would not fit in one message.
 
         `names` are the contract outputs asked for; `extra`, bytes the answer echoes (a KServe id)."""
+        config = runtime.info.config
         per_step, fixed = _sizes(config, rows, names)
-        room = self.message_bytes - _ENVELOPE_BYTES - extra
+        # What is not tensor data, counted high: the model's name and fingerprint, and per tensor its
+        # name, datatype, shape and framing (a 151-layer model's answers came 32 kB under this).
+        envelope = _ENVELOPE_BYTES + len(runtime.info.name.encode()) + len(runtime.info.fingerprint)
+        envelope += _PER_TENSOR_BYTES * len(names) + extra
+        room = self.message_bytes - envelope
         size = per_step * time + fixed
         if size > room:
             fit = (room - fixed) // per_step if per_step else 0
@@ -68,7 +76,7 @@ class Limits:
             if contract.OUTPUT in names and config.head != "none":
                 advice += ", or ask only for the logits and the state (leave out the per-step output)"
             raise InvalidArgument(
-                f"the answer would be {size + _ENVELOPE_BYTES + extra} bytes, over the server's message "
+                f"the answer would be {size + envelope} bytes, over the server's message "
                 f"limit of {self.message_bytes} (--max-message-bytes): {advice}"
             )
         return size

@@ -47,6 +47,7 @@ SERVICE = pb.DESCRIPTOR.services_by_name["LSTMService"]
 KSERVE_SERVICE = kserve.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 SERVICE_NAME, KSERVE_SERVICE_NAME = SERVICE.full_name, KSERVE_SERVICE.full_name
 _QUIET_SECONDS = 0.1  # after the drain, how long no call may arrive before gRPC stops
+_STREAMS_PER_CONNECTION = 256
 
 
 class StartError(Exception):
@@ -93,6 +94,9 @@ async def serve(
             # server reads, so a client that writes and never reads parked ~400 MB here in a second
             # (80 streams). Off, a stream buffers at most one window (64 KiB) of unread requests.
             ("grpc.http2.bdp_probe", 0),
+            # HTTP/2 streams one connection may open at once (gRPC's own default is unlimited): a
+            # client past it waits for one to end. Each costs the server some kilobytes.
+            ("grpc.max_concurrent_streams", _STREAMS_PER_CONNECTION),
         ]
     )
     metrics = Metrics()
@@ -161,9 +165,12 @@ async def serve(
     await stop.wait()
 
     log.info("stopping: refusing new calls, finishing those in flight (up to %.0f s)", settings.grace_seconds)
+    # The whole stop takes at most grace + 3 s (drain, streams' last word, quiet, gRPC's own stop):
+    # the manifest's terminationGracePeriodSeconds must stay above that, or the kubelet kills it.
+    grace_ends = time.monotonic() + settings.grace_seconds
     await health.stop()
     await admission.drain(settings.grace_seconds)
-    await _quiet(admission, settings.grace_seconds)
+    await _quiet(admission, max(1.0, grace_ends - time.monotonic()))
     for task in background:
         task.cancel()
     await server.stop(1.0)

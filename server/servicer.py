@@ -60,7 +60,7 @@ class LSTMServicer:
 
     def _answer_bytes(self, runtime: ModelRuntime, feed: dict, names: list[str]) -> int:
         rows, time = feed[contract.INPUT].shape[:2]
-        return self.limits.check_answer(runtime.info.config, rows, time, names)
+        return self.limits.check_answer(runtime, rows, time, names)
 
     def _stream_model(self, request: pb.InferRequest, current: ModelRuntime | None) -> ModelRuntime:
         """The first message picks the model; later ones may repeat it but not change it."""

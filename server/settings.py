@@ -47,7 +47,10 @@ class Settings:
         128 * 1024 * 1024, "request, response and stream-state bytes held by all calls at once"
     )
     max_calls: int = _setting(1024, "unary calls in flight at once; past it, RESOURCE_EXHAUSTED")
-    max_streams: int = _setting(128, "open StreamInfer calls; past it, RESOURCE_EXHAUSTED")
+    max_streams: int = _setting(64, "open StreamInfer calls; past it, RESOURCE_EXHAUSTED")
+    receive_seconds: float = _setting(
+        10.0, "how long a unary call may take to send its request; past it, DEADLINE_EXCEEDED"
+    )
     stream_idle_seconds: float = _setting(
         60.0, "a stream that neither sends nor reads for this long ends with UNAVAILABLE"
     )
@@ -101,7 +104,7 @@ class Settings:
                 f"max_inflight_bytes ({self.max_inflight_bytes}) must be at least 4 x max_message_bytes "
                 f"({4 * self.max_message_bytes}), or a largest request and answer could never be admitted"
             )
-        for name in ("stream_idle_seconds", "stall_seconds"):
+        for name in ("stream_idle_seconds", "stall_seconds", "receive_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
@@ -37,6 +38,8 @@ def run_workers(settings: Settings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    # SIGHUP (rescan the repository) is for the workers; its default action would kill this process.
+    signal.signal(signal.SIGHUP, lambda signum, frame: _forward(workers, ready, signal.SIGHUP))
     while not stop.wait(0.2) and any(worker.is_alive() for worker in workers):
         pass
     for worker, event in zip(workers, ready):
@@ -50,6 +53,13 @@ def run_workers(settings: Settings) -> int:
     codes = [worker.exitcode for worker in workers]
     log.info("workers stopped (exit codes %s)", codes)
     return 0 if all(code == 0 for code in codes) else 1
+
+
+def _forward(workers, ready, signum: int) -> None:
+    """Pass a signal on to every worker that serves (one still starting has no handler for it yet)."""
+    for worker, event in zip(workers, ready):
+        if worker.is_alive() and event.is_set() and worker.pid is not None:
+            os.kill(worker.pid, signum)
 
 
 def _worker(settings: Settings, ready) -> None:

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from lstmserve.server.admission import Admission, Call
+from lstmserve.server.admission import Admission, Call, ReceiveTimeout
 from lstmserve.server.errors import ResourceExhausted, Unavailable
 from lstmserve.server.settings import Settings
 
@@ -119,5 +119,29 @@ def test_idle_streams_are_ended_and_busy_ones_are_not():
         assert "idle for over 0.05 s (--stream-idle-seconds)" in await idle
         assert not busy.done() and entries["busy"].ended_by is None
         busy.cancel()
+
+    asyncio.run(main())
+
+
+def test_requests_are_received_a_bounded_number_at_a_time_and_within_the_time():
+    """Each request being received may be a stalled 4 MiB message: at most max_inflight_bytes /
+    (2 x max_message_bytes) at once (here 2); one not in within --receive-seconds is ended."""
+
+    async def main():
+        gate = admission(max_message_bytes=1 << 20, max_inflight_bytes=4 << 20, receive_seconds=0.2)
+        arrivals = [asyncio.get_running_loop().create_future() for _ in range(3)]
+        receiving = [asyncio.ensure_future(gate.receive(lambda f=f: f)) for f in arrivals]
+        await asyncio.sleep(0.01)
+        assert gate.receiving == 2  # the third waits for a turn
+        arrivals[0].set_result(b"first")
+        assert await receiving[0] == b"first"
+        await asyncio.sleep(0.01)
+        assert gate.receiving == 2  # the third has its turn now
+        await asyncio.sleep(0.25)
+        assert gate.end_late_receives() == 2  # neither request came within 0.2 s
+        for late in receiving[1:]:
+            with pytest.raises(ReceiveTimeout, match=r"did not arrive within 0.2 s \(--receive-seconds\)"):
+                await late
+        assert gate.receiving == 0
 
     asyncio.run(main())

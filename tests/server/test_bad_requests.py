@@ -1,5 +1,8 @@
 """Each bad request gets its gRPC status and a message naming the problem; the server keeps serving."""
 
+import logging
+import time
+
 import grpc
 import numpy as np
 import pytest
@@ -219,7 +222,7 @@ CASES = {
     "an answer over the message limit": (
         lambda s: good(input=encode_tensor(np.ones((2, 16000, 5), np.float32))),
         INVALID,
-        "over the server's message limit of 1048576 (--max-message-bytes): send at most 11865 steps per "
+        "over the server's message limit of 1048576 (--max-message-bytes): send at most 11891 steps per "
         "chunk of 2 rows, or ask only for the logits and the state",
     ),
     "an unknown output": (
@@ -297,3 +300,24 @@ def test_stream_refuses_a_change_of_model_and_a_batch_without_state(client):
     assert (
         "holds state for a batch of 1; a chunk of batch 2 must bring its own state" in caught.value.details()
     )
+
+
+def test_a_client_sending_garbage_in_a_loop_does_not_flood_the_log(client, caplog):
+    """Each refusal is logged at INFO, but at most 10 a second; the rest are counted in one line."""
+
+    def refused_lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "lstmserve.server"]
+
+    with caplog.at_level(logging.INFO, logger="lstmserve.server"):
+        time.sleep(1 - time.monotonic() % 1)  # the start of a second: all 200 fall in one or two
+        for _ in range(200):
+            with pytest.raises(InvalidArgumentError):
+                client.infer(CHARS, np.ones((1, 3, 4)))
+        time.sleep(1.1)
+        with pytest.raises(InvalidArgumentError):
+            client.infer(CHARS, np.ones((1, 3, 4)))  # the next refusal reports what was skipped
+    lines = refused_lines()
+    named = [line for line in lines if "input has 4 features per step" in line]
+    skipped = [int(line.split()[2]) for line in lines if "refused calls not logged" in line]
+    assert len(named) <= 3 * 10, lines[:5]  # at most 10 in each second the loop touched (and the last one)
+    assert len(named) + sum(skipped) == 201

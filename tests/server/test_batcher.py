@@ -391,3 +391,22 @@ def test_many_streams_of_random_chunk_lengths_through_the_batched_server(reposit
     stop = next(line for line in server.log if "stopped:" in line)
     requests, runs = map(int, re.search(r"stopped: (\d+) requests in (\d+) onnxruntime runs", stop).groups())
     assert runs < requests, stop  # calls were merged
+
+
+def test_an_unloaded_version_still_answers_its_streams_but_keeps_no_lane(models):
+    """A stream pinned to a version goes on after the version is unloaded (reload.py forgets it); the
+    batcher must not hold that version's lane, and with it its onnxruntime session, for good."""
+    runtime = models.get(CHARS, 1)
+    feed = random_feed(runtime, np.random.default_rng(11), rows=1, time=3)
+
+    async def main(batcher):
+        await batcher.run(runtime, feed)
+        batcher.forget(runtime)
+        got = await batcher.run(runtime, feed)
+        np.testing.assert_allclose(
+            got[contract.OUTPUT], runtime.run(feed)[contract.OUTPUT], atol=1e-6, rtol=0
+        )
+        assert runtime not in batcher._lanes
+
+    with ThreadPoolExecutor(1) as executor:
+        asyncio.run(main(Batcher(executor)))

@@ -127,3 +127,19 @@ def test_sighup_reloads_at_once(live_repository):
         assert any("loaded chars v5" in line for line in server.log)
     finally:
         assert server.terminate() == 0
+
+
+def test_a_server_with_no_model_is_not_serving_until_one_arrives(repository, tmp_path):
+    """With nothing to serve, overall health says so (a readiness probe keeps the replica out of
+    rotation); once a model is dropped in, it serves."""
+    root = tmp_path / "empty"
+    root.mkdir()
+    server = ServerProcess(root, "--poll-interval", "0")
+    try:
+        assert health(server.address, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+        shutil.copytree(repository / DIGITS, root / DIGITS)
+        server.process.send_signal(signal.SIGHUP)
+        eventually(lambda: health(server.address, "") == health_pb2.HealthCheckResponse.SERVING)
+        assert health(server.address, DIGITS) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        assert server.terminate() == 0

@@ -20,9 +20,9 @@ X = np.random.default_rng(11).standard_normal((1, 6, 5)).astype(np.float32)
 
 @pytest.fixture(scope="module")
 def strict(repository):
-    """A server that allows two open streams, idle for at most 0.5 s."""
+    """A server that allows two open streams, idle for at most 0.5 s, and 0.5 s to receive a request."""
     running = InProcessServer(
-        Settings(repository=str(repository), max_streams=2, stream_idle_seconds=0.5)
+        Settings(repository=str(repository), max_streams=2, stream_idle_seconds=0.5, receive_seconds=0.5)
     ).start()
     yield running
     running.stop()
@@ -63,6 +63,21 @@ def test_an_idle_stream_ends_with_unavailable_and_the_client_resumes_from_its_st
         time.sleep(1.6)  # the server ends the idle call; the next feed opens a new one from the state
         rest = stream.feed(X[:, 3:])
         stream.close()
+    np.testing.assert_allclose(rest.output, whole.output[:, 3:], atol=1e-6, rtol=0)
+
+
+def test_an_async_stream_resumes_after_the_server_ended_its_call(strict):
+    async def main():
+        async with AsyncClient(strict.address, timeout=5) as client:
+            whole = await client.infer(CHARS, X)
+            stream = client.stream(CHARS, bidi=True)
+            await stream.feed(X[:, :3])
+            await asyncio.sleep(1.6)  # the server ends the idle call
+            rest = await stream.feed(X[:, 3:])  # a new call, from the state the client holds
+            await stream.close()
+            return whole, rest
+
+    whole, rest = asyncio.run(main())
     np.testing.assert_allclose(rest.output, whole.output[:, 3:], atol=1e-6, rtol=0)
 
 
@@ -110,3 +125,17 @@ def test_a_bidi_chunk_honours_the_client_timeout_when_the_server_freezes(reposit
     assert 0.9 < waited < 5
     np.testing.assert_allclose(first.output, whole.output[:, :3], atol=1e-6, rtol=0)
     np.testing.assert_allclose(rest.output, whole.output[:, 3:], atol=1e-6, rtol=0)
+
+
+def test_a_unary_call_whose_request_never_comes_ends_and_frees_its_place(strict):
+    """A client that opens Infer and sends nothing (a slow-loris) is ended after --receive-seconds."""
+    with Client(strict.address) as client:
+        hang = client._channel.stream_stream("/lstmserve.v1.LSTMService/Infer")
+        call = hang(_then_silence([], seconds=3), timeout=10)  # no request, and no end of requests
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as caught:
+            list(call)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "did not arrive within 0.5 s (--receive-seconds)" in caught.value.details()
+        assert time.monotonic() - started < 2.5
+        assert client.infer(CHARS, X).output.shape == (1, 6, 7)

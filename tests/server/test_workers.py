@@ -1,4 +1,5 @@
 import re
+import signal
 import time
 
 import numpy as np
@@ -23,6 +24,11 @@ def test_workers_share_one_port_and_stop_together(repository):
                 answers.append(client.infer(DIGITS, x).logits)
         for answer in answers[1:]:
             np.testing.assert_array_equal(answer, answers[0])  # any worker, the same answer
+        server.process.send_signal(signal.SIGHUP)  # a rescan, passed on to the workers
+        time.sleep(0.5)
+        assert server.process.poll() is None, server.log
+        with Client(server.address) as client:
+            np.testing.assert_array_equal(client.infer(DIGITS, x).logits, answers[0])
     finally:
         assert server.terminate() == 0
     stops = [line for line in server.log if "stopped:" in line]

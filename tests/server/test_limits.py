@@ -1,0 +1,77 @@
+"""The answer-size check is an upper bound: the longest chunk it lets through encodes, in either
+protocol, to no more than the message limit, and one step more is refused."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from lstmserve import contract
+from lstmserve.proto.inference import grpc_service_pb2 as kserve
+from lstmserve.server import kserve_codec, v1_codec
+from lstmserve.server.errors import InvalidArgument
+from lstmserve.server.limits import Limits
+from lstmserve.server.repository import ModelRepository
+
+from ..conftest import CHARS, DIGITS, random_checkpoint
+
+LIMIT = 1 << 20
+LONG_NAME = "m" * 200  # the model's name travels in every answer
+
+
+@pytest.fixture(scope="module")
+def runtimes(repository, tmp_path_factory):
+    """chars under a 200-character name, digits, and a stack of 150 one-unit layers: many small state
+    tensors, whose framing outweighs their data (a 4096-byte allowance let such answers through)."""
+    from lstmserve.export.publish import export_checkpoint
+
+    root = tmp_path_factory.mktemp("named")
+    shutil.copytree(repository / CHARS, root / LONG_NAME)
+    shutil.copytree(repository / DIGITS, root / DIGITS)
+    deep = random_checkpoint(
+        root.parent / "deep.pt",
+        3,
+        input_size=2,
+        hidden_sizes=(1,) * 150 + (4,),
+        head="per_step",
+        num_outputs=2,
+    )
+    export_checkpoint(deep, root, "deep")
+    models = ModelRepository(root)
+    models.load_all()
+    return [models.get(LONG_NAME), models.get(DIGITS), models.get("deep")]
+
+
+def outputs(runtime, rows, steps):
+    config = runtime.info.config
+    arrays = {contract.OUTPUT: np.zeros((rows, steps, config.hidden_sizes[-1]), np.float32)}
+    for layer, size in enumerate(config.hidden_sizes):
+        arrays[contract.final_c(layer)] = arrays[contract.final_h(layer)] = np.zeros((rows, size), np.float32)
+    logits = (rows, steps, config.num_outputs) if config.head == "per_step" else (rows, config.num_outputs)
+    arrays[contract.LOGITS] = np.zeros(logits, np.float32)
+    return arrays
+
+
+@pytest.mark.parametrize("rows", [1, 3, 64, 1000])
+@pytest.mark.parametrize("asked", ["all", "logits and state"])
+def test_the_longest_chunk_let_through_fits_the_message_limit(runtimes, rows, asked):
+    limits = Limits(rows=1 << 20, steps=1 << 30, row_steps=1 << 40, message_bytes=LIMIT)
+    for runtime in runtimes:
+        names = list(runtime.output_names)
+        if asked != "all":
+            names.remove(contract.OUTPUT)
+        longest, step = 0, 1 << 20
+        while step and longest < 1 << 20:  # the longest chunk the check accepts
+            try:
+                limits.check_answer(runtime, rows, longest + step, names, extra=100)
+                longest += step
+            except InvalidArgument:
+                step //= 2
+        if longest == 0 or longest >= 1 << 20:
+            continue  # no chunk fits, or any does (no per-step output asked for)
+        answer = outputs(runtime, rows, longest)
+        v1 = v1_codec.infer_response(runtime, answer, names).ByteSize()
+        request = kserve.ModelInferRequest(id="i" * 100)
+        kserve_answer = kserve_codec.infer_response(request, runtime, answer, names).ByteSize()
+        assert max(v1, kserve_answer) <= LIMIT, (runtime.info.name[:8], rows, longest, v1, kserve_answer)
+        assert max(v1, kserve_answer) > LIMIT * 0.95  # a bound, but not a loose one
