@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 # CANCELLED. Cancelled after all if the server does not end the call within this long.
 _CLOSE_SECONDS = 1.0
 
+# A call the server ended (idle, stopping; or cancelled by a stopping server's gRPC) is reopened once,
+# from the state the stream holds. The client's own timeout is told apart before this is asked.
+_RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
 
 async def _finish(call: Any) -> None:
     await call.done_writing()
@@ -128,7 +132,7 @@ class Stream(_StreamBase):
                 self._drop()
                 if timer is not None and timer.finished.is_set():
                     raise self._timed_out(timeout) from None
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt:
+                if error.code() not in _RESUMABLE or attempt:
                     raise from_rpc_error(error) from None
             except StopIteration:
                 self._drop()
@@ -205,7 +209,7 @@ class AsyncStream(_StreamBase):
                 # this chunk was written; its status says why.
                 self._drop()
                 code = await call.code()
-                if code != grpc.StatusCode.UNAVAILABLE or attempt:
+                if code not in _RESUMABLE or attempt:
                     raise from_rpc_error(_Status(code, await call.details())) from None
                 continue
             if response is grpc.aio.EOF:
