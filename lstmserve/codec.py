@@ -40,8 +40,12 @@ def encode_tensor(array: np.ndarray) -> pb.Tensor:
         code = _CODES.get(array.dtype.newbyteorder("<"))
         if code is None:
             raise TensorError(f"cannot send {array.dtype} tensors: use float32, int32 or int64")
-        array = array.astype(array.dtype.newbyteorder("<"))
-    return pb.Tensor(dtype=code, shape=array.shape, data=np.ascontiguousarray(array).tobytes())
+    return pb.Tensor(dtype=code, shape=array.shape, data=to_bytes(array, _DTYPES[code]))
+
+
+def to_bytes(array: np.ndarray, dtype: np.dtype) -> bytes:
+    """The array as raw bytes of `dtype` (little-endian, C order), for every protocol and the client."""
+    return np.ascontiguousarray(array, dtype=dtype).tobytes()
 
 
 def decode_tensor(tensor: pb.Tensor, name: str) -> np.ndarray:

@@ -32,13 +32,13 @@ from .admission import Admission
 from .batcher import Batcher
 from .calls import Calls, ClientGoneFilter
 from .health import Health
-from .kserve import KServeServicer
 from .limits import Limits
 from .metrics import BatcherMetrics, Metrics
+from .protocols.kserve_service import KServeServicer
+from .protocols.v1_service import LSTMServicer
 from .reload import keep_in_sync
 from .repository import ModelRepository, RepositoryError
 from .runtime import give_memory_back
-from .servicer import LSTMServicer
 from .settings import Settings
 
 log = logging.getLogger("lstmserve.server")

@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lstmserve import contract
+from lstmserve.codec import LayerArrays
 from lstmserve.model.config import LSTMConfig  # a dataclass: importing it does not import torch
 
 log = logging.getLogger("lstmserve.server")
@@ -19,6 +20,15 @@ _M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 
 class ModelLoadError(Exception):
     """A file in the repository that cannot be served; the message says which and why."""
+
+
+@dataclass
+class State:
+    """A stack's state, in the one form the server holds it from decode to encode: per layer (c, h),
+    each (batch, hidden_sizes[l]), bottom to top, with the fingerprint of the model that made it."""
+
+    fingerprint: str
+    layers: LayerArrays
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,14 @@ class ModelRuntime:
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One onnxruntime call; blocking (callers run it off the event loop). ORT releases the GIL."""
         return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
+
+    def final_state(self, outputs: dict[str, np.ndarray]) -> State:
+        """The state a run ended in, from its outputs (named final_c_{l}, final_h_{l} by the contract)."""
+        layers = range(self.info.config.num_layers)
+        return State(
+            self.info.fingerprint,
+            [(outputs[contract.final_c(layer)], outputs[contract.final_h(layer)]) for layer in layers],
+        )
 
     def describe(self) -> str:
         config = self.info.config

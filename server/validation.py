@@ -1,15 +1,15 @@
 """A decoded request -> the onnxruntime feed, with every check a client can fail named in its message.
 
-Both protocols end here: lstmserve.v1 (server/v1_codec.py) and KServe v2 (server/kserve_codec.py)
-decode their wire format into a `Chunk`, and `feed_from_chunk` refuses everything a model could
-choke on before it reaches onnxruntime: dtypes, ranks, feature size, the request limits (checked
-from the shape, before anything is allocated), NaN/Inf, lengths, state layers and shapes, and a
-state from another model.
+Both protocols end here: lstmserve.v1 (server/protocols/v1.py) and KServe v2
+(server/protocols/kserve.py) decode their wire format into a `Chunk`, and `feed_from_chunk` refuses
+everything a model could choke on before it reaches onnxruntime: dtypes, ranks, feature size, the
+request limits (checked from the shape, before anything is allocated), NaN/Inf, lengths, state
+layers and shapes, and a state from another model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,18 +19,9 @@ from lstmserve.codec import LayerArrays
 from .errors import FailedPrecondition, InvalidArgument, quoted
 from .limits import Limits
 from .repository import ModelRepository
-from .runtime import ModelRuntime
+from .runtime import ModelRuntime, State
 
 Feed = dict[str, np.ndarray]
-
-
-@dataclass
-class SentState:
-    """A state a client sent back: the fingerprint it came with and its layers, bottom to top."""
-
-    fingerprint: str
-    layers: LayerArrays  # per layer (c, h), each (batch, hidden_sizes[l])
-    names: list[tuple[str, str]]  # what the request called each layer's c and h, for messages
 
 
 @dataclass
@@ -39,7 +30,8 @@ class Chunk:
 
     input: np.ndarray | None  # (batch, time, input_size) float32
     sequence_lengths: np.ndarray | None = None  # (batch,) int32 or int64; None means full length
-    state: SentState | None = None  # None means zero state (or the stream's held state)
+    state: State | None = None  # None means zero state (or the stream's held state)
+    state_names: list[tuple[str, str]] = field(default_factory=list)  # as the request calls each c, h
 
 
 def feed_from_chunk(
@@ -71,7 +63,7 @@ def feed_from_chunk(
     feed: Feed = {contract.INPUT: x, contract.SEQUENCE_LENGTHS: _lengths(chunk.sequence_lengths, batch, time)}
 
     if chunk.state is not None:
-        layers = _state(chunk.state, runtime, repository, batch)
+        layers = _state(chunk.state, chunk.state_names, runtime, repository, batch)
     elif held is not None:
         if held[0][0].shape[0] != batch:
             raise InvalidArgument(
@@ -103,7 +95,9 @@ def _lengths(lengths: np.ndarray | None, batch: int, time: int) -> np.ndarray:
     return lengths.astype(np.int32)
 
 
-def _state(state: SentState, runtime: ModelRuntime, repository: ModelRepository, batch: int) -> LayerArrays:
+def _state(
+    state: State, names: list[tuple[str, str]], runtime: ModelRuntime, repository: ModelRepository, batch: int
+) -> LayerArrays:
     info, config = runtime.info, runtime.info.config
     if state.fingerprint != info.fingerprint:
         maker = repository.by_fingerprint(state.fingerprint)
@@ -115,8 +109,8 @@ def _state(state: SentState, runtime: ModelRuntime, repository: ModelRepository,
         )
     if len(state.layers) != config.num_layers:
         raise InvalidArgument(f"state has {len(state.layers)} layers; {info.name} has {config.num_layers}")
-    for (c, h), names, size in zip(state.layers, state.names, config.hidden_sizes):
-        for where, value in zip(names, (c, h)):
+    for (c, h), named, size in zip(state.layers, names, config.hidden_sizes):
+        for where, value in zip(named, (c, h)):
             if value.dtype != np.float32:
                 raise InvalidArgument(f"{where} must be float32, got {value.dtype}")
             if value.shape != (batch, size):

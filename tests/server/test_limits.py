@@ -8,9 +8,10 @@ import pytest
 
 from lstmserve import contract
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
-from lstmserve.server import kserve_codec, v1_codec
 from lstmserve.server.errors import InvalidArgument
 from lstmserve.server.limits import Limits
+from lstmserve.server.protocols import kserve as kserve_adapter
+from lstmserve.server.protocols import v1 as v1_adapter
 from lstmserve.server.repository import ModelRepository
 
 from ..conftest import CHARS, DIGITS, random_checkpoint
@@ -70,8 +71,8 @@ def test_the_longest_chunk_let_through_fits_the_message_limit(runtimes, rows, as
         if longest == 0 or longest >= 1 << 20:
             continue  # no chunk fits, or any does (no per-step output asked for)
         answer = outputs(runtime, rows, longest)
-        v1 = v1_codec.infer_response(runtime, answer, names).ByteSize()
+        v1 = v1_adapter.encode(runtime, answer, names).ByteSize()
         request = kserve.ModelInferRequest(id="i" * 100)
-        kserve_answer = kserve_codec.infer_response(request, runtime, answer, names).ByteSize()
+        kserve_answer = kserve_adapter.encode(request, runtime, answer, names).ByteSize()
         assert max(v1, kserve_answer) <= LIMIT, (runtime.info.name[:8], rows, longest, v1, kserve_answer)
         assert max(v1, kserve_answer) > LIMIT * 0.95  # a bound, but not a loose one

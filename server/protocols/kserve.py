@@ -1,12 +1,12 @@
-"""KServe v2 / Open Inference Protocol messages <-> the `Chunk` validation.py checks, and back.
+"""KServe v2's adapter (Open Inference Protocol): requests -> the `Chunk` validation.py checks;
+outputs -> responses. The one place KServe messages are decoded and encoded.
 
-The one place KServe tensors are decoded and encoded. A model's tensors keep their ONNX contract
-names on this wire too: `input`, `sequence_lengths`, `initial_c_{l}`, `initial_h_{l}` in; `output`,
-`final_c_{l}`, `final_h_{l}`, `logits` out. The fingerprint that stamps a state travels as the
-string parameter `state_fingerprint`. What is wrong with the wire form (datatype strings, shapes
-against bytes, names, raw and typed contents mixed) is refused here; what is wrong for the model
-(feature size, lengths, NaN, a state from another model) is refused by validation.py, as for
-lstmserve.v1.
+A model's tensors keep their ONNX contract names on this wire too: `input`, `sequence_lengths`,
+`initial_c_{l}`, `initial_h_{l}` in; `output`, `final_c_{l}`, `final_h_{l}`, `logits` out. The
+fingerprint that stamps a state travels as the string parameter `state_fingerprint`. What is wrong
+with the wire form (datatype strings, shapes against bytes, names, raw and typed contents mixed) is
+refused here; what is wrong for the model (feature size, lengths, NaN, a state from another model)
+is refused by validation.py, as for lstmserve.v1.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import math
 import numpy as np
 
 from lstmserve import contract
-from lstmserve.codec import TensorError, check_shape, from_bytes
+from lstmserve.codec import TensorError, check_shape, from_bytes, to_bytes
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 
-from .errors import InvalidArgument, quoted
-from .runtime import ModelRuntime
-from .validation import Chunk, SentState
+from ..errors import InvalidArgument, quoted
+from ..runtime import ModelRuntime, State
+from ..validation import Chunk
 
 STATE_FINGERPRINT = "state_fingerprint"  # request and response parameter
 PLATFORM = "onnxruntime_onnx"  # as Triton names ONNX models served by onnxruntime
@@ -48,6 +48,7 @@ _DATATYPES: dict[str, tuple[np.dtype | None, str | None]] = {
     "BYTES": (None, "bytes_contents"),
 }
 _FP32 = "FP32"
+_FP32_BYTES = np.dtype("<f4")
 _VERSION_DIGITS = 18  # every version up to 10**18 - 1; more would not fit the int64 of lstmserve.v1
 
 
@@ -84,7 +85,7 @@ def output_shapes(runtime: ModelRuntime) -> dict[str, list[int]]:
     return shapes
 
 
-def chunk_from_request(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> Chunk:
+def decode(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> Chunk:
     """The request's tensors by contract name, checked as wire data."""
     for key in _SERVER_STATE_PARAMETERS:
         if key in request.parameters:
@@ -139,7 +140,8 @@ def chunk_from_request(request: kserve.ModelInferRequest, runtime: ModelRuntime)
                 "send every initial_c_*/initial_h_* (a response's final_c_*/final_h_*), or none for "
                 "zero state"
             )
-        chunk.state = SentState(_fingerprint(request), [(arrays[c], arrays[h]) for c, h in names], names)
+        chunk.state = State(_fingerprint(request), [(arrays[c], arrays[h]) for c, h in names])
+        chunk.state_names = names
     return chunk
 
 
@@ -159,7 +161,7 @@ def requested_outputs(request: kserve.ModelInferRequest, runtime: ModelRuntime) 
     return names
 
 
-def infer_response(
+def encode(
     request: kserve.ModelInferRequest, runtime: ModelRuntime, outputs: dict[str, np.ndarray], names: list[str]
 ) -> kserve.ModelInferResponse:
     """The named outputs as raw little-endian bytes, with the state's fingerprint as a parameter."""
@@ -170,7 +172,7 @@ def infer_response(
     for name in names:
         array = outputs[name]  # float32: every output of the contract is
         response.outputs.add(name=name, datatype=_FP32, shape=array.shape)
-        response.raw_output_contents.append(np.ascontiguousarray(array, dtype="<f4").tobytes())
+        response.raw_output_contents.append(to_bytes(array, _FP32_BYTES))
     return response
 
 

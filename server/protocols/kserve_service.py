@@ -1,5 +1,5 @@
-"""inference.GRPCInferenceService (KServe v2 / Open Inference Protocol): each RPC decodes, awaits
-the runtime, encodes, through the same validation and batcher as lstmserve.v1. Nothing else lives here.
+"""inference.GRPCInferenceService (KServe v2 / Open Inference Protocol): each RPC decodes (kserve.py),
+awaits the batcher, encodes, through the same validation and batcher as lstmserve.v1. Nothing else lives here.
 
 Methods take the parsed request and the call's `Call` (server/calls.py registers them with gRPC)."""
 
@@ -8,14 +8,14 @@ from __future__ import annotations
 from lstmserve import __version__, contract
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 
-from .admission import Call
-from .batcher import Batcher
-from .errors import NotFound
-from .health import Health
-from .kserve_codec import chunk_from_request, infer_response, model_metadata, parse_version, requested_outputs
-from .limits import Limits
-from .repository import ModelRepository
-from .validation import feed_from_chunk
+from ..admission import Call
+from ..batcher import Batcher
+from ..errors import NotFound
+from ..health import Health
+from ..limits import Limits
+from ..repository import ModelRepository
+from ..validation import feed_from_chunk
+from .kserve import decode, encode, model_metadata, parse_version, requested_outputs
 
 SERVICE_NAME = kserve.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 EXTENSIONS = ["parameters"]  # request and response parameters carry the state's fingerprint
@@ -53,9 +53,9 @@ class KServeServicer:
     async def ModelInfer(self, request: kserve.ModelInferRequest, call: Call) -> kserve.ModelInferResponse:
         runtime = self.repository.get(request.model_name, parse_version(request.model_version))
         names = requested_outputs(request, runtime)
-        feed = feed_from_chunk(chunk_from_request(request, runtime), runtime, self.repository, self.limits)
+        feed = feed_from_chunk(decode(request, runtime), runtime, self.repository, self.limits)
         rows, time = feed[contract.INPUT].shape[:2]
         echoed = len(request.id.encode())  # the answer carries the request's id back, as UTF-8
         call.reserve(2 * self.limits.check_answer(runtime, rows, time, names, echoed))
         outputs = await self.batcher.run(runtime, feed)
-        return infer_response(request, runtime, outputs, names)
+        return encode(request, runtime, outputs, names)

@@ -1,4 +1,4 @@
-"""lstmserve.v1.LSTMService: each RPC decodes, awaits the runtime, encodes. Nothing else lives here.
+"""lstmserve.v1.LSTMService: each RPC decodes (v1.py), awaits the batcher, encodes. Nothing else lives here.
 
 Methods take the parsed request and the call's `Call` (server/calls.py registers them with gRPC).
 """
@@ -11,14 +11,14 @@ from lstmserve import contract
 from lstmserve.codec import LayerArrays
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
-from .admission import Call
-from .batcher import Batcher
-from .errors import InvalidArgument, quoted
-from .limits import Limits
-from .repository import ModelRepository
-from .runtime import ModelRuntime
-from .v1_codec import chunk_from_request, final_state, infer_response, model_info, requested_outputs
-from .validation import feed_from_chunk
+from ..admission import Call
+from ..batcher import Batcher
+from ..errors import InvalidArgument, quoted
+from ..limits import Limits
+from ..repository import ModelRepository
+from ..runtime import ModelRuntime
+from ..validation import feed_from_chunk
+from .v1 import decode, encode, model_info, requested_outputs
 
 
 class LSTMServicer:
@@ -30,10 +30,10 @@ class LSTMServicer:
     async def Infer(self, request: pb.InferRequest, call: Call) -> pb.InferResponse:
         runtime = self.repository.get(request.model, request.version)
         names = requested_outputs(request, runtime)
-        feed = feed_from_chunk(chunk_from_request(request), runtime, self.repository, self.limits)
+        feed = feed_from_chunk(decode(request), runtime, self.repository, self.limits)
         call.reserve(2 * self._answer_bytes(runtime, feed, names))
         outputs = await self.batcher.run(runtime, feed)
-        return infer_response(runtime, outputs, names)
+        return encode(runtime, outputs, names)
 
     async def StreamInfer(self, requests: AsyncIterator[pb.InferRequest], call: Call):
         runtime: ModelRuntime | None = None
@@ -41,15 +41,16 @@ class LSTMServicer:
         async for request in requests:
             runtime = self._stream_model(request, runtime)
             names = requested_outputs(request, runtime)
-            chunk = chunk_from_request(request)
-            feed = feed_from_chunk(chunk, runtime, self.repository, self.limits, held)
+            feed = feed_from_chunk(decode(request), runtime, self.repository, self.limits, held)
             call.reserve(2 * self._answer_bytes(runtime, feed, names))
             outputs = await self.batcher.run(runtime, feed)
+            state = runtime.final_state(outputs)
             # Copies: a view would keep the whole merged batch's arrays alive between chunks.
-            held = [(c.copy(), h.copy()) for c, h in final_state(runtime, outputs)]
+            held = [(c.copy(), h.copy()) for c, h in state.layers]
             call.hold_state(sum(c.nbytes + h.nbytes for c, h in held))
-            response = infer_response(runtime, outputs, names)
+            response = encode(runtime, outputs, names, state)
             outputs = feed = {}  # while a slow reader holds us at `yield`, hold no arrays of the batch
+            del state
             yield response
 
     async def ListModels(self, request: pb.ListModelsRequest, call: Call) -> pb.ListModelsResponse:

@@ -1,7 +1,7 @@
-"""lstmserve.v1 messages <-> the `Chunk` validation.py checks, and onnxruntime outputs -> responses.
+"""lstmserve.v1's adapter: requests -> the `Chunk` validation.py checks; outputs -> responses.
 
-The one place lstmserve.v1 requests are decoded and responses encoded (KServe v2 has its own, in
-kserve_codec.py). Tensors themselves go through lstmserve/codec.py, which the client shares.
+The one place lstmserve.v1 messages are decoded and encoded (KServe v2 has its own, kserve.py).
+Tensors themselves go through lstmserve/codec.py, which the client shares.
 """
 
 from __future__ import annotations
@@ -9,19 +9,19 @@ from __future__ import annotations
 import numpy as np
 
 from lstmserve import contract
-from lstmserve.codec import LayerArrays, TensorError, decode_state, decode_tensor, encode_state, encode_tensor
+from lstmserve.codec import TensorError, decode_state, decode_tensor, encode_state, encode_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
-from .errors import InvalidArgument, quoted
-from .repository import ModelRepository
-from .runtime import ModelRuntime
-from .validation import Chunk, SentState
+from ..errors import InvalidArgument, quoted
+from ..repository import ModelRepository
+from ..runtime import ModelRuntime
+from ..validation import Chunk, State
 
 # What InferRequest.outputs may name; "state" stands for every layer's final_c_{l} and final_h_{l}.
 OUTPUT, LOGITS, STATE = contract.OUTPUT, contract.LOGITS, "state"
 
 
-def chunk_from_request(request: pb.InferRequest) -> Chunk:
+def decode(request: pb.InferRequest) -> Chunk:
     """The request's tensors, checked as wire data (dtype, shape against bytes)."""
     try:
         chunk = Chunk(input=decode_tensor(request.input, "input") if request.HasField("input") else None)
@@ -31,8 +31,8 @@ def chunk_from_request(request: pb.InferRequest) -> Chunk:
             if not request.state.fingerprint:
                 raise InvalidArgument("state.fingerprint is empty: send back the state a response returned")
             layers = decode_state(request.state)
-            names = [(f"state.layers[{i}].c", f"state.layers[{i}].h") for i in range(len(layers))]
-            chunk.state = SentState(request.state.fingerprint, layers, names)
+            chunk.state = State(request.state.fingerprint, layers)
+            chunk.state_names = [(f"state.layers[{i}].c", f"state.layers[{i}].h") for i in range(len(layers))]
     except TensorError as exc:
         raise InvalidArgument(str(exc)) from None
     return chunk
@@ -64,22 +64,19 @@ def requested_outputs(request: pb.InferRequest, runtime: ModelRuntime) -> list[s
     return asked
 
 
-def final_state(runtime: ModelRuntime, outputs: dict[str, np.ndarray]) -> LayerArrays:
-    layers = range(runtime.info.config.num_layers)
-    return [(outputs[contract.final_c(layer)], outputs[contract.final_h(layer)]) for layer in layers]
-
-
-def infer_response(
-    runtime: ModelRuntime, outputs: dict[str, np.ndarray], names: list[str]
+def encode(
+    runtime: ModelRuntime, outputs: dict[str, np.ndarray], names: list[str], state: State | None = None
 ) -> pb.InferResponse:
-    """The outputs asked for (`names`, from requested_outputs), stamped with the model that made them."""
+    """The outputs asked for (`names`, from requested_outputs), stamped with the model that made them;
+    `state` is the outputs' final state where the caller already took it (runtime.final_state)."""
     response = pb.InferResponse(model=runtime.info.name, version=runtime.info.version)
     if OUTPUT in names:
         response.output.CopyFrom(encode_tensor(outputs[OUTPUT]))
     if LOGITS in names:
         response.logits.CopyFrom(encode_tensor(outputs[LOGITS]))
     if contract.final_c(0) in names:
-        response.state.CopyFrom(encode_state(runtime.info.fingerprint, final_state(runtime, outputs)))
+        state = state or runtime.final_state(outputs)
+        response.state.CopyFrom(encode_state(state.fingerprint, state.layers))
     return response
 
 
