@@ -3,16 +3,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+INSTALLED_DEV := $(VENV)/.installed-dev
 DEFAULT_MODEL := models/digits/1/model.onnx
 
-.PHONY: install model serve test lint bench bench-models image clean
+.PHONY: install install-dev model serve test lint bench bench-models image clean
 
+# Two stamps: what training and serving need (make serve), and the test and lint tools on top.
 install: $(INSTALLED)
+install-dev: $(INSTALLED_DEV)
 
 # torch comes through constraints.txt: its 2.13.0 CPU build is on disk; any other pulls CUDA wheels.
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,serve,client]'
+	touch $@
+
+# All extras in one resolve, so the dev tools' pins (tritonclient wants protobuf<7) hold for the rest.
+$(INSTALLED_DEV): $(INSTALLED)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,serve,client,dev]'
 	touch $@
 
@@ -34,7 +42,8 @@ bench-models/lstm2x128/2/model.onnx: | $(DEFAULT_MODEL)
 	$(BIN)/python -m lstmserve.benchmarks.make_models bench-models
 
 # Every scenario against the floors; writes bench-results/bench.json and bench.png (about 6 minutes).
-bench: bench-models
+# The [bench] extra (matplotlib) comes with the dev stamp.
+bench: bench-models $(INSTALLED_DEV)
 	$(BIN)/lstmserve bench --repository bench-models --models digits:1 digits:2 lstm2x128:1 lstm2x128:2
 
 # The serving image (no torch), with models/ baked in. CONTAINER=docker works too.
@@ -42,10 +51,10 @@ CONTAINER ?= podman
 image: model
 	$(CONTAINER) build -t lstmserve:0.1.0 .
 
-test: model
+test: $(INSTALLED_DEV) model
 	$(BIN)/python -m pytest
 
-lint: install
+lint: $(INSTALLED_DEV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy lstmserve model export server client benchmarks
 	$(BIN)/python proto/generate.py --check
