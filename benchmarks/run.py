@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmserve import layout
 from lstmserve.client import Client
 from lstmserve.client.messages import infer_request
 
@@ -133,14 +134,15 @@ def parse_model(spec: str, repository: Path) -> tuple[str, int, Path, int]:
     import onnxruntime as ort
 
     name, _, version = spec.partition(":")
-    folder = repository / name
-    versions = sorted(int(p.name) for p in folder.glob("*") if p.name.isdigit()) if folder.is_dir() else []
+    versions = layout.versions(repository, name)
     if not versions:
         raise SystemExit(
             f"no model {name!r} in {repository} (make bench-models builds the benchmark's models)"
         )
-    number = int(version) if version else versions[-1]
-    path = folder / str(number) / "model.onnx"
+    number = layout.version_of(version) if version else versions[-1]
+    if number is None:
+        raise SystemExit(f"{spec!r}: the version after ':' must be a positive integer")
+    path = layout.model_path(repository, name, number)
     input_size = ort.InferenceSession(str(path)).get_inputs()[0].shape[2]
     return name, number, path, int(input_size)
 

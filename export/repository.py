@@ -1,39 +1,31 @@
-"""The model repository's layout on disk: REPOSITORY/NAME/VERSION/model.onnx, versions 1, 2, ..."""
+"""Writing the model repository; its layout (names, version folders, paths) is lstmserve.layout's."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import onnx
 
+from lstmserve import layout
+from lstmserve.layout import versions
+
 from .errors import ExportError
 
-MODEL_FILE = "model.onnx"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+__all__ = ["check_name", "claim", "model_path", "versions", "write_model"]
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise ExportError(
-            f"model name {name!r} must be 1-64 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-def versions(repository: Path, name: str) -> list[int]:
-    """The numbered versions a model has, oldest first."""
-    folder = repository / name
-    if not folder.is_dir():
-        return []
-    return sorted(int(entry.name) for entry in folder.iterdir() if entry.is_dir() and entry.name.isdigit())
+    try:
+        return layout.check_name(name)
+    except layout.LayoutError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def model_path(repository: Path, name: str, version: int) -> Path:
-    if version < 1:
-        raise ExportError(f"version must be a positive integer, got {version}")
-    return repository / check_name(name) / str(version) / MODEL_FILE
+    try:
+        return layout.model_path(repository, name, version)
+    except layout.LayoutError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def claim(path: Path, force: bool) -> None:

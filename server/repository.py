@@ -1,4 +1,4 @@
-"""The model repository as served: every REPOSITORY/NAME/VERSION/model.onnx, loaded at start."""
+"""The model repository as served: every model file lstmserve.layout finds, loaded at start."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lstmserve import layout
+
 from .errors import NotFound, quoted
 from .runtime import ModelLoadError, ModelRuntime, disable_telemetry, providers_for
 
 log = logging.getLogger("lstmserve.server")
-
-MODEL_FILE = "model.onnx"
 
 
 class RepositoryError(Exception):
@@ -51,15 +51,12 @@ class ModelRepository:
         """
         changes = Changes()
         found: dict[tuple[str, int], tuple[Path, tuple[int, int]]] = {}
-        for path in sorted(self.root.glob(f"*/*/{MODEL_FILE}")):
-            folder = path.parent.name
-            if not folder.isdigit() or int(folder) < 1:
-                continue  # not a version folder
+        for name, version, path in layout.scan(self.root):
             try:
                 stat = path.stat()
             except FileNotFoundError:  # removed while we looked
                 continue
-            found[path.parent.parent.name, int(folder)] = (path, (stat.st_mtime_ns, stat.st_size))
+            found[name, version] = (path, (stat.st_mtime_ns, stat.st_size))
         models = {name: dict(versions) for name, versions in self._models.items()}
         for (name, version), (path, stamp) in found.items():
             if self._stamps.get((name, version)) == stamp or self._failed.get((name, version)) == stamp:
