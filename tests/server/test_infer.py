@@ -95,8 +95,15 @@ def test_ragged_lengths_over_the_wire(client, repository):
     state = [a for layer in first.state.layers for a in layer]
     want = local_run(repository, CHARS, 1, x, state, lengths)
     np.testing.assert_array_equal(result.output, want["output"])
-    for layer in range(2):  # the 0-length row keeps the state it came with
-        np.testing.assert_array_equal(result.state.layers[layer][0][0], first.state.layers[layer][0][0])
+    np.testing.assert_array_equal(result.logits, want["logits"])
+    assert len(result.state.layers) == 2
+    for layer, ((c, h), (c0, h0)) in enumerate(zip(result.state.layers, first.state.layers)):
+        np.testing.assert_array_equal(c, want[contract.final_c(layer)])
+        np.testing.assert_array_equal(h, want[contract.final_h(layer)])
+        # the 0-length row keeps the state it came with; the others moved on
+        np.testing.assert_array_equal(c[0], c0[0])
+        np.testing.assert_array_equal(h[0], h0[0])
+        assert not np.array_equal(c[1:], c0[1:]) and not np.array_equal(h[1:], h0[1:])
     assert not result.output[1, 2:].any() and not result.logits[3, 3:].any()
 
 
@@ -121,9 +128,12 @@ def test_concurrent_streams_never_mix_state(client):
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(run, range(len(sequences))))
-    for (output, state), whole in zip(results, wholes):
-        np.testing.assert_allclose(output, whole.output, atol=1e-6, rtol=0)
-        assert np.allclose(state.layers[0][0], whole.state.layers[0][0], atol=1e-6)
+    for index, ((output, state), whole) in enumerate(zip(results, wholes)):
+        np.testing.assert_array_equal(output, whole.output, err_msg=f"stream {index}")
+        assert state.fingerprint == whole.state.fingerprint and len(state.layers) == 2
+        for layer, (mine, theirs) in enumerate(zip(state.layers, whole.state.layers)):
+            for part, a, b in zip("ch", mine, theirs):
+                np.testing.assert_array_equal(a, b, err_msg=f"stream {index} layer {layer} {part}")
 
 
 def test_a_state_can_be_saved_restored_and_forked(client):
