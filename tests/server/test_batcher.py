@@ -166,12 +166,18 @@ class GatedExecutor(ThreadPoolExecutor):
         super().__init__(1)
         self.gate = threading.Event()
         self.started = threading.Event()  # a run is waiting at the gate
+        self.running: list = []  # the input feeds of the batch being run, for a test to look at
+        self.finished: list[list] = []  # ...and of each batch that ran to its end, in turn
 
     def submit(self, fn, /, *args, **kwargs):
         def gated():
+            feeds = [item.feed for item in args[0]] if args and isinstance(args[0], list) else []
+            self.running = feeds
             self.started.set()
             assert self.gate.wait(30), "the test never opened the gate"
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            self.finished.append(feeds)
+            return result
 
         return super().submit(gated)
 
@@ -181,6 +187,11 @@ async def until(predicate, seconds=10.0):
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.001)
+
+
+def is_batch(feeds: list, feed) -> bool:
+    """`feeds` is one batch holding just `feed` (the very dict, not an equal one)."""
+    return len(feeds) == 1 and feeds[0] is feed
 
 
 def lane_of(batcher, runtime):
@@ -206,6 +217,9 @@ def test_a_cancelled_caller_never_wedges_the_lane(models, point):
     rng = np.random.default_rng(7)
     feeds = [random_feed(runtime, rng, rows=1, time=4) for _ in range(5)]
 
+    def queued(feed) -> bool:
+        return any(item.feed is feed for item in lane_of(batcher, runtime).waiting)
+
     async def main(batcher, executor):
         if point == "while its batch gathers":
             head = asyncio.ensure_future(batcher.run(runtime, feeds[0]))
@@ -215,26 +229,37 @@ def test_a_cancelled_caller_never_wedges_the_lane(models, point):
             executor.gate.set()
             await head  # the lane has just run, so the victim's batch now waits max_delay for company
             await asyncio.sleep(0.01)  # within the 0.2 s wait
+            # Gathering: one batch ran, the worker is still on, the victim still waits in the queue.
+            assert batcher.batches == 1 and lane_of(batcher, runtime).worker is not None
+            assert queued(feeds[1]) and not victim.done()
             victim.cancel()
             others = [head, asyncio.ensure_future(batcher.run(runtime, feeds[2]))]
         else:
             head = asyncio.ensure_future(batcher.run(runtime, feeds[0]))
             await until(executor.started.is_set)  # its batch runs, held at the gate
-            queued = [asyncio.ensure_future(batcher.run(runtime, f)) for f in feeds[1:4]]
+            waiting = [asyncio.ensure_future(batcher.run(runtime, f)) for f in feeds[1:4]]
             await until(lambda: lane_of(batcher, runtime).queued_rows == 3)
+            assert batcher.batches == 0 and not executor.gate.is_set()  # nothing has finished yet
             if point == "while queued":
-                victim, others = queued[0], [head, *queued[1:]]
+                victim, others = waiting[0], [head, *waiting[1:]]
+                assert queued(feeds[1]) and not victim.done()
                 victim.cancel()
             elif point == "while its batch runs":
-                victim, others = head, queued
+                victim, others = head, waiting
+                # Its batch has started: taken from the queue, handed to the executor, still running.
+                assert not queued(feeds[0]) and is_batch(executor.running, feeds[0]) and not victim.done()
                 victim.cancel()
             else:  # as the running batch is answered, the next caller in line goes away
-                victim, others = queued[0], [head, *queued[1:]]
+                victim, others = waiting[0], [head, *waiting[1:]]
                 observer.cancel_on_next_run = victim
             executor.gate.set()
         results = await asyncio.gather(*others)
         with pytest.raises(asyncio.CancelledError):
             await victim
+        if point == "as the lane hands on":
+            assert observer.cancel_on_next_run is None and observer.cancelled_after == 1  # one batch ran
+        if point == "while its batch runs":
+            assert is_batch(executor.finished[0], feeds[0])  # the victim's batch ran to its end, unread
         lane = lane_of(batcher, runtime)
         await until(lambda: lane.worker is None)
         assert lane.queued_rows == 0 and not lane.waiting
@@ -253,11 +278,14 @@ class CancelOnRun(Observer):
     the window in which the old batcher passed its lead to a caller that then never woke to take it."""
 
     cancel_on_next_run: asyncio.Task | None = None
+    cancelled_after: int | None = None  # how many runs had ended when it cancelled
+    runs = 0
 
     def ran(self, runtime, requests, seconds):
+        self.runs += 1
         if self.cancel_on_next_run is not None:
             asyncio.get_running_loop().call_soon(self.cancel_on_next_run.cancel)
-            self.cancel_on_next_run = None
+            self.cancel_on_next_run, self.cancelled_after = None, self.runs
 
 
 def test_random_cancellations_leave_the_lane_clean(models):
