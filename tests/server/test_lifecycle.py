@@ -3,14 +3,21 @@
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
+import grpc
 import numpy as np
+import onnxruntime as ort
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lstmserve import contract
 from lstmserve.client import Client, UnavailableError
+from lstmserve.client.messages import InferResult, infer_request
+from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
-from ..conftest import CHARS, DIGITS
+from ..conftest import CHARS, DIGITS, SLOW, SLOW_HIDDEN
 from ..servers import ServerProcess
 
 
@@ -40,6 +47,124 @@ def test_sigterm_finishes_the_call_in_flight_refuses_new_ones_and_exits_0(reposi
     assert any("stopped" in line for line in server.log)
 
 
+class LongCall:
+    """One unary Infer of a long chunk on a thread, over a channel without retries: the status the
+    server really sends, and when it came."""
+
+    def __init__(self, address: str, steps: int, seed: int = 0):
+        self.x = np.random.default_rng(seed).standard_normal((1, steps, 5)).astype(np.float32)
+        self.address, self.result, self.code, self.details = address, None, None, ""
+        self.ended = 0.0
+        self.thread = threading.Thread(target=self._call)
+        self.thread.start()
+        time.sleep(0.3)  # sent and running: a run of this length takes seconds
+
+    def _call(self) -> None:
+        with grpc.insecure_channel(self.address) as channel:
+            try:
+                response = pb_grpc.LSTMServiceStub(channel).Infer(
+                    infer_request(SLOW, self.x, outputs=["state"]), timeout=60
+                )
+                self.result, self.code = InferResult.from_proto(response), grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                self.code, self.details = error.code(), error.details()
+        self.ended = time.monotonic()
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def join(self) -> None:
+        self.thread.join(60)
+        assert self.done()
+
+
+def health_status(address: str, service: str = "") -> int:
+    with grpc.insecure_channel(address) as channel:
+        request = health_pb2.HealthCheckRequest(service=service)
+        return health_pb2_grpc.HealthStub(channel).Check(request, timeout=2).status
+
+
+def local_state(model_path, x):
+    """Every layer's final (c, h) from onnxruntime in this process, from zero state."""
+    sess = ort.InferenceSession(str(model_path))
+    feed = {contract.INPUT: x, contract.SEQUENCE_LENGTHS: np.full(len(x), x.shape[1], np.int32)}
+    for value in sess.get_inputs()[2:]:
+        feed[value.name] = np.zeros((len(x), value.shape[1]), np.float32)
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
+    return [(got[contract.final_c(i)], got[contract.final_h(i)]) for i in range(len(SLOW_HIDDEN))]
+
+
+@pytest.fixture
+def one_slow_model(slow_models, tmp_path):
+    root = tmp_path / "models"
+    shutil.copytree(slow_models / SLOW / "1", root / SLOW / "1")
+    return root
+
+
+def test_sigterm_turns_health_not_serving_at_once_and_the_long_call_in_flight_completes(one_slow_model):
+    """Health says NOT_SERVING while the call taken before the signal still runs; that call is
+    answered in full (every layer's state as onnxruntime computes it); a new one is UNAVAILABLE."""
+    server = ServerProcess(one_slow_model, "--grace-seconds", "10")
+    assert health_status(server.address) == health_pb2.HealthCheckResponse.SERVING
+    long = LongCall(server.address, steps=16384)  # 2 s here; the default limit on steps
+    assert not long.done()
+    signalled = time.monotonic()
+    server.process.send_signal(15)
+    statuses = []
+    while not statuses or statuses[-1] != health_pb2.HealthCheckResponse.NOT_SERVING:
+        assert time.monotonic() - signalled < 1.0, statuses
+        statuses.append(health_status(server.address))
+    for service in ("lstmserve.v1.LSTMService", "inference.GRPCInferenceService", SLOW):
+        assert health_status(server.address, service) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert not long.done(), "the long call ended before health was seen NOT_SERVING"
+    with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.LSTMServiceStub(channel).Infer(infer_request(SLOW, long.x[:, :4]), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    long.join()
+    assert long.code == grpc.StatusCode.OK, (long.code, long.details)
+    assert server.process.wait(20) == 0
+    want = local_state(one_slow_model / SLOW / "1" / "model.onnx", long.x)
+    for layer, ((c, h), (c1, h1)) in enumerate(zip(long.result.state.layers, want)):
+        np.testing.assert_allclose(c, c1, atol=1e-5, rtol=0, err_msg=f"layer {layer} c")
+        np.testing.assert_allclose(h, h1, atol=1e-5, rtol=0, err_msg=f"layer {layer} h")
+    log = "".join(server.log)
+    assert "stopped: 1 requests" in log and "Traceback" not in log, log
+
+
+def test_a_unary_call_past_the_grace_ends_unavailable_when_grpc_stops(one_slow_model):
+    """docs/limits.md, SIGTERM: after the grace (1 s), and at most 1 s of waiting for quiet, gRPC
+    stops, cancelling what is still open after 1 s more. A unary call still running then gets
+    UNAVAILABLE "Cancelling all calls" (gRPC's status for it), between grace + 1 and grace + 3 s
+    after the signal (measured: 3.0 s), never CANCELLED, UNKNOWN or INTERNAL, and the process
+    exits 0. NOTE: the exit waits for the onnxruntime run itself (measured 5.5 s for this 6 s
+    run): a run cannot be interrupted, and the executor is shut down waiting for it."""
+    steps = 50_000  # about 6 s; over the default limits, raised here
+    server = ServerProcess(
+        one_slow_model,
+        "--grace-seconds",
+        "1",
+        "--max-request-steps",
+        str(steps),
+        "--max-request-row-steps",
+        str(steps),
+    )
+    long = LongCall(server.address, steps=steps)
+    assert not long.done()
+    signalled = time.monotonic()
+    server.process.send_signal(15)
+    long.join()
+    took = long.ended - signalled
+    assert long.code == grpc.StatusCode.UNAVAILABLE, (long.code, long.details)
+    assert long.details == "Cancelling all calls"
+    assert 1 + 1 <= took <= 1 + 3 + 0.5, took
+    assert server.process.wait(30) == 0
+    log = "".join(server.log)
+    assert "stopped:" in log and "ERROR lstmserve" not in log, log
+    # NOTE: gRPC itself logs the handler it cancelled ("ERROR grpc._cython.cygrpc: Exception not
+    # handled by _handle_exceptions in servicer method [/lstmserve.v1.LSTMService/Infer]" and a
+    # CancelledError traceback); docs/limits.md does not say so. Reported with issue 11.
+
+
 def test_serve_logs_each_model_and_the_address(repository):
     server = ServerProcess(repository)
     try:
@@ -50,6 +175,7 @@ def test_serve_logs_each_model_and_the_address(repository):
         assert server.terminate() == 0
 
 
+@pytest.mark.skip_ok_in_ci  # a CI machine with a GPU cannot show the fallback: nothing is missing
 def test_cuda_asked_for_where_absent_warns_and_serves_on_cpu(repository):
     import onnxruntime
 
@@ -203,4 +329,4 @@ def test_an_unexpected_failure_is_internal_logged_once_and_counted(repository, t
         assert server.terminate() == 0
     log = "".join(server.log)
     assert log.count("Infer failed unexpectedly") == 1 and log.count("Traceback") == 1
-    assert 'lstmserve_requests_total{code="INTERNAL",method="Infer",model="-"} 1.0' in scrape
+    assert 'lstmserve_requests_total{code="INTERNAL",method="Infer",model="chars:1"} 1.0' in scrape
