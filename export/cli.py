@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from lstmserve.contract import QUANTIZATIONS
+from lstmserve.layout import DEFAULT_REPOSITORY
 
 
 def add_export(commands) -> None:
@@ -16,7 +17,9 @@ def add_export(commands) -> None:
         "PyTorch before it is written.",
     )
     parser.add_argument("checkpoint", help="a checkpoint written by `lstmserve train`")
-    parser.add_argument("--repository", default="models", help="model repository folder (default models)")
+    parser.add_argument(
+        "--repository", default=DEFAULT_REPOSITORY, help="model repository folder (default %(default)s)"
+    )
     parser.add_argument("--name", required=True, help="model name, e.g. digits")
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     parser.add_argument("--force", action="store_true", help="replace an existing version")

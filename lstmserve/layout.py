@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .errors import LstmServeError
 
+DEFAULT_REPOSITORY = "models"  # where `make model` exports, `lstmserve serve` and export look by default
 MODEL_FILE = "model.onnx"
 VERSION_DIGITS = 18  # every version up to 10**18 - 1; more would not fit lstmserve.v1's int64
 NAME_RULE = "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"

@@ -1,67 +1,66 @@
-"""Settings: one object, read from flags, then LSTMSERVE_* environment variables, then defaults."""
+"""Settings: one object, read from flags, then LSTMSERVE_* environment variables, then defaults.
+
+Each field is declared once, with lstmserve.config.setting: its flag, variable, --help line and row in
+docs/serving.md's table (`python -m lstmserve.server.settings --markdown` prints it) all come from it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
-from dataclasses import dataclass, field, fields
-from typing import Any
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 
+from lstmserve.config import add_flags, from_args, markdown_table, setting
 from lstmserve.errors import LstmServeError
+from lstmserve.layout import DEFAULT_REPOSITORY
 
 ENV_PREFIX = "LSTMSERVE_"
-_KINDS = {"int": int, "float": float, "str": str}  # Settings' field types, as written in the class
 
 
 class SettingsError(LstmServeError, ValueError):
     """A flag or environment variable with a value the server cannot use."""
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
 class Settings:
-    host: str = _setting("127.0.0.1", "address to bind; 0.0.0.0 to listen on every interface")
-    port: int = _setting(50051, "port to bind; 0 picks a free one (logged at start)")
-    repository: str = _setting("models", "model repository: NAME/VERSION/model.onnx")
-    device: str = _setting("cpu", "cpu, or cuda (falls back to cpu with a warning where absent)")
-    intra_op_threads: int = _setting(1, "onnxruntime threads per call (1 suits streaming chunks)")
-    inference_threads: int = _setting(0, "threads for runs too long for the event loop; 0 = one per core")
-    max_batch_rows: int = _setting(64, "rows merged into one onnxruntime run; 0 turns batching off")
-    max_delay_ms: float = _setting(
+    host: str = setting("127.0.0.1", "address to bind; 0.0.0.0 to listen on every interface")
+    port: int = setting(50051, "port to bind; 0 picks a free one (logged at start)")
+    repository: str = setting(DEFAULT_REPOSITORY, "model repository: NAME/VERSION/model.onnx")
+    device: str = setting("cpu", "cpu, or cuda (falls back to cpu with a warning where absent)")
+    intra_op_threads: int = setting(1, "onnxruntime threads per call (1 suits streaming chunks)")
+    inference_threads: int = setting(0, "threads for runs too long for the event loop; 0 = one per core")
+    max_batch_rows: int = setting(64, "rows merged into one onnxruntime run; 0 turns batching off")
+    max_delay_ms: float = setting(
         2.0, "how long a batch may wait for more calls; only while calls arrive faster than that"
     )
-    max_queue_rows: int = _setting(1024, "rows waiting per model version before RESOURCE_EXHAUSTED")
-    max_inline_steps: int = _setting(
-        256, "runs of up to rows x steps this size stay on the event loop thread"
-    )
-    max_message_bytes: int = _setting(4 * 1024 * 1024, "largest request or response message")
-    max_request_rows: int = _setting(1024, "rows (batch) in one request")
-    max_request_steps: int = _setting(16384, "time steps in one request's chunk")
-    max_request_row_steps: int = _setting(
+    max_queue_rows: int = setting(1024, "rows waiting per model version before RESOURCE_EXHAUSTED")
+    max_inline_steps: int = setting(256, "runs of up to rows x steps this size stay on the event loop thread")
+    max_message_bytes: int = setting(4 * 1024 * 1024, "largest request or response message")
+    max_request_rows: int = setting(1024, "rows (batch) in one request")
+    max_request_steps: int = setting(16384, "time steps in one request's chunk")
+    max_request_row_steps: int = setting(
         32768, "rows x steps in one request, and in one merged onnxruntime run (bounds its memory)"
     )
-    max_inflight_bytes: int = _setting(
+    max_inflight_bytes: int = setting(
         128 * 1024 * 1024, "request, response and stream-state bytes held by all calls at once"
     )
-    max_calls: int = _setting(1024, "unary calls in flight at once; past it, RESOURCE_EXHAUSTED")
-    max_streams: int = _setting(64, "open StreamInfer calls; past it, RESOURCE_EXHAUSTED")
-    receive_seconds: float = _setting(
+    max_calls: int = setting(1024, "unary calls in flight at once; past it, RESOURCE_EXHAUSTED")
+    max_streams: int = setting(64, "open StreamInfer calls; past it, RESOURCE_EXHAUSTED")
+    receive_seconds: float = setting(
         10.0, "how long a unary call may take to send its request; past it, DEADLINE_EXCEEDED"
     )
-    stream_idle_seconds: float = _setting(
+    stream_idle_seconds: float = setting(
         60.0, "a stream that neither sends nor reads for this long ends with UNAVAILABLE"
     )
-    stall_seconds: float = _setting(
+    stall_seconds: float = setting(
         30.0, "a model whose waiting work makes no progress this long turns health NOT_SERVING"
     )
-    grace_seconds: float = _setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish")
-    metrics_port: int = _setting(0, "Prometheus metrics over HTTP on this port; 0: off")
-    poll_interval: float = _setting(5.0, "seconds between rescans of the repository (0: only on SIGHUP)")
-    log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
-    workers: int = _setting(
+    grace_seconds: float = setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish")
+    metrics_port: int = setting(0, "Prometheus metrics over HTTP on this port; 0: off")
+    poll_interval: float = setting(5.0, "seconds between rescans of the repository (0: only on SIGHUP)")
+    log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+    workers: int = setting(
         1, "server processes sharing the port (SO_REUSEPORT); one per core on big machines"
     )
 
@@ -117,32 +116,22 @@ class Settings:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; each defaults to its LSTMSERVE_* variable, then the built-in default."""
-    for setting in fields(Settings):
-        env = ENV_PREFIX + setting.name.upper()
-        flag = "--" + setting.name.replace("_", "-")
-        parser.add_argument(
-            flag,
-            dest=setting.name,
-            default=None,
-            metavar=setting.name.upper(),
-            help=f"{setting.metadata['help']} (env {env}, default {setting.default})",
-        )
+    add_flags(parser, Settings, env_prefix=ENV_PREFIX)
 
 
-def from_arguments(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
-    environ = dict(os.environ) if environ is None else environ
-    values: dict[str, Any] = {}
-    for setting in fields(Settings):
-        env = ENV_PREFIX + setting.name.upper()
-        raw = getattr(args, setting.name, None)
-        source = "--" + setting.name.replace("_", "-")
-        if raw is None and env in environ:
-            raw, source = environ[env], env
-        if raw is None:
-            continue
-        kind = _KINDS[str(setting.type)]
-        try:
-            values[setting.name] = kind(raw)
-        except ValueError:
-            raise SettingsError(f"{source}={raw!r} is not a valid {setting.type}") from None
-    return Settings(**values)
+def from_arguments(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    settings: Settings = from_args(
+        Settings, args, env_prefix=ENV_PREFIX, environ=environ, error=SettingsError
+    )
+    return settings
+
+
+def settings_table() -> str:
+    """The settings as docs/serving.md's markdown table: flag, variable, default, what it does."""
+    return markdown_table(Settings, ENV_PREFIX)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m lstmserve.server.settings --markdown")
+    print(settings_table(), end="")
