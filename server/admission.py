@@ -19,14 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ResourceExhausted, Unavailable
+from .errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from .settings import Settings
 
 STOPPING = "the server is shutting down: send this call to another replica"
-
-
-class ReceiveTimeout(Exception):
-    """A unary call's request did not arrive within --receive-seconds."""
 
 
 @dataclass(eq=False)
@@ -131,7 +127,7 @@ class Admission:
                         break
         except asyncio.CancelledError:
             if task in self._late:
-                raise ReceiveTimeout(
+                raise DeadlineExceeded(
                     f"the request did not arrive within {self.receive_seconds:g} s (--receive-seconds)"
                 ) from None
             raise
@@ -193,10 +189,11 @@ class Admission:
 class Call:
     """One call's share of the server: what the servicer reserves for it, given back when it ends."""
 
-    __slots__ = ("admission", "held", "state_bytes")
+    __slots__ = ("admission", "held", "state_bytes", "model")
 
     def __init__(self, admission: Admission):
         self.admission = admission
+        self.model = "-"  # NAME:VERSION once the servicer has found the model (the metrics' label)
         self.held = 0  # bytes reserved for the message in hand (a unary call: the whole call)
         self.state_bytes = 0  # a stream's held state, kept between its messages
 

@@ -145,9 +145,10 @@ class _Lane:
         if self.worker is None and not busy and rows * steps <= self.batcher.max_inline_steps:
             # Nothing queued and nothing to wait for: run it now, without the queue's machinery.
             started = perf_counter()
-            outputs = self.runtime.run(feed)
-            self._count(1, perf_counter() - started)
-            return outputs
+            try:
+                return self.runtime.run(feed)
+            finally:  # a failed run counts too: it was a run, and it makes the lane busy
+                self._count(1, perf_counter() - started)
         item = _Pending(feed, rows, steps, loop.create_future(), loop.time())
         self.waiting.append(item)
         self.queued_rows += rows
@@ -178,6 +179,7 @@ class _Lane:
                 batch = self._take()
                 if not batch:
                     continue
+                started = perf_counter()
                 try:
                     if self._inline(batch):
                         results = self._merge_run_split(batch)
@@ -186,6 +188,7 @@ class _Lane:
                             self.batcher.executor, self._merge_run_split, batch
                         )
                 except Exception as exc:  # onnxruntime failed: every caller in the batch hears of it
+                    self._count(len(batch), perf_counter() - started)
                     self._fail(batch, exc)
                 else:
                     self._deliver(batch, *results)

@@ -1,12 +1,15 @@
-"""The one place RPCs meet gRPC, for both protocols: bytes in, admission, errors, metrics, bytes out.
+"""The one place RPCs meet gRPC, for both protocols: bytes in, admission, status, bytes out.
 
 Every method is registered with raw-bytes (de)serializers, so nothing gRPC would answer as UNKNOWN
 happens outside this module:
 
     bytes ─parse─> request ─servicer─> response ─serialize─> bytes
-      │ not that message: INVALID_ARGUMENT       ServingError: its own status
-      │                                          anything unexpected: INTERNAL, logged with its traceback
+      │ not that message: INVALID_ARGUMENT       an exception: errors.status_of's status (INTERNAL,
+      │                                            logged with its traceback, for anything unexpected)
       │                                          the client went away: counted CANCELLED / DEADLINE_EXCEEDED
+
+Each call ends in one `metrics.answered` with the code its client saw, and the model the servicer
+found (`call.model`).
 
 A unary call's bytes stay reserved until its answer has been sent (gRPC's done callback). Calls are
 counted under the code the client gets: the status we send, or CANCELLED / DEADLINE_EXCEEDED when
@@ -30,11 +33,8 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from grpc._cython import cygrpc
 
-from lstmserve.proto.inference import grpc_service_pb2 as kserve
-from lstmserve.proto.v1 import lstmserve_pb2 as pb
-
-from .admission import Admission, Call, OpenStream, ReceiveTimeout
-from .errors import ServingError
+from .admission import Admission, Call, OpenStream
+from .errors import InvalidArgument, ServingError, Unavailable, status_of
 from .metrics import Metrics
 
 log = logging.getLogger("lstmserve.server")
@@ -42,8 +42,6 @@ log = logging.getLogger("lstmserve.server")
 # gRPC raises this from a stream's read or write when its client has cancelled the call; the
 # cancellation itself reaches the handler a moment later, if at all.
 _CLIENT_GONE = cygrpc.ExecuteBatchError
-_MAX_DETAILS = 1000  # a status message travels in a header: clients refuse large ones (8 KiB by default)
-_INTERNAL = "internal error; the server logged it"
 
 
 class Calls:
@@ -79,8 +77,7 @@ class Calls:
 
     def _unary(self, name: str, parse: Callable[[bytes], Message], behaviour) -> Callable:
         async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> bytes:
-            started, call = perf_counter(), Call(self.admission)
-            model, code = "-", "OK"
+            started, call, code = perf_counter(), Call(self.admission), "OK"
             try:
                 self.admission.start_call()
                 # When the call's task ends, its answer has been sent (or the call has failed). Not
@@ -92,21 +89,14 @@ class Calls:
                 del task  # a frame holding its own task is a cycle once the task ends in an exception
                 raw = await self._receive(context)
                 call.reserve(2 * len(raw))  # the bytes, and the message parsed from them
-                response = await behaviour(parse(raw), call)
-                data = self._serialize(response)
-                model = _model_label(response)
-                return data
-            except ServingError as exc:
-                code = self._refuse(context, name, exc.code, str(exc))
+                return self._serialize(await behaviour(parse(raw), call))
             except asyncio.CancelledError:
                 code = _gone(context)
                 raise
-            except Exception:
-                log.exception("%s failed unexpectedly", name)
-                code = self._refuse(context, name, grpc.StatusCode.INTERNAL, _INTERNAL)
+            except Exception as exc:
+                code = self._refuse(context, name, exc)
             finally:
-                self.metrics.requests.labels(model, name, code).inc()
-                self.metrics.request_seconds.labels(model, name).observe(perf_counter() - started)
+                self.metrics.answered(call.model, name, code, perf_counter() - started)
             return b""  # not sent: the status set above goes instead
 
         return handle
@@ -122,38 +112,30 @@ class Calls:
             try:
                 stream = self.admission.open_stream()
             except ServingError as exc:
-                self.metrics.requests.labels("-", name, exc.code.name).inc()
-                self._refuse(context, name, exc.code, str(exc))
+                self.metrics.answered(call.model, name, self._refuse(context, name, exc))
                 return
             # The stream counts, and holds its bytes, until its task ends: its last answer and its
             # status may wait long after this handler returns, on a client that does not read.
             stream.task.add_done_callback(lambda _: self._stream_done(stream, call))
-            code = "OK"
             try:
                 async for response in behaviour(self._read(context, parse, call, stream), call):
-                    data, model = self._serialize(response), _model_label(response)
+                    data = self._serialize(response)
                     del response  # a slow reader holds us at write: hold the bytes only
                     stream.waits_on_client(True)
                     await context.write(data)  # returns once the transport took it (flow control)
                     call.release_message()
-                    self.metrics.requests.labels(model, name, "OK").inc()
-                    self.metrics.request_seconds.labels(model, name).observe(
-                        perf_counter() - stream.received_at
-                    )
-            except ServingError as exc:
-                code = self._refuse(context, name, exc.code, str(exc))
+                    self.metrics.answered(call.model, name, "OK", perf_counter() - stream.received_at)
+                return
             except _CLIENT_GONE:  # a read or write failed because the client cancelled the call
                 code = _gone(context)
             except asyncio.CancelledError:
                 if stream.ended_by is None:  # the client cancelled, or its deadline passed
-                    self.metrics.requests.labels("-", name, _gone(context)).inc()
+                    self.metrics.answered(call.model, name, _gone(context))
                     raise
-                code = self._refuse(context, name, grpc.StatusCode.UNAVAILABLE, stream.ended_by)
-            except Exception:
-                log.exception("%s failed unexpectedly", name)
-                code = self._refuse(context, name, grpc.StatusCode.INTERNAL, _INTERNAL)
-            if code != "OK":
-                self.metrics.requests.labels("-", name, code).inc()
+                code = self._refuse(context, name, Unavailable(stream.ended_by))
+            except Exception as exc:
+                code = self._refuse(context, name, exc)
+            self.metrics.answered(call.model, name, code)
 
         return handle
 
@@ -164,17 +146,16 @@ class Calls:
         # exception, that kept a cancelled stream's last answer for the cyclic GC (~2 MB a stream).
         stream.task = None  # type: ignore[assignment]
 
-    def _refuse(
-        self, context: grpc.aio.ServicerContext, method: str, code: grpc.StatusCode, details: str
-    ) -> str:
-        """End the call with this status once the handler returns; the code's name, for the metrics.
+    def _refuse(self, context: grpc.aio.ServicerContext, method: str, exc: Exception) -> str:
+        """End the call with `exc`'s status once the handler returns; the code's name, for the metrics.
 
         NOTE: not context.abort(): gRPC keeps the exception it raises on the call, in a reference
         cycle with the handler's frames, and so with the request's bytes, until the cyclic GC runs;
         128 streams refused 1 MB requests and left 2 GB behind them."""
-        if len(details) > _MAX_DETAILS:
-            details = details[: _MAX_DETAILS - 3] + "..."
-        if code != grpc.StatusCode.INTERNAL:  # INTERNAL was logged with its traceback already
+        code, details = status_of(exc)
+        if code == grpc.StatusCode.INTERNAL:
+            log.error("%s failed unexpectedly", method, exc_info=exc)
+        else:
             self.refusals.log(method, code, details)
         context.set_code(code)
         context.set_details(details)
@@ -182,10 +163,7 @@ class Calls:
 
     async def _receive(self, context: grpc.aio.ServicerContext) -> bytes:
         """A unary call's request, received within --receive-seconds (waiting for a turn included)."""
-        try:
-            raw = await self.admission.receive(context.read)
-        except ReceiveTimeout as exc:
-            raise _Late(str(exc)) from None
+        raw = await self.admission.receive(context.read)
         if raw is grpc.aio.EOF:
             # The client cancelled (or its deadline passed) before sending its request: gRPC's own
             # unary handling treats this the same way.
@@ -237,19 +215,10 @@ def _parser(message_type: type[Message]) -> Callable[[bytes], Message]:
         try:
             return message_type.FromString(raw)
         except DecodeError:
-            raise _NotTheMessage(
-                f"the request's {len(raw)} bytes are not a valid {full_name} message"
-            ) from None
+            message = f"the request's {len(raw)} bytes are not a valid {full_name} message"
+            raise InvalidArgument(message) from None
 
     return parse
-
-
-class _NotTheMessage(ServingError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class _Late(ServingError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 def _gone(context: grpc.aio.ServicerContext) -> str:
@@ -257,17 +226,6 @@ def _gone(context: grpc.aio.ServicerContext) -> str:
     remaining = context.time_remaining()
     # gRPC cancels a call at its deadline by its own clock: a few ms may still seem left by ours.
     return "DEADLINE_EXCEEDED" if remaining is not None and remaining < 0.005 else "CANCELLED"
-
-
-def _model_label(response) -> str:
-    """NAME:VERSION of a served model (never a name a client made up: labels must stay few)."""
-    if isinstance(response, pb.InferResponse):
-        return f"{response.model}:{response.version}"
-    if isinstance(response, pb.ModelInfo):
-        return f"{response.name}:{response.version}"
-    if isinstance(response, kserve.ModelInferResponse):
-        return f"{response.model_name}:{response.model_version}"
-    return "-"
 
 
 class RefusalLog:

@@ -23,7 +23,8 @@ def run_serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from .main import StartError, serve
+    from .errors import StartError
+    from .main import serve
 
     settings = settings_module.from_arguments(args)
     logging.basicConfig(

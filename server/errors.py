@@ -1,4 +1,14 @@
-"""Domain errors that carry their gRPC status; server/calls.py turns them into `context.abort` in one place.
+"""Every error the server raises, and the one mapping from an exception to the status a client gets.
+
+    LstmServeError
+      ServingError (a call refused: carries its gRPC status)
+        InvalidArgument, NotFound, FailedPrecondition, ResourceExhausted, Unavailable, DeadlineExceeded
+      StartError (the server cannot start: one line, no traceback)
+        RepositoryError (the repository folder is unusable)
+      ModelLoadError (one file cannot be served: logged, the rest go on)
+
+`status_of` maps any exception to a status: a ServingError to its own, anything else to INTERNAL
+with a fixed message (the caller logs the traceback). server/calls.py applies it to every call.
 
 Text a client sent is never echoed raw: `quoted` escapes it and cuts it short, so a 1 MB model name
 or a newline in a fingerprint cannot bloat a status or forge a log line.
@@ -11,6 +21,8 @@ import grpc
 from lstmserve.errors import LstmServeError
 
 ECHO_CHARS = 100  # the most of a client's own text a status or log line repeats
+MAX_DETAILS = 1000  # a status message travels in a header: clients refuse large ones (8 KiB by default)
+INTERNAL_DETAILS = "internal error; the server logged it"
 
 
 class ServingError(LstmServeError):
@@ -41,6 +53,34 @@ class Unavailable(ServingError):
     """Shutting down, or a stream the server ended: retry, on another replica or a new stream."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ServingError):
+    """A unary call whose request did not arrive within --receive-seconds."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class StartError(LstmServeError):
+    """The server could not start (no repository, port taken): the message says why."""
+
+
+class RepositoryError(StartError):
+    """The repository folder itself is unusable (the server cannot start)."""
+
+
+class ModelLoadError(LstmServeError):
+    """A file in the repository that cannot be served; the message says which and why."""
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status and message a client gets for an exception raised while answering it."""
+    if not isinstance(exc, ServingError):
+        return grpc.StatusCode.INTERNAL, INTERNAL_DETAILS
+    details = str(exc)
+    if len(details) > MAX_DETAILS:
+        details = details[: MAX_DETAILS - 3] + "..."
+    return exc.code, details
 
 
 def quoted(text: str | bytes, limit: int = ECHO_CHARS) -> str:

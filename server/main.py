@@ -31,13 +31,14 @@ from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from .admission import Admission
 from .batcher import Batcher
 from .calls import Calls, ClientGoneFilter
+from .errors import StartError
 from .health import Health
 from .limits import Limits
 from .metrics import BatcherMetrics, Metrics
 from .protocols.kserve_service import KServeServicer
 from .protocols.v1_service import LSTMServicer
 from .reload import keep_in_sync
-from .repository import ModelRepository, RepositoryError
+from .repository import ModelRepository
 from .runtime import give_memory_back
 from .settings import Settings
 
@@ -48,10 +49,6 @@ KSERVE_SERVICE = kserve.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 SERVICE_NAME, KSERVE_SERVICE_NAME = SERVICE.full_name, KSERVE_SERVICE.full_name
 _QUIET_SECONDS = 0.1  # after the drain, how long no call may arrive before gRPC stops
 _STREAMS_PER_CONNECTION = 256
-
-
-class StartError(Exception):
-    """The server could not start (no repository, port taken): the message says why."""
 
 
 async def serve(
@@ -74,10 +71,7 @@ async def serve(
         grpc_log.addFilter(ClientGoneFilter())
     give_memory_back()
     repository = ModelRepository(settings.repository, settings.device, settings.intra_op_threads)
-    try:
-        repository.load_all()
-    except RepositoryError as exc:
-        raise StartError(str(exc)) from None
+    repository.load_all()  # RepositoryError is a StartError
     if not repository.names():
         log.warning("no model loaded from %s: every call will be NOT_FOUND", settings.repository)
 

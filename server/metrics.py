@@ -27,7 +27,7 @@ _BATCH = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 def model_label(runtime: ModelRuntime) -> str:
-    return f"{runtime.info.name}:{runtime.info.version}"
+    return runtime.label
 
 
 class Metrics:
@@ -72,6 +72,13 @@ class Metrics:
             ["model", "version", "fingerprint", "quantization"],
             registry=r,
         )
+
+    def answered(self, model: str, method: str, code: str, seconds: float | None = None) -> None:
+        """One call (or stream message) ended with `code`, as its client saw it; `seconds` when it was
+        answered (a refused or abandoned stream counts, but has no one latency)."""
+        self.requests.labels(model, method, code).inc()
+        if seconds is not None:
+            self.request_seconds.labels(model, method).observe(seconds)
 
     def watch(self, admission: Admission) -> None:
         """The in-flight gauges read the admission's counts when scraped: nothing to do per call."""

@@ -8,14 +8,10 @@ from pathlib import Path
 
 from lstmserve import layout
 
-from .errors import NotFound, quoted
-from .runtime import ModelLoadError, ModelRuntime, disable_telemetry, providers_for
+from .errors import ModelLoadError, NotFound, RepositoryError, quoted
+from .runtime import ModelRuntime, disable_telemetry, providers_for
 
 log = logging.getLogger("lstmserve.server")
-
-
-class RepositoryError(Exception):
-    """The repository folder itself is unusable (the server cannot start)."""
 
 
 @dataclass

@@ -14,12 +14,10 @@ from lstmserve import contract
 from lstmserve.codec import LayerArrays
 from lstmserve.model.config import LSTMConfig  # a dataclass: importing it does not import torch
 
+from .errors import ModelLoadError
+
 log = logging.getLogger("lstmserve.server")
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
-
-
-class ModelLoadError(Exception):
-    """A file in the repository that cannot be served; the message says which and why."""
 
 
 @dataclass
@@ -105,6 +103,7 @@ class ModelRuntime:
             raise ModelLoadError(f"{path}: outputs {self.output_names} do not follow the contract {want}")
         self.providers = self.session.get_providers()
         self.path = path
+        self.label = f"{name}:{version}"  # the metrics' `model` label
 
     @property
     def labels(self) -> list[str]:

@@ -39,6 +39,7 @@ class KServeServicer:
             runtime = self.repository.get(request.name, parse_version(request.version, "version"))
         except NotFound:
             return kserve.ModelReadyResponse(ready=False)
+        call.model = runtime.label
         return kserve.ModelReadyResponse(ready=self.health.ready(runtime))
 
     async def ServerMetadata(self, request, call: Call) -> kserve.ServerMetadataResponse:
@@ -48,10 +49,12 @@ class KServeServicer:
         self, request: kserve.ModelMetadataRequest, call: Call
     ) -> kserve.ModelMetadataResponse:
         runtime = self.repository.get(request.name, parse_version(request.version, "version"))
+        call.model = runtime.label
         return model_metadata(runtime, self.repository.versions(runtime.info.name))
 
     async def ModelInfer(self, request: kserve.ModelInferRequest, call: Call) -> kserve.ModelInferResponse:
         runtime = self.repository.get(request.model_name, parse_version(request.model_version))
+        call.model = runtime.label
         names = requested_outputs(request, runtime)
         feed = feed_from_chunk(decode(request, runtime), runtime, self.repository, self.limits)
         rows, time = feed[contract.INPUT].shape[:2]

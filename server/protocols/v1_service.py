@@ -29,6 +29,7 @@ class LSTMServicer:
 
     async def Infer(self, request: pb.InferRequest, call: Call) -> pb.InferResponse:
         runtime = self.repository.get(request.model, request.version)
+        call.model = runtime.label
         names = requested_outputs(request, runtime)
         feed = feed_from_chunk(decode(request), runtime, self.repository, self.limits)
         call.reserve(2 * self._answer_bytes(runtime, feed, names))
@@ -40,6 +41,7 @@ class LSTMServicer:
         held: LayerArrays | None = None  # the stream's state between chunks, on the server's side
         async for request in requests:
             runtime = self._stream_model(request, runtime)
+            call.model = runtime.label
             names = requested_outputs(request, runtime)
             feed = feed_from_chunk(decode(request), runtime, self.repository, self.limits, held)
             call.reserve(2 * self._answer_bytes(runtime, feed, names))
@@ -57,7 +59,9 @@ class LSTMServicer:
         return pb.ListModelsResponse(models=[model_info(r, self.repository) for r in self.repository.all()])
 
     async def GetModel(self, request: pb.GetModelRequest, call: Call) -> pb.ModelInfo:
-        return model_info(self.repository.get(request.model, request.version), self.repository)
+        runtime = self.repository.get(request.model, request.version)
+        call.model = runtime.label
+        return model_info(runtime, self.repository)
 
     def _answer_bytes(self, runtime: ModelRuntime, feed: dict, names: list[str]) -> int:
         rows, time = feed[contract.INPUT].shape[:2]

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from lstmserve.server.admission import Admission, Call, ReceiveTimeout
-from lstmserve.server.errors import ResourceExhausted, Unavailable
+from lstmserve.server.admission import Admission, Call
+from lstmserve.server.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from lstmserve.server.settings import Settings
 
 
@@ -140,7 +140,7 @@ def test_requests_are_received_a_bounded_number_at_a_time_and_within_the_time():
         await asyncio.sleep(0.25)
         assert gate.end_late_receives() == 2  # neither request came within 0.2 s
         for late in receiving[1:]:
-            with pytest.raises(ReceiveTimeout, match=r"did not arrive within 0.2 s \(--receive-seconds\)"):
+            with pytest.raises(DeadlineExceeded, match=r"did not arrive within 0.2 s \(--receive-seconds\)"):
                 await late
         assert gate.receiving == 0
 

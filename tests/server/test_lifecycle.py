@@ -3,22 +3,20 @@
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 import grpc
 import numpy as np
-import onnxruntime as ort
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
-from lstmserve import contract
 from lstmserve.client import Client, UnavailableError
-from lstmserve.client.messages import InferResult, infer_request
+from lstmserve.client.messages import infer_request
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
-from ..conftest import CHARS, DIGITS, SLOW, SLOW_HIDDEN
+from ..conftest import CHARS, DIGITS, SLOW
 from ..servers import ServerProcess
+from .long_calls import LocalModel, LongCall, health_status
 
 
 def wait_for(predicate, seconds: float = 10) -> None:
@@ -45,53 +43,6 @@ def test_sigterm_finishes_the_call_in_flight_refuses_new_ones_and_exits_0(reposi
         stream.close()
     assert server.process.wait(20) == 0
     assert any("stopped" in line for line in server.log)
-
-
-class LongCall:
-    """One unary Infer of a long chunk on a thread, over a channel without retries: the status the
-    server really sends, and when it came."""
-
-    def __init__(self, address: str, steps: int, seed: int = 0):
-        self.x = np.random.default_rng(seed).standard_normal((1, steps, 5)).astype(np.float32)
-        self.address, self.result, self.code, self.details = address, None, None, ""
-        self.ended = 0.0
-        self.thread = threading.Thread(target=self._call)
-        self.thread.start()
-        time.sleep(0.3)  # sent and running: a run of this length takes seconds
-
-    def _call(self) -> None:
-        with grpc.insecure_channel(self.address) as channel:
-            try:
-                response = pb_grpc.LSTMServiceStub(channel).Infer(
-                    infer_request(SLOW, self.x, outputs=["state"]), timeout=60
-                )
-                self.result, self.code = InferResult.from_proto(response), grpc.StatusCode.OK
-            except grpc.RpcError as error:
-                self.code, self.details = error.code(), error.details()
-        self.ended = time.monotonic()
-
-    def done(self) -> bool:
-        return not self.thread.is_alive()
-
-    def join(self) -> None:
-        self.thread.join(60)
-        assert self.done()
-
-
-def health_status(address: str, service: str = "") -> int:
-    with grpc.insecure_channel(address) as channel:
-        request = health_pb2.HealthCheckRequest(service=service)
-        return health_pb2_grpc.HealthStub(channel).Check(request, timeout=2).status
-
-
-def local_state(model_path, x):
-    """Every layer's final (c, h) from onnxruntime in this process, from zero state."""
-    sess = ort.InferenceSession(str(model_path))
-    feed = {contract.INPUT: x, contract.SEQUENCE_LENGTHS: np.full(len(x), x.shape[1], np.int32)}
-    for value in sess.get_inputs()[2:]:
-        feed[value.name] = np.zeros((len(x), value.shape[1]), np.float32)
-    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
-    return [(got[contract.final_c(i)], got[contract.final_h(i)]) for i in range(len(SLOW_HIDDEN))]
 
 
 @pytest.fixture
@@ -123,10 +74,7 @@ def test_sigterm_turns_health_not_serving_at_once_and_the_long_call_in_flight_co
     long.join()
     assert long.code == grpc.StatusCode.OK, (long.code, long.details)
     assert server.process.wait(20) == 0
-    want = local_state(one_slow_model / SLOW / "1" / "model.onnx", long.x)
-    for layer, ((c, h), (c1, h1)) in enumerate(zip(long.result.state.layers, want)):
-        np.testing.assert_allclose(c, c1, atol=1e-5, rtol=0, err_msg=f"layer {layer} c")
-        np.testing.assert_allclose(h, h1, atol=1e-5, rtol=0, err_msg=f"layer {layer} h")
+    LocalModel(one_slow_model / SLOW / "1" / "model.onnx").assert_state(long.result.state, long.x)
     log = "".join(server.log)
     assert "stopped: 1 requests" in log and "Traceback" not in log, log
 
@@ -292,41 +240,3 @@ def test_sigterm_under_load_answers_every_call_or_says_unavailable(repository):
     assert codes["OK"] > 50 and codes["UNAVAILABLE"] > 0 and codes["stream UNAVAILABLE"] == 2, codes
     assert all(answered > 10 for answered in streamed_after), streamed_after  # served through the grace
     assert "Traceback" not in log and "Exception not handled" not in log, log
-
-
-def test_an_unexpected_failure_is_internal_logged_once_and_counted(repository, tmp_path):
-    """A model that loads but fails when run (a broken export): INTERNAL with a short message, its
-    traceback logged once, the call counted as INTERNAL, and the server goes on serving."""
-    import urllib.request
-
-    import onnx
-
-    from lstmserve.client import ServerError
-
-    from ..servers import free_port
-
-    root = tmp_path / "models"
-    shutil.copytree(repository / CHARS, root / CHARS)
-    model = onnx.load(root / CHARS / "1" / "model.onnx")
-    # Reshape the per-step output to rows of 13 values: a (1, 1, 7) output cannot be.
-    for node in model.graph.node:  # what computed and consumed `output` now uses `output_raw`
-        node.output[:] = ["output_raw" if name == "output" else name for name in node.output]
-        node.input[:] = ["output_raw" if name == "output" else name for name in node.input]
-    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([-1, 13], np.int64), "rows_of_13"))
-    model.graph.node.append(onnx.helper.make_node("Reshape", ["output_raw", "rows_of_13"], ["output"]))
-    onnx.save(model, root / CHARS / "1" / "model.onnx")
-    port = free_port()
-    server = ServerProcess(root, "--metrics-port", str(port))
-    try:
-        with Client(server.address) as client:
-            with pytest.raises(ServerError) as caught:
-                client.infer(CHARS, np.ones((1, 1, 5)), version=1)
-            assert caught.value.code.name == "INTERNAL"
-            assert caught.value.details == "internal error; the server logged it"
-            assert client.infer(CHARS, np.ones((1, 1, 5)), version=2).output.shape == (1, 1, 7)
-        scrape = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    finally:
-        assert server.terminate() == 0
-    log = "".join(server.log)
-    assert log.count("Infer failed unexpectedly") == 1 and log.count("Traceback") == 1
-    assert 'lstmserve_requests_total{code="INTERNAL",method="Infer",model="chars:1"} 1.0' in scrape

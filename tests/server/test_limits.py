@@ -17,12 +17,12 @@ from lstmserve.server.repository import ModelRepository
 from ..conftest import CHARS, DIGITS, random_checkpoint
 
 LIMIT = 1 << 20
-LONG_NAME = "m" * 200  # the model's name travels in every answer
+LONG_NAME = "m" * 64  # the longest name a model may have travels in every answer
 
 
 @pytest.fixture(scope="module")
 def runtimes(repository, tmp_path_factory):
-    """chars under a 200-character name, digits, and a stack of 150 one-unit layers: many small state
+    """chars under a 64-character name, digits, and a stack of 150 one-unit layers: many small state
     tensors, whose framing outweighs their data (a 4096-byte allowance let such answers through)."""
     from lstmserve.export.publish import export_checkpoint
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lstmserve.client import Client, InvalidArgumentError
+from lstmserve.client import Client, InvalidArgumentError, NotFoundError
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
 from lstmserve.server.settings import Settings
@@ -48,7 +48,9 @@ def test_metrics_count_calls_codes_batches_and_models(repository):
             for _ in range(3):
                 client.infer(CHARS, x, version=1)
             with pytest.raises(InvalidArgumentError):
-                client.infer(CHARS, np.ones((1, 3, 4)), version=1)
+                client.infer(CHARS, np.ones((1, 3, 4)), version=1)  # counted under its model
+            with pytest.raises(NotFoundError):
+                client.infer("nope", x)  # no model: "-" (labels never take a client's text)
             kserve_infer(server.address, x)
             with client.stream(CHARS, version=2, bidi=True) as stream:
                 stream.feed(x)
@@ -61,11 +63,18 @@ def test_metrics_count_calls_codes_batches_and_models(repository):
     finally:
         server.stop()
     assert value(samples, "lstmserve_requests_total", model="chars:1", method="Infer", code="OK") == 3
-    assert value(samples, "lstmserve_requests_total", model="-", method="Infer", code="INVALID_ARGUMENT") == 1
+    assert (
+        value(samples, "lstmserve_requests_total", model="chars:1", method="Infer", code="INVALID_ARGUMENT")
+        == 1
+    )
+    assert value(samples, "lstmserve_requests_total", model="-", method="Infer", code="NOT_FOUND") == 1
     assert value(samples, "lstmserve_requests_total", model="chars:2", method="StreamInfer", code="OK") == 2
     # Closing a stream half-closes it: the server ends it OK, not CANCELLED.
-    assert value(samples, "lstmserve_requests_total", model="-", method="StreamInfer", code="CANCELLED") == 0
-    assert value(samples, "lstmserve_request_seconds_count", model="chars:1", method="Infer") == 3
+    assert (
+        value(samples, "lstmserve_requests_total", model="chars:2", method="StreamInfer", code="CANCELLED")
+        == 0
+    )
+    assert value(samples, "lstmserve_request_seconds_count", model="chars:1", method="Infer") == 4
     assert value(samples, "lstmserve_compute_seconds_count", model="chars:1") >= 1
     assert value(samples, "lstmserve_requests_total", model="chars:1", method="ModelInfer", code="OK") == 1
     assert value(samples, "lstmserve_batch_requests_sum", model="chars:1") == 4  # every request ran once

@@ -1,0 +1,101 @@
+"""The one error path: an exception anywhere in a call becomes one status, logged and counted once."""
+
+import shutil
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from lstmserve.client import Client, ServerError
+
+from ..conftest import CHARS
+from ..servers import ServerProcess, free_port
+from .broken_models import fail_unless_rows_of
+
+CALLERS = 6
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_a_batch_that_fails_in_onnxruntime_fails_each_of_its_callers_with_internal(repository, tmp_path):
+    """chars v1 rewritten so a run fails unless its output holds a multiple of 13 values. A long call
+    keeps the lane busy while six one-row callers queue; they run merged (6 x 1 x 7 values) and each
+    gets INTERNAL, counted under its model; then a 13-row call on the same model works and chars v2
+    still answers."""
+    root = tmp_path / "models"
+    shutil.copytree(repository / CHARS, root / CHARS)
+    fail_unless_rows_of(root / CHARS / "1" / "model.onnx", 13)
+    port = free_port()
+    # One chunk of 90,000 steps (~0.1 s of onnxruntime, off the loop) holds the lane while the rest queue.
+    limits = ("--max-request-steps", "100000", "--max-request-row-steps", "100000")
+    server = ServerProcess(root, "--metrics-port", str(port), *limits)
+    codes: list[str] = []
+    start = threading.Barrier(CALLERS + 1)
+
+    def caller(steps: int, after: float) -> None:
+        with Client(server.address) as client:
+            client.model(CHARS)  # connected before the race starts
+            start.wait()
+            time.sleep(after)
+            try:
+                client.infer(CHARS, np.ones((1, steps, 5)), version=1)
+                codes.append("OK")
+            except ServerError as exc:
+                codes.append(f"{exc.code.name}: {exc.details}")
+
+    try:
+        long_call = threading.Thread(target=caller, args=(90_000, 0.0))
+        threads = [long_call] + [threading.Thread(target=caller, args=(1, 0.02)) for _ in range(CALLERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        with Client(server.address) as client:
+            assert client.infer(CHARS, np.ones((13, 1, 5)), version=1).output.shape == (7, 13)  # reshaped
+            assert client.infer(CHARS, np.ones((1, 1, 5)), version=2).output.shape == (1, 1, 7)
+        samples = scrape(port)
+    finally:
+        assert server.terminate() == 0
+    assert codes == ["INTERNAL: internal error; the server logged it"] * (CALLERS + 1)
+    runs = samples[("lstmserve_batch_requests_count", (("model", "chars:1"),))]
+    requests = samples[("lstmserve_batch_requests_sum", (("model", "chars:1"),))]
+    assert requests == CALLERS + 2 and runs < requests - 1, (runs, requests)  # failed runs held several
+    internal = (("code", "INTERNAL"), ("method", "Infer"), ("model", "chars:1"))
+    assert samples[("lstmserve_requests_total", internal)] == CALLERS + 1
+    log = "".join(server.log)
+    assert log.count("Infer failed unexpectedly") == CALLERS + 1, log  # each caller's failure, once
+    assert "Exception not handled" not in log and "UNKNOWN" not in log
+
+
+def test_an_unexpected_failure_is_internal_logged_once_and_counted(repository, tmp_path):
+    """A model that loads but fails when run (a broken export): INTERNAL with a short message, its
+    traceback logged once, the call counted as INTERNAL under its model, and the server goes on."""
+    root = tmp_path / "models"
+    shutil.copytree(repository / CHARS, root / CHARS)
+    fail_unless_rows_of(root / CHARS / "1" / "model.onnx", 13)  # a (1, 1, 7) output cannot be
+    port = free_port()
+    server = ServerProcess(root, "--metrics-port", str(port))
+    try:
+        with Client(server.address) as client:
+            with pytest.raises(ServerError) as caught:
+                client.infer(CHARS, np.ones((1, 1, 5)), version=1)
+            assert caught.value.code.name == "INTERNAL"
+            assert caught.value.details == "internal error; the server logged it"
+            assert client.infer(CHARS, np.ones((1, 1, 5)), version=2).output.shape == (1, 1, 7)
+        samples = scrape(port)
+    finally:
+        assert server.terminate() == 0
+    log = "".join(server.log)
+    assert log.count("Infer failed unexpectedly") == 1 and log.count("Traceback") == 1
+    internal = (("code", "INTERNAL"), ("method", "Infer"), ("model", "chars:1"))
+    assert samples[("lstmserve_requests_total", internal)] == 1
