@@ -23,43 +23,8 @@ from tqdm import tqdm
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import LSTMConfig
 from .data import SequenceData, load_dataset, split
+from .settings import TrainSettings
 from .stack import LSTMStack, step_mask
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    dataset: str = "digits"
-    """digits, mnist or npz."""
-    data_path: str | None = None
-    """The MNIST folder or the .npz file."""
-    hidden_sizes: tuple[int, ...] = (128,)
-    """One hidden size per layer."""
-    input_keep_prob: float = 1.0
-    """DropoutWrapper input keep probability while training."""
-    output_keep_prob: float = 0.9
-    """DropoutWrapper output keep probability while training."""
-    forget_bias: float = 1.0
-    """Added to the forget gate's bias at the start."""
-    batch_size: int = 64
-    """Sequences per optimizer step."""
-    learning_rate: float = 1e-2
-    """Adam's step size."""
-    clip_norm: float = 5.0
-    """Global gradient norm clip."""
-    max_epochs: int = 60
-    """Upper bound on passes over the training set."""
-    patience: int = 8
-    """Epochs without a better validation loss before stopping."""
-    bptt: int = 32
-    """Window length for truncated BPTT on per-step tasks."""
-    seed: int = 0
-    """Seeds the split, the initial weights and the batch order."""
-    val_fraction: float = 0.1
-    """Share of sequences held out for early stopping."""
-    test_fraction: float = 0.1
-    """Share held out for the final test (unless the data set ships a test set)."""
-    limit: int | None = None
-    """Use only the first N sequences (quick runs and tests)."""
 
 
 @dataclass
