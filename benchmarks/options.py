@@ -1,38 +1,32 @@
-"""The benchmark's and the soak's options: plain dataclasses, so `lstmserve --help` imports no grpc."""
+"""The benchmark's and the soak's options, declared once for run_bench/run_soak and `lstmserve bench`.
+
+Plain dataclasses, so `lstmserve --help` imports no grpc. The bench's flags are BenchOptions' fields
+(and --soak, SoakOptions.minutes); the soak reads some of them with its own defaults (see the CLI).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
+
+from lstmserve.config import flag_of, setting
+from lstmserve.errors import LstmServeError
+from lstmserve.layout import DEFAULT_REPOSITORY
 
 
-@dataclass(frozen=True)
-class BenchOptions:
-    repository: str = "bench-models"
-    """Repository holding the models to load (see `make bench-models`)."""
-    models: tuple[str, ...] = ("digits", "lstm2x128")
-    """NAME or NAME:VERSION, each benchmarked in full."""
-    default_repository: str = "models"
-    """The default model's repository: start-up time and memory are measured on it."""
-    many: int = 64
-    """The 'many streams' count of the targets."""
-    sweep: tuple[int, ...] = (1, 4, 16, 64)
-    """Stream counts for the plot (first model, one-step chunks)."""
-    chunks: tuple[int, ...] = (1, 28)
-    """Steps per call."""
-    seconds: float = 3.0
-    """Measured seconds per scenario (after a warm-up)."""
-    warmup: float = 0.5
-    server_args: tuple[str, ...] = ()
-    """Extra `lstmserve serve` flags for the batching-on server (e.g. --workers 2)."""
-    connections: int = 1
-    """Client connections the streams are spread over (several are needed to reach several workers)."""
+class OptionsError(LstmServeError, ValueError):
+    """A benchmark or soak option that cannot work."""
 
 
 @dataclass(frozen=True)
 class SoakOptions:
-    minutes: float
-    """How long the load runs."""
-    repository: str = BenchOptions.default_repository
+    minutes: float = setting(
+        MISSING,
+        "soak the first of --models on --default-repository (or --repository) for MINUTES; "
+        "writes soak.json; exits 1 on any error or mismatch",
+        flag="--soak",
+        metavar="MINUTES",
+    )
+    repository: str = DEFAULT_REPOSITORY
     """Repository the server serves."""
     model: str = "digits"
     """NAME or NAME:VERSION (the newest when none); its file is the reference."""
@@ -44,3 +38,43 @@ class SoakOptions:
     sample_seconds: float = 2.0
     """Seconds between RSS samples (shorter for short soaks, so they still have a trend)."""
     progress_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.minutes > 0:  # NaN too
+            raise OptionsError(f"{flag_of(self, 'minutes')} must be positive, got {self.minutes}")
+        if self.streams < 1:
+            raise OptionsError(f"--streams must be positive, got {self.streams}")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    repository: str = setting("bench-models", "models to benchmark (default %(default)s: make bench-models)")
+    models: tuple[str, ...] = setting(("digits", "lstm2x128"), "NAME or NAME:VERSION (default %(default)s)")
+    default_repository: str = setting(
+        DEFAULT_REPOSITORY, "for start-up time and memory, and the soak's (default %(default)s)"
+    )
+    many: int = setting(
+        64, f"the 'many streams' count (default %(default)s; soak {SoakOptions.streams})", flag="--streams"
+    )
+    sweep: tuple[int, ...] = setting((1, 4, 16, 64), "stream counts to plot")
+    chunks: tuple[int, ...] = setting((1, 28), "steps per call")
+    seconds: float = setting(3.0, "measured seconds per scenario")
+    warmup: float = 0.5
+    """Seconds of load before each scenario's measurement."""
+    server_args: tuple[str, ...] = setting(
+        (),
+        "extra flag for the batched (or soaked) server, e.g. --server-arg=--workers=2",
+        flag="--server-arg",
+        repeat=True,
+    )
+    connections: int = setting(1, "client connections to spread streams over")
+
+    def __post_init__(self) -> None:
+        for name in ("many", "connections"):
+            if getattr(self, name) < 1:
+                raise OptionsError(f"{flag_of(self, name)} must be positive, got {getattr(self, name)}")
+        for name in ("sweep", "chunks"):
+            if not getattr(self, name) or min(getattr(self, name)) < 1:
+                raise OptionsError(f"{flag_of(self, name)} must be positive, got {list(getattr(self, name))}")
+        if not self.seconds > 0:
+            raise OptionsError(f"{flag_of(self, 'seconds')} must be positive, got {self.seconds}")
