@@ -1,8 +1,13 @@
 import argparse
+import subprocess
+import sys
+from dataclasses import fields
 
 import pytest
 
-from lstmserve.server.settings import Settings, SettingsError, add_arguments, from_arguments
+from lstmserve.server.settings import Settings, SettingsError, add_arguments, from_arguments, settings_table
+
+from ..conftest import REPO
 
 
 def parse(argv, environ=None) -> Settings:
@@ -38,3 +43,27 @@ def test_bad_values_are_named(argv, environ, message):
     with pytest.raises(SettingsError) as caught:
         parse(argv, environ)
     assert message in str(caught.value)
+
+
+def test_docs_settings_table_is_the_rendered_one():
+    # docs/serving.md's table is generated: after changing a setting, paste the output of
+    #   python -m lstmserve.server.settings --markdown
+    # between the markers.
+    text = (REPO / "docs" / "serving.md").read_text()
+    start, end = "<!-- settings-table:start -->\n", "<!-- settings-table:end -->"
+    assert start in text and end in text, "docs/serving.md lost its settings-table markers"
+    documented = text[text.index(start) + len(start) : text.index(end)]
+    assert documented == settings_table(), "run: python -m lstmserve.server.settings --markdown"
+
+
+def test_table_has_a_row_per_flag_with_readable_defaults():
+    rows = settings_table().splitlines()[2:]
+    assert len(rows) == len(fields(Settings))
+    assert "| `--max-message-bytes` | `LSTMSERVE_MAX_MESSAGE_BYTES` | 4194304 | largest request" in rows[10]
+
+
+def test_markdown_entry_point_prints_the_table():
+    done = subprocess.run(
+        [sys.executable, "-m", "lstmserve.server.settings", "--markdown"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout == settings_table(), done.stderr
