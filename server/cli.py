@@ -20,11 +20,7 @@ def add_serve(commands) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import asyncio
     import logging
-
-    from .errors import StartError
-    from .main import serve
 
     settings = settings_module.from_arguments(args)
     logging.basicConfig(
@@ -34,9 +30,6 @@ def run_serve(args: argparse.Namespace) -> int:
         from .workers import run_workers
 
         return run_workers(settings)
-    try:
-        asyncio.run(serve(settings))
-    except StartError as exc:
-        logging.getLogger("lstmserve.server").error("cannot start: %s", exc)
-        return 1
-    return 0
+    from .server import run
+
+    return run(settings)

@@ -7,12 +7,12 @@ needed between them: the client holds it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 from dataclasses import replace
 
@@ -63,13 +63,13 @@ def _forward(workers, ready, signum: int) -> None:
 
 
 def _worker(settings: Settings, ready) -> None:
-    from .main import serve
+    from .server import run
 
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
     )
-    asyncio.run(serve(settings, on_ready=lambda port: ready.set(), reuse_port=True))
+    sys.exit(run(settings, reuse_port=True, on_ready=lambda port: ready.set()))
 
 
 def _free_port(host: str) -> int:

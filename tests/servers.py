@@ -10,12 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from lstmserve.benchmarks.processes import ServerProcess as _ServerProcess
-from lstmserve.server.main import serve
+from lstmserve.server.server import Server
 from lstmserve.server.settings import Settings
 
 
 class InProcessServer:
-    """serve() on a thread with its own event loop, bound to port 0."""
+    """A Server on a thread with its own event loop, bound to port 0. What it raises while starting
+    or stopping is raised again by start() or stop()."""
 
     def __init__(self, settings: Settings):
         self.settings = replace(settings, port=0)
@@ -33,17 +34,18 @@ class InProcessServer:
     def _main(self) -> None:
         async def run() -> None:
             self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-            await serve(self.settings, self._stop, self._on_ready)
+            server = Server(self.settings)
+            server.build()
+            self.port = await server.start()
+            self._ready.set()
+            await self._stop.wait()
+            await server.stop()
 
         try:
             asyncio.run(run())
-        except BaseException as exc:  # surfaced by start()
+        except BaseException as exc:  # surfaced by start() or stop()
             self._error = exc
             self._ready.set()
-
-    def _on_ready(self, port: int) -> None:
-        self.port = port
-        self._ready.set()
 
     def start(self) -> InProcessServer:
         self._thread.start()
@@ -55,6 +57,10 @@ class InProcessServer:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
+        if self._thread.is_alive():
+            raise RuntimeError("server did not stop within 30 s")
+        if self._error is not None:
+            raise RuntimeError(f"server failed while stopping: {self._error!r}") from self._error
 
 
 class ServerProcess(_ServerProcess):

@@ -9,7 +9,7 @@ import pytest
 @pytest.mark.parametrize(
     ("modules", "forbidden"),
     [
-        (["lstmserve.server.main", "lstmserve.server.cli"], ["torch", "sklearn"]),
+        (["lstmserve.server.server", "lstmserve.server.cli"], ["torch", "sklearn"]),
         (["lstmserve.client", "lstmserve.client.cli"], ["torch", "onnxruntime", "onnx", "sklearn"]),
         (["lstmserve.cli"], ["torch", "onnxruntime", "onnx", "sklearn"]),  # building every parser
     ],

@@ -38,3 +38,21 @@ def test_workers_share_one_port_and_stop_together(repository):
     }
     assert len(served) == 2 and all(count > 0 for count in served.values()), stops
     assert any("workers stopped (exit codes [0, 0])" in line for line in server.log)
+
+
+def test_workers_that_cannot_start_say_why_in_one_line_each(tmp_path):
+    """A bad repository under --workers: each worker logs one `cannot start` line, no traceback, and
+    the command exits 1 (the start-up error path of a single server, in every process)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "lstmserve", "serve", "--workers", "2", "--port", "0"]
+        + ["--repository", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("cannot start: model repository") == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

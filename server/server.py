@@ -1,0 +1,228 @@
+"""The server as one object: `Server(settings)`, then build, start, wait, stop; `run` does all four.
+
+build: repository, batcher, admission, both protocols, health and reflection on a grpc.aio server;
+start: bind, serve, metrics, health and the repository watcher; stop: gracefully, as below. Used by
+the CLI (`run`), by each `--workers` process (`run`) and by the tests (start/stop on their own loop).
+
+A graceful stop, from SIGTERM/SIGINT (or a test calling `stop`):
+
+    health NOT_SERVING ─> new calls: UNAVAILABLE, answered by us while gRPC still runs (the client
+    retries them on another replica) ─> calls in flight finish, open streams are answered, for up to
+    --grace-seconds ─> streams still open end with UNAVAILABLE ─> once no call has arrived for a
+    moment, gRPC itself stops
+
+gRPC's own stop cancels the calls it has accepted but not yet handed to us, so it comes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lstmserve.proto.inference import grpc_service_pb2 as kserve
+from lstmserve.proto.v1 import lstmserve_pb2 as pb
+
+from .admission import Admission
+from .batcher import Batcher
+from .calls import Calls, ClientGoneFilter
+from .errors import StartError
+from .health import Health
+from .limits import Limits
+from .metrics import BatcherMetrics, Metrics
+from .protocols.kserve_service import KServeServicer
+from .protocols.v1_service import LSTMServicer
+from .reload import keep_in_sync
+from .repository import ModelRepository
+from .runtime import give_memory_back
+from .settings import Settings
+
+log = logging.getLogger("lstmserve.server")
+
+SERVICE = pb.DESCRIPTOR.services_by_name["LSTMService"]
+KSERVE_SERVICE = kserve.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+SERVICE_NAME, KSERVE_SERVICE_NAME = SERVICE.full_name, KSERVE_SERVICE.full_name
+_QUIET_SECONDS = 0.1  # after the drain, how long no call may arrive before gRPC stops
+_STREAMS_PER_CONNECTION = 256
+
+
+class Server:
+    """One lstmserve server. `build()` and `start()` raise StartError (one line says why); `stop()` is
+    the graceful stop, whatever asked for it."""
+
+    def __init__(self, settings: Settings, reuse_port: bool = False):
+        self.settings = settings
+        self.reuse_port = reuse_port  # only --workers shares its port, on purpose
+        self.port = 0
+        self._background: list[asyncio.Task] = []
+
+    def build(self) -> None:
+        """Load the repository and wire the parts to a grpc.aio server (in the loop that will run it)."""
+        settings = self.settings
+        grpc_log = logging.getLogger("grpc._cython.cygrpc")
+        if not any(isinstance(known, ClientGoneFilter) for known in grpc_log.filters):
+            grpc_log.addFilter(ClientGoneFilter())
+        give_memory_back()
+        self.repository = ModelRepository(settings.repository, settings.device, settings.intra_op_threads)
+        self.repository.load_all()  # RepositoryError is a StartError
+        if not self.repository.names():
+            log.warning("no model loaded from %s: every call will be NOT_FOUND", settings.repository)
+        self.threads = settings.inference_threads or os.cpu_count() or 1
+        self.executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="onnxruntime")
+        self.grpc = grpc.aio.server(options=self._options())
+        self.metrics = Metrics()
+        for runtime in self.repository.all():
+            self.metrics.loaded(runtime)
+        self.batcher = Batcher(
+            self.executor,
+            settings.max_batch_rows,
+            settings.max_delay_ms / 1e3,
+            settings.max_queue_rows,
+            settings.max_inline_steps,
+            settings.max_request_row_steps,
+            BatcherMetrics(self.metrics),
+        )
+        self.admission = Admission(settings)
+        self.metrics.watch(self.admission)
+        limits = Limits.from_settings(settings)
+        self.health = Health(
+            self.repository,
+            self.batcher,
+            self.admission,
+            [SERVICE_NAME, KSERVE_SERVICE_NAME],
+            settings.stall_seconds,
+        )
+        calls = Calls(self.admission, self.metrics, settings.max_message_bytes)
+        calls.register(self.grpc, SERVICE, LSTMServicer(self.repository, self.batcher, limits))
+        calls.register(
+            self.grpc, KSERVE_SERVICE, KServeServicer(self.repository, self.batcher, limits, self.health)
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.grpc)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, KSERVE_SERVICE_NAME, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME], self.grpc
+        )
+
+    async def start(self, reload: asyncio.Event | None = None) -> int:
+        """Bind and serve; the port bound. `reload`, when set, rescans the repository at once (SIGHUP)."""
+        settings = self.settings
+        try:
+            self.port = self.grpc.add_insecure_port(settings.address)
+        except RuntimeError:  # newer grpcio raises where older ones returned 0
+            self.port = 0
+        if self.port == 0:
+            raise StartError(f"cannot bind {settings.address} (in use, or not an address of this host)")
+        await self.grpc.start()
+        if settings.metrics_port:
+            try:
+                self.metrics.serve(settings.host, settings.metrics_port)
+            except OSError as exc:
+                raise StartError(
+                    f"cannot serve metrics on {settings.host}:{settings.metrics_port} ({exc.strerror})"
+                ) from None
+            log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+        await self.health.publish()
+        watcher = keep_in_sync(
+            self.repository,
+            self.batcher,
+            self.metrics,
+            self.health,
+            settings.poll_interval,
+            reload or asyncio.Event(),
+        )
+        self._background = [asyncio.create_task(self.health.watch()), asyncio.create_task(watcher)]
+        batching = (
+            f"batches of up to {settings.max_batch_rows} rows" if settings.max_batch_rows else "no batching"
+        )
+        log.info(
+            "lstmserve listening on %s:%d, lstmserve.v1 and KServe v2 "
+            "(model versions: %d; inference threads: %d; %s)",
+            settings.host,
+            self.port,
+            len(self.repository.all()),
+            self.threads,
+            batching,
+        )
+        return self.port
+
+    async def stop(self) -> None:
+        """Refuse new calls, finish those in flight and answer streams for up to the grace, then stop
+        gRPC. The whole stop takes at most grace + 3 s (drain, streams' last word, quiet, gRPC's own
+        stop): the manifest's terminationGracePeriodSeconds must stay above that."""
+        grace = self.settings.grace_seconds
+        log.info("stopping: refusing new calls, finishing those in flight (up to %.0f s)", grace)
+        grace_ends = time.monotonic() + grace
+        await self.health.stop()
+        await self.admission.drain(grace)
+        await _quiet(self.admission, max(1.0, grace_ends - time.monotonic()))
+        for task in self._background:
+            task.cancel()
+        await self.grpc.stop(1.0)
+        self.executor.shutdown(wait=True)
+        batcher = self.batcher
+        mean = batcher.requests / batcher.batches if batcher.batches else 0.0
+        log.info(
+            "stopped: %d requests in %d onnxruntime runs (%.1f per run)",
+            batcher.requests,
+            batcher.batches,
+            mean,
+        )
+
+    def _options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+            ("grpc.max_send_message_length", self.settings.max_message_bytes),
+            # gRPC shares ports by default on Linux: a second server would silently split the traffic.
+            ("grpc.so_reuseport", 1 if self.reuse_port else 0),
+            # NOTE: with BDP probing gRPC widens a stream's HTTP/2 window however little the
+            # server reads, so a client that writes and never reads parked ~400 MB here in a second
+            # (80 streams). Off, a stream buffers at most one window (64 KiB) of unread requests.
+            ("grpc.http2.bdp_probe", 0),
+            # HTTP/2 streams one connection may open at once (gRPC's own default is unlimited): a
+            # client past it waits for one to end. Each costs the server some kilobytes.
+            ("grpc.max_concurrent_streams", _STREAMS_PER_CONNECTION),
+        ]
+
+
+def run(settings: Settings, reuse_port: bool = False, on_ready=None) -> int:
+    """Serve until SIGTERM/SIGINT, then stop gracefully: 0. A server that cannot start logs one line
+    saying why (no traceback) and returns 1. The CLI and every --workers process start here."""
+    try:
+        asyncio.run(_serve_until_signalled(Server(settings, reuse_port), on_ready))
+    except StartError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+async def _serve_until_signalled(server: Server, on_ready) -> None:
+    # Before anything else: a signal that arrives during start-up must still mean a clean stop.
+    stop, reload = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)  # rescan the repository now
+    server.build()
+    port = await server.start(reload)
+    if on_ready is not None:
+        on_ready(port)
+    await stop.wait()
+    await server.stop()
+
+
+async def _quiet(admission: Admission, limit: float) -> None:
+    """Wait until no call has arrived for a moment (up to `limit` s): clients told UNAVAILABLE go
+    elsewhere, and gRPC's own stop then has nothing accepted but unanswered to cancel."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        arrived = admission.arrivals
+        await asyncio.sleep(_QUIET_SECONDS)
+        if admission.arrivals == arrived and not admission.busy:
+            return
