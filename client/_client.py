@@ -1,4 +1,4 @@
-"""Client and AsyncClient: one channel each, with Infer retried on UNAVAILABLE by gRPC itself."""
+"""Client and AsyncClient: one channel each, opened by their shared base; gRPC itself retries Infer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import grpc
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
-from .errors import from_rpc_error
+from .errors import rpc_errors
 from .messages import InferResult, ModelInfo, infer_request
 from .state import State
 from .stream import AsyncStream, Stream
@@ -44,23 +44,35 @@ _RETRY_CONFIG = json.dumps(
 )
 
 
-def _open_channel(
-    grpc_api, target: str, credentials, max_message_bytes: int, extra: Sequence[tuple[str, Any]]
-):
-    """A channel with the retry policy, from `grpc` or `grpc.aio` (they share this signature)."""
-    options = [
-        ("grpc.enable_retries", 1),
-        ("grpc.service_config", _RETRY_CONFIG),
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-        *extra,
-    ]
-    if credentials is not None:
-        return grpc_api.secure_channel(target, credentials, options)
-    return grpc_api.insecure_channel(target, options)
+class _Connection:
+    """What both clients hold: a channel with the retry policy (from `grpc` or `grpc.aio`, which share
+    this signature), the lstmserve.v1 stub and the per-call timeout."""
+
+    def __init__(
+        self,
+        grpc_api: Any,
+        target: str,
+        timeout: float | None,
+        credentials: grpc.ChannelCredentials | None,
+        max_message_bytes: int,
+        extra: Sequence[tuple[str, Any]],
+    ):
+        options = [
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", _RETRY_CONFIG),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            *extra,
+        ]
+        if credentials is not None:
+            self._channel = grpc_api.secure_channel(target, credentials, options)
+        else:
+            self._channel = grpc_api.insecure_channel(target, options)
+        self.stub = pb_grpc.LSTMServiceStub(self._channel)
+        self.timeout = timeout
 
 
-class Client:
+class Client(_Connection):
     """A blocking client. Use it in a `with` block, or call close()."""
 
     def __init__(
@@ -75,9 +87,7 @@ class Client:
         """target: "host:port" (or any gRPC target, e.g. "dns:///svc:50051"); timeout: seconds per call;
         credentials: TLS, or None for plaintext; options: extra gRPC channel arguments, e.g.
         ("grpc.lb_policy_name", "round_robin") to spread calls over every address of a headless Service."""
-        self._channel = _open_channel(grpc, target, credentials, max_message_bytes, options)
-        self.stub = pb_grpc.LSTMServiceStub(self._channel)
-        self.timeout = timeout
+        super().__init__(grpc, target, timeout, credentials, max_message_bytes, options)
 
     def infer(
         self,
@@ -94,10 +104,8 @@ class Client:
         return self.send(infer_request(model, input, state, lengths, version, outputs))
 
     def send(self, request: pb.InferRequest) -> InferResult:
-        try:
+        with rpc_errors():
             return InferResult.from_proto(self.stub.Infer(request, timeout=self.timeout))
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
 
     def stream(
         self,
@@ -113,17 +121,13 @@ class Client:
         return Stream(self, model, version, state, bidi, outputs)
 
     def models(self) -> list[ModelInfo]:
-        try:
+        with rpc_errors():
             response = self.stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
         return [ModelInfo.from_proto(info) for info in response.models]
 
     def model(self, name: str, version: int = 0) -> ModelInfo:
-        try:
+        with rpc_errors():
             info = self.stub.GetModel(pb.GetModelRequest(model=name, version=version), timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
         return ModelInfo.from_proto(info)
 
     def close(self) -> None:
@@ -136,7 +140,7 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Connection):
     """The asyncio client: the same methods as Client, awaited. Use `async with`, or await close()."""
 
     def __init__(
@@ -148,9 +152,7 @@ class AsyncClient:
         max_message_bytes: int = 64 << 20,
         options: Sequence[tuple[str, Any]] = (),
     ):
-        self._channel = _open_channel(grpc.aio, target, credentials, max_message_bytes, options)
-        self.stub = pb_grpc.LSTMServiceStub(self._channel)
-        self.timeout = timeout
+        super().__init__(grpc.aio, target, timeout, credentials, max_message_bytes, options)
 
     async def infer(
         self,
@@ -164,10 +166,8 @@ class AsyncClient:
         return await self.send(infer_request(model, input, state, lengths, version, outputs))
 
     async def send(self, request: pb.InferRequest) -> InferResult:
-        try:
+        with rpc_errors():
             return InferResult.from_proto(await self.stub.Infer(request, timeout=self.timeout))
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
 
     def stream(
         self,
@@ -180,19 +180,15 @@ class AsyncClient:
         return AsyncStream(self, model, version, state, bidi, outputs)
 
     async def models(self) -> list[ModelInfo]:
-        try:
+        with rpc_errors():
             response = await self.stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
         return [ModelInfo.from_proto(info) for info in response.models]
 
     async def model(self, name: str, version: int = 0) -> ModelInfo:
-        try:
+        with rpc_errors():
             info = await self.stub.GetModel(
                 pb.GetModelRequest(model=name, version=version), timeout=self.timeout
             )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
         return ModelInfo.from_proto(info)
 
     async def close(self) -> None:

@@ -16,6 +16,9 @@ Each is also an `lstmserve.errors.LstmServeError`, so one `except` catches every
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import grpc
 
 from lstmserve.errors import LstmServeError
@@ -82,3 +85,12 @@ def from_rpc_error(error: grpc.RpcError) -> LstmServeClientError:
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     details = (error.details() if hasattr(error, "details") else None) or str(error)
     return _BY_CODE.get(code, ServerError)(code, details)
+
+
+@contextmanager
+def rpc_errors() -> Iterator[None]:
+    """Around a call (sync or awaited): a grpc.RpcError leaves as this hierarchy's exception."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        raise from_rpc_error(error) from None

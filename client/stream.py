@@ -12,17 +12,32 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
 
 import grpc
+
+from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .errors import DeadlineExceededError, ServerError, from_rpc_error
 from .messages import InferResult, infer_request
 from .state import State
 
-if TYPE_CHECKING:
-    from ._client import AsyncClient, Client
+
+class _Sender(Protocol):
+    """What a Stream needs of its client (Client is one): no import of the client, so no cycle."""
+
+    stub: Any
+    timeout: float | None
+
+    def send(self, request: pb.InferRequest) -> InferResult: ...
+
+
+class _AsyncSender(Protocol):
+    stub: Any
+    timeout: float | None
+
+    def send(self, request: pb.InferRequest) -> Awaitable[InferResult]: ...
 
 
 # A stream ends by half-closing its call, so the server finishes it with OK; cancelling it instead
@@ -96,7 +111,7 @@ class _StreamBase:
 class Stream(_StreamBase):
     def __init__(
         self,
-        client: Client,
+        client: _Sender,
         model: str,
         version: int = 0,
         state: State | None = None,
@@ -180,7 +195,7 @@ class Stream(_StreamBase):
 class AsyncStream(_StreamBase):
     def __init__(
         self,
-        client: AsyncClient,
+        client: _AsyncSender,
         model: str,
         version: int = 0,
         state: State | None = None,
