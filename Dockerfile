@@ -9,7 +9,7 @@ ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS wheel
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY lstmserve/ lstmserve/
 COPY model/ model/
 COPY export/ export/
@@ -29,7 +29,7 @@ RUN pip install --no-cache-dir --requirement /tmp/requirements-serve.txt \
     && useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin lstmserve
 COPY models/ /models/
 
-# Settings are LSTMSERVE_* variables (see README); these make it a container server.
+# Settings are LSTMSERVE_* variables (see docs/serving.md); these make it a container server.
 ENV LSTMSERVE_HOST=0.0.0.0 \
     LSTMSERVE_PORT=50051 \
     LSTMSERVE_REPOSITORY=/models \

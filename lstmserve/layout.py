@@ -73,3 +73,13 @@ def scan(repository: Path) -> Iterator[tuple[str, int, Path]]:
         if version is not None and is_model_name(name):
             found.append((name, version, path))
     yield from sorted(found)
+
+
+def misplaced(repository: Path) -> list[Path]:
+    """Model files that scan() skips because a folder's name breaks the rules above: a server says so
+    rather than leaving someone to wonder why `my model/01/model.onnx` is not served."""
+    return sorted(
+        path
+        for path in repository.glob(f"*/*/{MODEL_FILE}")
+        if version_of(path.parent.name) is None or not is_model_name(path.parent.parent.name)
+    )

@@ -29,6 +29,7 @@ class ModelRepository:
         self._models: dict[str, dict[int, ModelRuntime]] = {}  # name -> version -> runtime
         self._stamps: dict[tuple[str, int], tuple[int, int]] = {}  # (name, version) -> file mtime, size
         self._failed: dict[tuple[str, int], tuple[int, int]] = {}  # files that would not load, as they were
+        self._misplaced: set[Path] = set()  # files in folders not named as the layout says (warned once)
         self._providers: list[str] = []
 
     def load_all(self) -> list[str]:
@@ -53,6 +54,14 @@ class ModelRepository:
             except FileNotFoundError:  # removed while we looked
                 continue
             found[name, version] = (path, (stat.st_mtime_ns, stat.st_size))
+        for path in set(layout.misplaced(self.root)) - self._misplaced:
+            self._misplaced.add(path)
+            log.warning(
+                "not served: %s (a model folder's name must be %s, a version folder's a version number "
+                "such as 1, without leading zeros)",
+                path,
+                layout.NAME_RULE,
+            )
         models = {name: dict(versions) for name, versions in self._models.items()}
         for (name, version), (path, stamp) in found.items():
             if self._stamps.get((name, version)) == stamp or self._failed.get((name, version)) == stamp:

@@ -90,3 +90,12 @@ def test_imports_stay_light():
     code = f"import sys, lstmserve.layout; print([m for m in {heavy!r} if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+def test_misplaced_names_the_model_files_scan_skips(tmp_path):
+    for folder in ("good/1", "good/01", "bad name/2", "good/0"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / layout.MODEL_FILE).write_bytes(b"")
+    assert [name for name, _, _ in layout.scan(tmp_path)] == ["good"]
+    misplaced = [str(path.relative_to(tmp_path).parent) for path in layout.misplaced(tmp_path)]
+    assert misplaced == ["bad name/2", "good/0", "good/01"]

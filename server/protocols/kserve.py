@@ -17,6 +17,7 @@ import numpy as np
 
 from lstmserve import contract
 from lstmserve.codec import TensorError, check_shape, from_bytes, to_bytes
+from lstmserve.layout import VERSION_DIGITS
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 
 from ..errors import InvalidArgument, quoted
@@ -49,7 +50,6 @@ _DATATYPES: dict[str, tuple[np.dtype | None, str | None]] = {
 }
 _FP32 = "FP32"
 _FP32_BYTES = np.dtype("<f4")
-_VERSION_DIGITS = 18  # every version up to 10**18 - 1; more would not fit the int64 of lstmserve.v1
 
 
 def input_datatypes(runtime: ModelRuntime) -> dict[str, tuple[str, ...]]:
@@ -181,9 +181,9 @@ def parse_version(version: str, field: str = "model_version") -> int:
     if not version:
         return 0
     # ASCII digits only (str.isdigit also takes "²"), and few of them: int() of a long string is slow.
-    if len(version) > _VERSION_DIGITS or not version.isascii() or not version.isdigit() or int(version) < 1:
+    if len(version) > VERSION_DIGITS or not version.isascii() or not version.isdigit() or int(version) < 1:
         raise InvalidArgument(
-            f"{field} must be a positive integer of at most {_VERSION_DIGITS} digits, or empty for the "
+            f"{field} must be a positive integer of at most {VERSION_DIGITS} digits, or empty for the "
             f"newest; got {quoted(version)}"
         )
     return int(version)

@@ -143,9 +143,13 @@ def test_a_broken_model_file_is_logged_and_the_rest_served(repository, tmp_path)
     shutil.copytree(repository / DIGITS, root / DIGITS)
     (root / "broken" / "1").mkdir(parents=True)
     (root / "broken" / "1" / "model.onnx").write_bytes(b"not onnx")
+    shutil.copytree(repository / DIGITS / "1", root / "my digits" / "1")  # a name the layout refuses
+    shutil.copytree(repository / DIGITS / "1", root / DIGITS / "02")  # not a version number
     server = ServerProcess(root)
     try:
         assert any("not served:" in line and "broken/1/model.onnx" in line for line in server.log)
+        for folder in ("my digits/1", f"{DIGITS}/02"):  # skipped, and said so
+            assert any("not served:" in line and f"{folder}/model.onnx" in line for line in server.log)
         with Client(server.address) as client:
             assert [m.name for m in client.models()] == [DIGITS]
     finally:
