@@ -93,6 +93,28 @@ def decode(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> Chunk:
                 f"parameter {key!r}: lstmserve keeps no state between calls; send each response's "
                 "final_c_*/final_h_* back as initial_c_*/initial_h_* with its state_fingerprint parameter"
             )
+    arrays = _arrays(request, runtime)
+    chunk = Chunk(input=arrays.get(contract.INPUT), sequence_lengths=arrays.get(contract.SEQUENCE_LENGTHS))
+    names = [
+        (contract.initial_c(layer), contract.initial_h(layer))
+        for layer in range(runtime.info.config.num_layers)
+    ]
+    sent = [name for pair in names for name in pair if name in arrays]
+    if sent:
+        missing = [name for pair in names for name in pair if name not in arrays]
+        if missing:
+            raise InvalidArgument(
+                f"state inputs come together: got {', '.join(sent)} but not {', '.join(missing)}; "
+                "send every initial_c_*/initial_h_* (a response's final_c_*/final_h_*), or none for "
+                "zero state"
+            )
+        chunk.state = State(_fingerprint(request), [(arrays[c], arrays[h]) for c, h in names])
+        chunk.state_names = names
+    return chunk
+
+
+def _arrays(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> dict[str, np.ndarray]:
+    """Each input by name, its datatype one the model takes, its contents raw or typed (not both)."""
     raw = request.raw_input_contents
     if raw:
         typed = [tensor.name for tensor in request.inputs if tensor.HasField("contents")]
@@ -125,24 +147,7 @@ def decode(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> Chunk:
                 f"{name} has datatype {tensor.datatype}; {model} takes {' or '.join(accepted[name])}"
             )
         arrays[name] = _decode(tensor, raw[index] if raw else None)
-
-    chunk = Chunk(input=arrays.get(contract.INPUT), sequence_lengths=arrays.get(contract.SEQUENCE_LENGTHS))
-    names = [
-        (contract.initial_c(layer), contract.initial_h(layer))
-        for layer in range(runtime.info.config.num_layers)
-    ]
-    sent = [name for pair in names for name in pair if name in arrays]
-    if sent:
-        missing = [name for pair in names for name in pair if name not in arrays]
-        if missing:
-            raise InvalidArgument(
-                f"state inputs come together: got {', '.join(sent)} but not {', '.join(missing)}; "
-                "send every initial_c_*/initial_h_* (a response's final_c_*/final_h_*), or none for "
-                "zero state"
-            )
-        chunk.state = State(_fingerprint(request), [(arrays[c], arrays[h]) for c, h in names])
-        chunk.state_names = names
-    return chunk
+    return arrays
 
 
 def requested_outputs(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> list[str]:
