@@ -3,28 +3,18 @@
 import shutil
 import threading
 import time
-import urllib.request
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from lstmserve.client import Client, ServerError
 
 from ..conftest import CHARS
 from ..servers import ServerProcess, free_port
 from .broken_models import fail_unless_rows_of
+from .test_metrics import scrape, value
 
 CALLERS = 6
-
-
-def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def test_a_batch_that_fails_in_onnxruntime_fails_each_of_its_callers_with_internal(repository, tmp_path):
@@ -67,11 +57,11 @@ def test_a_batch_that_fails_in_onnxruntime_fails_each_of_its_callers_with_intern
     finally:
         assert server.terminate() == 0
     assert codes == ["INTERNAL: internal error; the server logged it"] * (CALLERS + 1)
-    runs = samples[("lstmserve_batch_requests_count", (("model", "chars:1"),))]
-    requests = samples[("lstmserve_batch_requests_sum", (("model", "chars:1"),))]
+    runs = value(samples, "lstmserve_batch_requests_count", model="chars:1")
+    requests = value(samples, "lstmserve_batch_requests_sum", model="chars:1")
     assert requests == CALLERS + 2 and runs < requests - 1, (runs, requests)  # failed runs held several
-    internal = (("code", "INTERNAL"), ("method", "Infer"), ("model", "chars:1"))
-    assert samples[("lstmserve_requests_total", internal)] == CALLERS + 1
+    internal = value(samples, "lstmserve_requests_total", code="INTERNAL", method="Infer", model="chars:1")
+    assert internal == CALLERS + 1
     log = "".join(server.log)
     assert log.count("Infer failed unexpectedly") == CALLERS + 1, log  # each caller's failure, once
     assert "Exception not handled" not in log and "UNKNOWN" not in log
@@ -97,5 +87,4 @@ def test_an_unexpected_failure_is_internal_logged_once_and_counted(repository, t
         assert server.terminate() == 0
     log = "".join(server.log)
     assert log.count("Infer failed unexpectedly") == 1 and log.count("Traceback") == 1
-    internal = (("code", "INTERNAL"), ("method", "Infer"), ("model", "chars:1"))
-    assert samples[("lstmserve_requests_total", internal)] == 1
+    assert value(samples, "lstmserve_requests_total", code="INTERNAL", method="Infer", model="chars:1") == 1
