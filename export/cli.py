@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lstmserve.contract import QUANTIZATIONS
-from lstmserve.layout import DEFAULT_REPOSITORY
+from lstmserve.config import add_flags, from_args
+
+from .settings import ExportSettings
 
 
 def add_export(commands) -> None:
@@ -17,29 +18,21 @@ def add_export(commands) -> None:
         "PyTorch before it is written.",
     )
     parser.add_argument("checkpoint", help="a checkpoint written by `lstmserve train`")
-    parser.add_argument(
-        "--repository", default=DEFAULT_REPOSITORY, help="model repository folder (default %(default)s)"
-    )
-    parser.add_argument("--name", required=True, help="model name, e.g. digits")
-    parser.add_argument("--version", type=int, help="version number (default: the next free one)")
+    add_flags(parser, ExportSettings, ("repository",))
+    add_flags(parser, ExportSettings, ("name", "version"))
+    # What to do with a version already there: not a setting of the model published.
     parser.add_argument("--force", action="store_true", help="replace an existing version")
-    parser.add_argument(
-        "--quantize",
-        choices=QUANTIZATIONS[1:],
-        help="also write a dynamic-int8 copy as the next version; report accuracy and speed",
-    )
+    add_flags(parser, ExportSettings, ("quantize",))
     parser.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .publish import export_checkpoint
+    from .publish import publish
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)
 
-    result = export_checkpoint(
-        args.checkpoint, args.repository, args.name, args.version, args.force, args.quantize, log
-    )
+    result = publish(args.checkpoint, from_args(ExportSettings, args), args.force, log)
     print(
         f"{args.name} version {result.model.version}: {result.model.path} "
         f"(fingerprint {result.model.fingerprint})"

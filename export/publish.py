@@ -14,9 +14,9 @@ from lstmserve.model.data import SequenceData, load_dataset, split
 from lstmserve.model.errors import DataError
 
 from . import repository
-from .errors import ExportError
 from .onnx import export_model, metadata
 from .quantize import QuantizeReport, compare_int8, quantize_int8
+from .settings import ExportSettings
 from .verify import VerifyReport, verify_export
 
 QUANTIZATIONS = contract.QUANTIZATIONS[1:]  # "none" is the fp32 export itself
@@ -46,16 +46,22 @@ def export_checkpoint(
     quantize: str | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> ExportResult:
-    """Export, verify and write models/NAME/VERSION/model.onnx; nothing is written if a check fails."""
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ExportError(f"unknown quantization {quantize!r}: choose {', '.join(QUANTIZATIONS)}")
-    root = Path(repository_path)
-    repository.check_name(name)
-    if version is None:
-        version = max(repository.versions(root, name), default=0) + 1
+    """publish() for Python callers: the settings as arguments."""
+    return publish(checkpoint_path, ExportSettings(name, str(repository_path), version, quantize), force, log)
+
+
+def publish(
+    checkpoint_path: str | Path,
+    settings: ExportSettings,
+    force: bool = False,
+    log: Callable[[str], None] = lambda message: None,
+) -> ExportResult:
+    """Export, verify and write REPOSITORY/NAME/VERSION/model.onnx; nothing is written if a check fails."""
+    root, name = Path(settings.repository), settings.name
+    version = settings.version or max(repository.versions(root, name), default=0) + 1
     path = repository.model_path(root, name, version)
     repository.claim(path, force)
-    int8_path = repository.model_path(root, name, version + 1) if quantize else None
+    int8_path = repository.model_path(root, name, version + 1) if settings.quantize else None
     if int8_path is not None:
         repository.claim(int8_path, force)
 

@@ -26,10 +26,24 @@ _KINDS = (int, float, str)
 
 
 def setting(
-    default: Any, help: str, *, flag: str | None = None, metavar: str | None = None, repeat: bool = False
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    repeat: bool = False,
+    choices: tuple[str, ...] | None = None,
+    required: bool = False,
 ) -> Any:
     """A dataclass field that is also a flag; `help` is its one line, in --help and the docs."""
-    metadata = {"help": help, "flag": flag, "metavar": metavar, "repeat": repeat}
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "metavar": metavar,
+        "repeat": repeat,
+        "choices": choices,
+        "required": required,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -42,7 +56,9 @@ class Flag:
     repeat: bool
     default: Any  # dataclasses.MISSING for a field without one
     help: str
-    metavar: str
+    metavar: str | None
+    choices: tuple[str, ...] | None = None
+    required: bool = False
 
     def env(self, prefix: str) -> str:
         return prefix + self.name.upper()
@@ -63,7 +79,8 @@ def flags(cls: type) -> list[Flag]:
             continue
         kind, many = _kind(hints[field.name])
         flag = field.metadata["flag"] or "--" + field.name.replace("_", "-")
-        metavar = field.metadata["metavar"] or flag[2:].replace("-", "_").upper()
+        choices = field.metadata.get("choices")
+        metavar = field.metadata["metavar"] or (None if choices else flag[2:].replace("-", "_").upper())
         found.append(
             Flag(
                 field.name,
@@ -74,6 +91,8 @@ def flags(cls: type) -> list[Flag]:
                 field.default,
                 field.metadata["help"],
                 metavar,
+                choices,
+                field.metadata.get("required", False),
             )
         )
     return found
@@ -108,7 +127,9 @@ def add_flags(
             parser.add_argument(flag.flag, dest=flag.name, default=None, metavar=flag.metavar, help=help)
             continue
         default = None if flag.default is dataclasses.MISSING or flag.name in unset else flag.default
-        options: dict[str, Any] = {"type": flag.kind}
+        options: dict[str, Any] = {"type": flag.kind, "required": flag.required}
+        if flag.choices is not None:
+            options["choices"] = flag.choices
         if flag.repeat:
             options["action"] = "append"
         elif flag.many:
