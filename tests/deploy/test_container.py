@@ -1,5 +1,6 @@
 """The image, built and run for real with podman: small, torch-free, non-root, healthy, graceful."""
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -10,6 +11,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import yaml
 
 from lstmserve.client import Client
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
@@ -33,6 +35,27 @@ def image():
     pm.build(REPO, TAG)
     print(f"image built in {time.monotonic() - started:.0f} s, {pm.image_mb(TAG):.0f} MB")
     return TAG
+
+
+def as_deployed() -> tuple[list[str], int, list[str]]:
+    """podman flags that run the container as deploy/kubernetes/deployment.yaml does: a read-only root
+    filesystem with nothing writable but the Deployment's emptyDir mounts (podman's --read-only alone
+    would add tmpfs on /tmp, /var/tmp and /run), its user and group, no capabilities, no privilege
+    escalation. Returns the flags, the uid and the writable paths."""
+    manifest = yaml.safe_load((REPO / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    pod = manifest["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    uid, gid = pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+    empty_dirs = {volume["name"] for volume in pod["volumes"] if "emptyDir" in volume}
+    writable = [mount["mountPath"] for mount in container["volumeMounts"] if mount["name"] in empty_dirs]
+    flags = ["--read-only", "--read-only-tmpfs=false", "--user", f"{uid}:{gid}", "--cap-drop", "ALL"]
+    flags += ["--security-opt", "no-new-privileges"]
+    for path in writable:
+        flags += ["--tmpfs", f"{path}:rw,mode=1777"]  # an emptyDir: empty, writable, the pod's own
+    return flags, uid, writable
 
 
 class Container:
@@ -66,10 +89,44 @@ def test_image_is_small_and_has_no_torch(image):
     assert done.returncode == 0, "torch is in the image"
 
 
-def test_container_streams_a_digit_and_stops_gracefully(image):
-    container = Container(image, "--read-only")  # as the Deployment runs it
+def test_container_runs_as_the_deployment_runs_it(image):
+    """PID 1 is the server, as the Deployment's and the Dockerfile's non-root user; the root
+    filesystem is read-only (a write fails with EROFS even as root, so not for want of permission);
+    only the Deployment's emptyDir mounts can be written; and it serves like that."""
+    flags, uid, writable = as_deployed()
+    assert writable == ["/tmp"]
+    dockerfile_user = re.search(r"^USER (\d+)$", (REPO / "Dockerfile").read_text(), re.M)
+    assert dockerfile_user is not None and int(dockerfile_user.group(1)) == uid != 0
+    container = Container(image, *flags)
     try:
-        assert pm.podman("exec", container.name, "id", "-u").stdout.strip() == "10001"  # not root
+        status = pm.podman("exec", container.name, "cat", "/proc/1/status").stdout
+        assert re.search(rf"^Uid:\s+{uid}\s+{uid}\s+{uid}\s+{uid}$", status, re.M), status
+        assert re.search(r"^CapEff:\s+0+$", status, re.M), status  # no capabilities
+        argv = [
+            arg
+            for arg in pm.podman("exec", container.name, "cat", "/proc/1/cmdline").stdout.split("\0")
+            if arg
+        ]
+        assert Path(argv[-2]).name == "lstmserve" and argv[-1] == "serve", argv  # the server is PID 1
+        for folder in ("/", "/models", "/var/tmp", "/run", "/usr/local/lib", "/etc"):
+            write = f"echo x > {folder.rstrip('/')}/probe"
+            done = pm.podman("exec", "--user", "0", container.name, "sh", "-c", write, check=False)
+            assert done.returncode != 0 and "Read-only file system" in done.stderr, (folder, done)
+        for folder in writable:  # the server's user can write there
+            done = pm.podman("exec", container.name, "sh", "-c", f"echo x > {folder}/probe", check=False)
+            assert done.returncode == 0, (folder, done.stderr)
+        assert pm.podman("healthcheck", "run", container.name, check=False).returncode == 0
+        with Client(container.address) as client:
+            assert client.infer(DIGITS, np.zeros((1, 8, 8), np.float32)).logits.shape == (1, 10)
+        log = container.logs()
+        assert "Traceback" not in log and " ERROR " not in log, log
+    finally:
+        container.remove()
+
+
+def test_container_streams_a_digit_and_stops_gracefully(image):
+    container = Container(image, *as_deployed()[0])
+    try:
         assert pm.podman("healthcheck", "run", container.name, check=False).returncode == 0
         assert "listening on 0.0.0.0:50051" in container.logs()
         digit = np.random.default_rng(0).random((1, 8, 8), dtype=np.float32)
