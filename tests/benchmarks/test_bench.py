@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from ..conftest import CHARS, DIGITS
 
 
@@ -37,8 +39,15 @@ def test_bench_runs_end_to_end_in_quick_mode(repository, tmp_path):
     assert servers == {"lstmserve", "unbatched", "echo"}
     assert {s["mode"] for s in results["scenarios"]} == {"unary", "bidi", "kserve"}
     for scenario in results["scenarios"]:
-        assert scenario["result"]["calls"] > 0, scenario
-        assert scenario["result"]["p50_ms"] <= scenario["result"]["p99_ms"]
+        result = scenario["result"]
+        assert result["calls"] > 0, scenario
+        # The stopwatch and the call count must agree. Each stream calls one call after another, so
+        # by Little's law the mean latency is streams / calls_per_s (within a call per stream at the
+        # window's edges); at least half the calls take p50 or more, so p50 <= 2 x the mean. A
+        # latency in the wrong unit, or timed around the wrong thing, misses this by far.
+        mean_ms = 1e3 * scenario["streams"] / result["calls_per_s"]
+        assert 0 < result["p50_ms"] <= 2 * 1.5 * mean_ms, (mean_ms, scenario)
+        assert result["steps_per_s"] == pytest.approx(result["calls_per_s"] * scenario["chunk"]), scenario
     assert set(results["floors"]) == {f"{DIGITS}:1", f"{CHARS}:2"}
     assert results["startup"]["seconds_to_serving_median"] > 0 and results["startup"]["peak_rss_mb"] > 0
     targets = [v["what"] for v in results["verdicts"]]

@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from lstmserve.model.data import load_dataset, split
+from lstmserve.model.data import SequenceData, load_dataset, split
 from lstmserve.model.errors import DataError
 from lstmserve.model.idx import read_idx
 
@@ -14,16 +14,31 @@ def test_digits_are_read_row_by_row():
     data, test = load_dataset("digits")
     assert test is None
     assert data.inputs.shape == (1797, 8, 8) and data.inputs.dtype == np.float32
-    assert 0.0 <= data.inputs.min() and data.inputs.max() <= 1.0
+    # scikit-learn's 0-16 pixel counts, scaled to 0-1: every value a sixteenth, both ends reached.
+    assert data.inputs.min() == 0.0 and data.inputs.max() == 1.0
+    assert np.array_equal(data.inputs * 16, np.round(data.inputs * 16))
     assert data.head == "classify_last" and data.num_outputs == 10
 
 
 def test_split_is_seeded_and_disjoint():
-    data, _ = load_dataset("digits")
+    digits, _ = load_dataset("digits")
+    # The digits, each row tagged with its index in its first value: which rows went where.
+    inputs = digits.inputs.copy()
+    inputs[:, 0, 0] = np.arange(len(digits))
+    data = SequenceData(inputs, digits.targets, None, digits.labels)
+
+    def rows(part) -> set[int]:
+        tags = part.inputs[:, 0, 0].astype(int)
+        assert np.array_equal(part.targets, digits.targets[tags])  # targets travel with their rows
+        return set(tags.tolist())
+
     a, b = split(data, None, seed=3), split(data, None, seed=3)
-    assert np.array_equal(a.test.inputs, b.test.inputs)
-    assert len(a.train) + len(a.val) + len(a.test) == len(data)
-    assert not np.array_equal(split(data, None, seed=4).test.inputs, a.test.inputs)
+    train, val, test = rows(a.train), rows(a.val), rows(a.test)
+    assert not train & val and not train & test and not val & test
+    assert train | val | test == set(range(len(data)))
+    assert (len(val), len(test)) == (180, 180)  # 10% each of 1797
+    assert (rows(b.train), rows(b.val), rows(b.test)) == (train, val, test)  # same seed, same split
+    assert rows(split(data, None, seed=4).test) != test
 
 
 @pytest.mark.parametrize("gz", [False, True])
