@@ -49,7 +49,10 @@ def test_short_soak_is_clean_end_to_end(repository, tmp_path):
     assert all(results["by_mode"][mode]["calls"] > 0 for mode in MODES), results["by_mode"]
     assert 0 < results["calls_with_lengths"] < results["calls"]
     memory = results["rss_mb"]
-    assert 0 < memory["start"] <= memory["peak"] and 0 < memory["end"] <= memory["peak"]
+    # Measured: 84 MB at the start, 88 MB at the end and at the peak. A leak of a few kB a call,
+    # or a stream's state kept, shows here; the pod's limit (deployment.yaml, 640 Mi) is far above.
+    assert memory["start"] > 20 and memory["end"] - memory["start"] < 20, memory
+    assert memory["peak"] < 640, memory  # MiB: ServerProcess.memory_mb divides /proc's kB by 1024
     assert memory["trend_mb_per_min"] is not None and len(memory["samples"]) >= 6
     assert results["server"]["exit_code"] == 0
     assert results["server"]["requests"] == results["calls"]  # the server saw each call once
