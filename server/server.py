@@ -155,7 +155,8 @@ class Server:
     async def stop(self) -> None:
         """Refuse new calls, finish those in flight and answer streams for up to the grace, then stop
         gRPC. The whole stop takes at most grace + 3 s (drain, streams' last word, quiet, gRPC's own
-        stop): the manifest's terminationGracePeriodSeconds must stay above that."""
+        stop) plus an onnxruntime run in flight: the manifest's terminationGracePeriodSeconds must
+        stay above that."""
         grace = self.settings.grace_seconds
         log.info("stopping: refusing new calls, finishing those in flight (up to %.0f s)", grace)
         grace_ends = time.monotonic() + grace
@@ -165,7 +166,9 @@ class Server:
         for task in self._background:
             task.cancel()
         await self.grpc.stop(1.0)
-        self.executor.shutdown(wait=True)
+        # An onnxruntime run cannot be interrupted: wait for one still going (the process could not
+        # exit before it ends anyway), with the loop running so gRPC can finish the calls it cancelled.
+        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown)
         batcher = self.batcher
         mean = batcher.requests / batcher.batches if batcher.batches else 0.0
         log.info(
