@@ -40,7 +40,8 @@ class ModelInfo:
 
 
 def disable_telemetry() -> None:
-    """A server reaches nothing outside its callers; onnxruntime would also warn where it cannot write."""
+    """A server reaches nothing outside its callers. (onnxruntime still warns once, "Failed to persist
+    telemetry device ID", where its home folder is read-only, as in the container: harmless.)"""
     if hasattr(ort, "disable_telemetry_events"):
         ort.disable_telemetry_events()
 
