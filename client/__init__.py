@@ -25,8 +25,10 @@ from .errors import (
 from .messages import InferResult, ModelInfo
 from .state import State
 from .stream import AsyncStream, Stream
+from .tls import tls_credentials
 
 __all__ = [
+    "tls_credentials",
     "AsyncClient",
     "AsyncStream",
     "AuthenticationError",

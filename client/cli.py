@@ -33,7 +33,7 @@ def add_infer(commands) -> None:
     parser.add_argument("--chunk", type=int, help="send N steps per call, carrying the state (default: all)")
     parser.add_argument("--bidi", action="store_true", help="stream the chunks over one StreamInfer call")
     parser.add_argument("--output", help="write output, logits and the final state to this .npz")
-    parser.add_argument("--server", default=DEFAULT_TARGET, help=f"host:port (default {DEFAULT_TARGET})")
+    add_connection_flags(parser)
     parser.set_defaults(run=run_infer)
 
 
@@ -49,18 +49,38 @@ def add_demo(commands) -> None:
     parser.add_argument("--start", type=int, default=0, help="first held-out digit to show")
     parser.add_argument("--delay", type=float, default=0.15, help="seconds between rows, to watch it think")
     parser.add_argument("--bidi", action="store_true", help="one StreamInfer call per digit")
-    parser.add_argument("--server", default=DEFAULT_TARGET, help=f"host:port (default {DEFAULT_TARGET})")
+    add_connection_flags(parser)
     parser.set_defaults(run=run_demo)
 
 
-def run_infer(args: argparse.Namespace) -> int:
-    from ._client import Client
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """--server, and TLS: the CA to trust, and the client's own certificate and key for mTLS."""
+    parser.add_argument("--server", default=DEFAULT_TARGET, help=f"host:port (default {DEFAULT_TARGET})")
+    parser.add_argument("--tls-ca", help="PEM CA that signed the server's certificate: speak TLS")
+    parser.add_argument("--tls-cert", help="PEM client certificate, for a server that asks for one (mTLS)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
 
+
+def connect(args: argparse.Namespace):
+    """A Client for the connection flags: plaintext, or TLS when any --tls-* flag is given."""
+    from ._client import Client
+    from .tls import tls_credentials
+
+    credentials = None
+    if args.tls_ca or args.tls_cert or args.tls_key:
+        try:
+            credentials = tls_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"TLS: {exc}") from None
+    return Client(args.server, credentials=credentials)
+
+
+def run_infer(args: argparse.Namespace) -> int:
     x = _load_sequence(Path(args.input))
     if args.chunk is not None and args.chunk < 1:
         raise InputFileError(f"--chunk must be at least 1, got {args.chunk}")
     step = args.chunk or max(x.shape[1], 1)
-    with Client(args.server) as client, client.stream(args.model, args.version, bidi=args.bidi) as stream:
+    with connect(args) as client, client.stream(args.model, args.version, bidi=args.bidi) as stream:
         info = client.model(args.model, args.version)
         outputs: list[np.ndarray] = []
         logits: list[np.ndarray] = []
@@ -107,8 +127,6 @@ def run_infer(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ._client import Client
-
     digits, labels = _held_out_digits()
     if args.count < 1 or not 0 <= args.start < len(digits):
         raise InputFileError(f"--count must be at least 1 and --start in [0, {len(digits) - 1}]")
@@ -119,7 +137,7 @@ def run_demo(args: argparse.Namespace) -> int:
         else "one Infer call per row, state sent back"
     )
     correct, latencies = 0, []
-    with Client(args.server) as client:
+    with connect(args) as client:
         info = client.model(args.model)
         if info.input_size != digits.shape[2] or info.head != "classify_last":
             raise InputFileError(

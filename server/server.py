@@ -44,6 +44,7 @@ from .reload import keep_in_sync
 from .repository import ModelRepository
 from .runtime import give_memory_back
 from .settings import Settings
+from .tls import CertificateFiles
 
 log = logging.getLogger("lstmserve.server")
 
@@ -71,6 +72,11 @@ class Server:
         if not any(isinstance(known, ClientGoneFilter) for known in grpc_log.filters):
             grpc_log.addFilter(ClientGoneFilter())
         give_memory_back()
+        self.tls = (
+            CertificateFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+            if settings.tls_cert
+            else None
+        )
         self.repository = ModelRepository(settings.repository, settings.device, settings.intra_op_threads)
         self.repository.load_all()  # RepositoryError is a StartError
         if not self.repository.names():
@@ -114,7 +120,10 @@ class Server:
         """Bind and serve; the port bound. `reload`, when set, rescans the repository at once (SIGHUP)."""
         settings = self.settings
         try:
-            self.port = self.grpc.add_insecure_port(settings.address)
+            if self.tls is not None:
+                self.port = self.grpc.add_secure_port(settings.address, self.tls.credentials)
+            else:
+                self.port = self.grpc.add_insecure_port(settings.address)
         except RuntimeError:  # newer grpcio raises where older ones returned 0
             self.port = 0
         if self.port == 0:
@@ -141,11 +150,13 @@ class Server:
         batching = (
             f"batches of up to {settings.max_batch_rows} rows" if settings.max_batch_rows else "no batching"
         )
+        security = "plaintext" if self.tls is None else ("mTLS" if self.tls.mutual else "TLS")
         log.info(
-            "lstmserve listening on %s:%d, lstmserve.v1 and KServe v2 "
+            "lstmserve listening on %s:%d, lstmserve.v1 and KServe v2 over %s "
             "(model versions: %d; inference threads: %d; %s)",
             settings.host,
             self.port,
+            security,
             len(self.repository.all()),
             self.threads,
             batching,

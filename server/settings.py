@@ -57,6 +57,11 @@ class Settings:
         30.0, "a model whose waiting work makes no progress this long turns health NOT_SERVING"
     )
     grace_seconds: float = setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish")
+    tls_cert: str = setting("", "PEM certificate chain: with --tls-key, the serving port speaks TLS only")
+    tls_key: str = setting("", "PEM private key of --tls-cert")
+    tls_client_ca: str = setting(
+        "", "PEM CA certificates: clients must present a certificate one of them signed (mTLS)"
+    )
     metrics_port: int = setting(0, "Prometheus metrics over HTTP on this port; 0: off")
     poll_interval: float = setting(5.0, "seconds between rescans of the repository (0: only on SIGHUP)")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
@@ -106,6 +111,10 @@ class Settings:
         for name in ("stream_idle_seconds", "stall_seconds", "receive_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError("tls_cert and tls_key come together: give both for TLS, or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise SettingsError("tls_client_ca (mTLS) needs TLS: give tls_cert and tls_key too")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
 
