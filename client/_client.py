@@ -56,7 +56,10 @@ class _Connection:
         credentials: grpc.ChannelCredentials | None,
         max_message_bytes: int,
         extra: Sequence[tuple[str, Any]],
+        token: str | None,
     ):
+        # Sent with every call: the server's --auth-tokens checks it (use TLS, or it travels in clear).
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else None
         options = [
             ("grpc.enable_retries", 1),
             ("grpc.service_config", _RETRY_CONFIG),
@@ -83,11 +86,13 @@ class Client(_Connection):
         credentials: grpc.ChannelCredentials | None = None,
         max_message_bytes: int = 64 << 20,
         options: Sequence[tuple[str, Any]] = (),
+        token: str | None = None,
     ):
         """target: "host:port" (or any gRPC target, e.g. "dns:///svc:50051"); timeout: seconds per call;
-        credentials: TLS, or None for plaintext; options: extra gRPC channel arguments, e.g.
-        ("grpc.lb_policy_name", "round_robin") to spread calls over every address of a headless Service."""
-        super().__init__(grpc, target, timeout, credentials, max_message_bytes, options)
+        credentials: TLS (tls_credentials(...)), or None for plaintext; options: extra gRPC channel
+        arguments, e.g. ("grpc.lb_policy_name", "round_robin") to spread calls over every address of a
+        headless Service; token: the bearer token a server with --auth-tokens asks for."""
+        super().__init__(grpc, target, timeout, credentials, max_message_bytes, options, token)
 
     def infer(
         self,
@@ -105,7 +110,9 @@ class Client(_Connection):
 
     def send(self, request: pb.InferRequest) -> InferResult:
         with rpc_errors():
-            return InferResult.from_proto(self.stub.Infer(request, timeout=self.timeout))
+            return InferResult.from_proto(
+                self.stub.Infer(request, timeout=self.timeout, metadata=self.metadata)
+            )
 
     def stream(
         self,
@@ -122,12 +129,16 @@ class Client(_Connection):
 
     def models(self) -> list[ModelInfo]:
         with rpc_errors():
-            response = self.stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout)
+            response = self.stub.ListModels(
+                pb.ListModelsRequest(), timeout=self.timeout, metadata=self.metadata
+            )
         return [ModelInfo.from_proto(info) for info in response.models]
 
     def model(self, name: str, version: int = 0) -> ModelInfo:
         with rpc_errors():
-            info = self.stub.GetModel(pb.GetModelRequest(model=name, version=version), timeout=self.timeout)
+            info = self.stub.GetModel(
+                pb.GetModelRequest(model=name, version=version), timeout=self.timeout, metadata=self.metadata
+            )
         return ModelInfo.from_proto(info)
 
     def close(self) -> None:
@@ -151,8 +162,9 @@ class AsyncClient(_Connection):
         credentials: grpc.ChannelCredentials | None = None,
         max_message_bytes: int = 64 << 20,
         options: Sequence[tuple[str, Any]] = (),
+        token: str | None = None,
     ):
-        super().__init__(grpc.aio, target, timeout, credentials, max_message_bytes, options)
+        super().__init__(grpc.aio, target, timeout, credentials, max_message_bytes, options, token)
 
     async def infer(
         self,
@@ -167,7 +179,9 @@ class AsyncClient(_Connection):
 
     async def send(self, request: pb.InferRequest) -> InferResult:
         with rpc_errors():
-            return InferResult.from_proto(await self.stub.Infer(request, timeout=self.timeout))
+            return InferResult.from_proto(
+                await self.stub.Infer(request, timeout=self.timeout, metadata=self.metadata)
+            )
 
     def stream(
         self,
@@ -181,13 +195,15 @@ class AsyncClient(_Connection):
 
     async def models(self) -> list[ModelInfo]:
         with rpc_errors():
-            response = await self.stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout)
+            response = await self.stub.ListModels(
+                pb.ListModelsRequest(), timeout=self.timeout, metadata=self.metadata
+            )
         return [ModelInfo.from_proto(info) for info in response.models]
 
     async def model(self, name: str, version: int = 0) -> ModelInfo:
         with rpc_errors():
             info = await self.stub.GetModel(
-                pb.GetModelRequest(model=name, version=version), timeout=self.timeout
+                pb.GetModelRequest(model=name, version=version), timeout=self.timeout, metadata=self.metadata
             )
         return ModelInfo.from_proto(info)
 

@@ -59,6 +59,9 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-ca", help="PEM CA that signed the server's certificate: speak TLS")
     parser.add_argument("--tls-cert", help="PEM client certificate, for a server that asks for one (mTLS)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--token-file", help="file holding the bearer token a server with --auth-tokens asks for"
+    )
 
 
 def connect(args: argparse.Namespace):
@@ -72,7 +75,13 @@ def connect(args: argparse.Namespace):
             credentials = tls_credentials(args.tls_ca, args.tls_cert, args.tls_key)
         except (OSError, ValueError) as exc:
             raise InputFileError(f"TLS: {exc}") from None
-    return Client(args.server, credentials=credentials)
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise InputFileError(f"--token-file: {exc}") from None
+    return Client(args.server, credentials=credentials, token=token)
 
 
 def run_infer(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ class _Sender(Protocol):
 
     stub: Any
     timeout: float | None
+    metadata: Any
 
     def send(self, request: pb.InferRequest) -> InferResult: ...
 
@@ -36,6 +37,7 @@ class _Sender(Protocol):
 class _AsyncSender(Protocol):
     stub: Any
     timeout: float | None
+    metadata: Any
 
     def send(self, request: pb.InferRequest) -> Awaitable[InferResult]: ...
 
@@ -131,7 +133,9 @@ class Stream(_StreamBase):
             fresh = self._responses is None
             if fresh:
                 self._requests = queue.SimpleQueue()
-                self._responses = self._client.stub.StreamInfer(iter(self._requests.get, None))
+                self._responses = self._client.stub.StreamInfer(
+                    iter(self._requests.get, None), metadata=self._client.metadata
+                )
             assert self._requests is not None
             # Within one call the server holds the state; a new call starts from ours.
             self._requests.put(self._request(chunk, lengths, send_state=fresh))
@@ -212,7 +216,7 @@ class AsyncStream(_StreamBase):
         for attempt in range(2):
             fresh = self._call is None
             if fresh:
-                self._call = self._client.stub.StreamInfer()
+                self._call = self._client.stub.StreamInfer(metadata=self._client.metadata)
             call, request = self._call, self._request(chunk, lengths, send_state=fresh)
             try:
                 response = await asyncio.wait_for(self._exchange(request), self._client.timeout)

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .auth import EVERY_MODEL
 from .errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from .settings import Settings
 
@@ -189,11 +190,12 @@ class Admission:
 class Call:
     """One call's share of the server: what the servicer reserves for it, given back when it ends."""
 
-    __slots__ = ("admission", "held", "state_bytes", "model")
+    __slots__ = ("admission", "held", "state_bytes", "model", "scope")
 
     def __init__(self, admission: Admission):
         self.admission = admission
         self.model = "-"  # NAME:VERSION once the servicer has found the model (the metrics' label)
+        self.scope = EVERY_MODEL  # the models its token may call (every model without --auth-tokens)
         self.held = 0  # bytes reserved for the message in hand (a unary call: the whole call)
         self.state_bytes = 0  # a stream's held state, kept between its messages
 

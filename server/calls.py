@@ -34,6 +34,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc._cython import cygrpc
 
 from .admission import Admission, Call, OpenStream
+from .auth import Tokens
 from .errors import InvalidArgument, ServingError, Unavailable, status_of
 from .metrics import Metrics
 
@@ -47,8 +48,11 @@ _CLIENT_GONE = cygrpc.ExecuteBatchError
 class Calls:
     """Turns servicers into gRPC handlers that share admission, error mapping and metrics."""
 
-    def __init__(self, admission: Admission, metrics: Metrics, max_message_bytes: int):
+    def __init__(
+        self, admission: Admission, metrics: Metrics, max_message_bytes: int, tokens: Tokens | None = None
+    ):
         self.admission = admission
+        self.tokens = tokens  # None: no authentication (--auth-tokens not given)
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
         self.refusals = RefusalLog()
@@ -79,6 +83,7 @@ class Calls:
         async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> bytes:
             started, call, code = perf_counter(), Call(self.admission), "OK"
             try:
+                self._authenticate(context, call)  # before anything is held for the call
                 self.admission.start_call()
                 # When the call's task ends, its answer has been sent (or the call has failed). Not
                 # context.add_done_callback: gRPC keeps that callback in a reference cycle with the
@@ -110,6 +115,7 @@ class Calls:
         async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> None:
             call = Call(self.admission)
             try:
+                self._authenticate(context, call)
                 stream = self.admission.open_stream()
             except ServingError as exc:
                 self.metrics.answered(call.model, name, self._refuse(context, name, exc))
@@ -145,6 +151,10 @@ class Calls:
         # The handler's frame holds the stream and the stream its task: a cycle, through the task's
         # exception, that kept a cancelled stream's last answer for the cyclic GC (~2 MB a stream).
         stream.task = None  # type: ignore[assignment]
+
+    def _authenticate(self, context: grpc.aio.ServicerContext, call: Call) -> None:
+        if self.tokens is not None:
+            call.scope = self.tokens.scope_of(context.invocation_metadata())
 
     def _refuse(self, context: grpc.aio.ServicerContext, method: str, exc: Exception) -> str:
         """End the call with `exc`'s status once the handler returns; the code's name, for the metrics.

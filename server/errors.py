@@ -2,7 +2,8 @@
 
     LstmServeError
       ServingError (a call refused: carries its gRPC status)
-        InvalidArgument, NotFound, FailedPrecondition, ResourceExhausted, Unavailable, DeadlineExceeded
+        InvalidArgument, NotFound, FailedPrecondition, ResourceExhausted, Unavailable, DeadlineExceeded,
+        Unauthenticated, PermissionDenied
       StartError (the server cannot start: one line, no traceback)
         RepositoryError (the repository folder is unusable)
       ModelLoadError (one file cannot be served: logged, the rest go on)
@@ -53,6 +54,14 @@ class Unavailable(ServingError):
     """Shutting down, or a stream the server ended: retry, on another replica or a new stream."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(ServingError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServingError):
+    code = grpc.StatusCode.PERMISSION_DENIED
 
 
 class DeadlineExceeded(ServingError):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from lstmserve import layout
 
-from .errors import ModelLoadError, NotFound, RepositoryError, quoted
+from .auth import EVERY_MODEL, Scope
+from .errors import ModelLoadError, NotFound, PermissionDenied, RepositoryError, quoted
 from .runtime import ModelRuntime, disable_telemetry, providers_for
 
 log = logging.getLogger("lstmserve.server")
@@ -87,11 +88,14 @@ class ModelRepository:
         self._models = {name: versions for name, versions in models.items() if versions}
         return changes
 
-    def get(self, name: str, version: int = 0) -> ModelRuntime:
-        """The named version, or the newest when version is 0."""
+    def get(self, name: str, version: int = 0, scope: Scope = EVERY_MODEL) -> ModelRuntime:
+        """The named version, or the newest when version is 0; within what `scope` may call, and
+        naming no model outside it."""
+        if not scope.allows(name):
+            raise PermissionDenied(f"this token may not call model {quoted(name)}")
         versions = self._models.get(name)
         if not versions:
-            known = ", ".join(sorted(self._models)) or "none"
+            known = ", ".join(self.names(scope)) or "none"
             raise NotFound(f"unknown model {quoted(name)} (served: {known})")
         if version == 0:
             return versions[max(versions)]
@@ -102,11 +106,11 @@ class ModelRepository:
     def versions(self, name: str) -> list[int]:
         return sorted(self._models.get(name, {}))
 
-    def names(self) -> list[str]:
-        return sorted(self._models)
+    def names(self, scope: Scope = EVERY_MODEL) -> list[str]:
+        return sorted(name for name in self._models if scope.allows(name))
 
-    def all(self) -> list[ModelRuntime]:
-        return [self._models[name][version] for name in self.names() for version in self.versions(name)]
+    def all(self, scope: Scope = EVERY_MODEL) -> list[ModelRuntime]:
+        return [self._models[name][version] for name in self.names(scope) for version in self.versions(name)]
 
-    def by_fingerprint(self, fingerprint: str) -> ModelRuntime | None:
-        return next((runtime for runtime in self.all() if runtime.info.fingerprint == fingerprint), None)
+    def by_fingerprint(self, fingerprint: str, scope: Scope = EVERY_MODEL) -> ModelRuntime | None:
+        return next((runtime for runtime in self.all(scope) if runtime.info.fingerprint == fingerprint), None)

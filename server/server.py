@@ -32,6 +32,7 @@ from lstmserve.proto.inference import grpc_service_pb2 as kserve
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .admission import Admission
+from .auth import ReflectionGuard, Tokens
 from .batcher import Batcher
 from .calls import Calls, ClientGoneFilter
 from .errors import StartError
@@ -83,7 +84,9 @@ class Server:
             log.warning("no model loaded from %s: every call will be NOT_FOUND", settings.repository)
         self.threads = settings.inference_threads or os.cpu_count() or 1
         self.executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="onnxruntime")
-        self.grpc = grpc.aio.server(options=self._options())
+        self.tokens = Tokens(settings.auth_tokens) if settings.auth_tokens else None
+        interceptors = [ReflectionGuard(self.tokens, reflection.SERVICE_NAME)] if self.tokens else []
+        self.grpc = grpc.aio.server(options=self._options(), interceptors=interceptors)
         self.metrics = Metrics()
         for runtime in self.repository.all():
             self.metrics.loaded(runtime)
@@ -106,7 +109,7 @@ class Server:
             [SERVICE_NAME, KSERVE_SERVICE_NAME],
             settings.stall_seconds,
         )
-        calls = Calls(self.admission, self.metrics, settings.max_message_bytes)
+        calls = Calls(self.admission, self.metrics, settings.max_message_bytes, self.tokens)
         calls.register(self.grpc, SERVICE, LSTMServicer(self.repository, self.batcher, limits))
         calls.register(
             self.grpc, KSERVE_SERVICE, KServeServicer(self.repository, self.batcher, limits, self.health)
@@ -151,6 +154,7 @@ class Server:
             f"batches of up to {settings.max_batch_rows} rows" if settings.max_batch_rows else "no batching"
         )
         security = "plaintext" if self.tls is None else ("mTLS" if self.tls.mutual else "TLS")
+        security += ", tokens" if self.tokens is not None else ""
         log.info(
             "lstmserve listening on %s:%d, lstmserve.v1 and KServe v2 over %s "
             "(model versions: %d; inference threads: %d; %s)",

@@ -62,6 +62,9 @@ class Settings:
     tls_client_ca: str = setting(
         "", "PEM CA certificates: clients must present a certificate one of them signed (mTLS)"
     )
+    auth_tokens: str = setting(
+        "", "file of bearer tokens (one a line, each optionally followed by the models it may call)"
+    )
     metrics_port: int = setting(0, "Prometheus metrics over HTTP on this port; 0: off")
     poll_interval: float = setting(5.0, "seconds between rescans of the repository (0: only on SIGHUP)")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")

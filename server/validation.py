@@ -9,6 +9,7 @@ layers and shapes, and a state from another model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from lstmserve import contract
 from lstmserve.codec import LayerArrays
 
+from .auth import EVERY_MODEL, Scope
 from .errors import FailedPrecondition, InvalidArgument, quoted
 from .limits import Limits
 from .repository import ModelRepository
@@ -40,6 +42,7 @@ def feed_from_chunk(
     repository: ModelRepository,
     limits: Limits,
     held: LayerArrays | None = None,
+    scope: Scope = EVERY_MODEL,
 ) -> Feed:
     """The checked feed for either protocol; `held` is a stream's state, used when none is sent."""
     config = runtime.info.config
@@ -63,7 +66,7 @@ def feed_from_chunk(
     feed: Feed = {contract.INPUT: x, contract.SEQUENCE_LENGTHS: _lengths(chunk.sequence_lengths, batch, time)}
 
     if chunk.state is not None:
-        layers = _state(chunk.state, chunk.state_names, runtime, repository, batch)
+        layers = _state(chunk.state, chunk.state_names, runtime, repository.by_fingerprint, scope, batch)
     elif held is not None:
         if held[0][0].shape[0] != batch:
             raise InvalidArgument(
@@ -96,11 +99,16 @@ def _lengths(lengths: np.ndarray | None, batch: int, time: int) -> np.ndarray:
 
 
 def _state(
-    state: State, names: list[tuple[str, str]], runtime: ModelRuntime, repository: ModelRepository, batch: int
+    state: State,
+    names: list[tuple[str, str]],
+    runtime: ModelRuntime,
+    maker_of: Callable[[str, Scope], ModelRuntime | None],
+    scope: Scope,
+    batch: int,
 ) -> LayerArrays:
     info, config = runtime.info, runtime.info.config
     if state.fingerprint != info.fingerprint:
-        maker = repository.by_fingerprint(state.fingerprint)
+        maker = maker_of(state.fingerprint, scope)  # a model outside the token's scope is not named
         made_by = f"{maker.info.name} v{maker.info.version}" if maker else "a model not served here"
         raise FailedPrecondition(
             f"state was made by {made_by} (fingerprint {quoted(state.fingerprint)}), not by {info.name} "

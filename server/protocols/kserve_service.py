@@ -36,7 +36,7 @@ class KServeServicer:
 
     async def ModelReady(self, request: kserve.ModelReadyRequest, call: Call) -> kserve.ModelReadyResponse:
         try:  # a model or version that is not loaded is not ready; asking about it is no error
-            runtime = self.repository.get(request.name, parse_version(request.version, "version"))
+            runtime = self.repository.get(request.name, parse_version(request.version, "version"), call.scope)
         except NotFound:
             return kserve.ModelReadyResponse(ready=False)
         call.model = runtime.label
@@ -48,15 +48,17 @@ class KServeServicer:
     async def ModelMetadata(
         self, request: kserve.ModelMetadataRequest, call: Call
     ) -> kserve.ModelMetadataResponse:
-        runtime = self.repository.get(request.name, parse_version(request.version, "version"))
+        runtime = self.repository.get(request.name, parse_version(request.version, "version"), call.scope)
         call.model = runtime.label
         return model_metadata(runtime, self.repository.versions(runtime.info.name))
 
     async def ModelInfer(self, request: kserve.ModelInferRequest, call: Call) -> kserve.ModelInferResponse:
-        runtime = self.repository.get(request.model_name, parse_version(request.model_version))
+        runtime = self.repository.get(request.model_name, parse_version(request.model_version), call.scope)
         call.model = runtime.label
         names = requested_outputs(request, runtime)
-        feed = feed_from_chunk(decode(request, runtime), runtime, self.repository, self.limits)
+        feed = feed_from_chunk(
+            decode(request, runtime), runtime, self.repository, self.limits, scope=call.scope
+        )
         rows, time = feed[contract.INPUT].shape[:2]
         echoed = len(request.id.encode())  # the answer carries the request's id back, as UTF-8
         call.reserve(2 * self.limits.check_answer(runtime, rows, time, names, echoed))

@@ -28,10 +28,10 @@ class LSTMServicer:
         self.limits = limits
 
     async def Infer(self, request: pb.InferRequest, call: Call) -> pb.InferResponse:
-        runtime = self.repository.get(request.model, request.version)
+        runtime = self.repository.get(request.model, request.version, call.scope)
         call.model = runtime.label
         names = requested_outputs(request, runtime)
-        feed = feed_from_chunk(decode(request), runtime, self.repository, self.limits)
+        feed = feed_from_chunk(decode(request), runtime, self.repository, self.limits, scope=call.scope)
         call.reserve(2 * self._answer_bytes(runtime, feed, names))
         outputs = await self.batcher.run(runtime, feed)
         return encode(runtime, outputs, names)
@@ -40,10 +40,10 @@ class LSTMServicer:
         runtime: ModelRuntime | None = None
         held: LayerArrays | None = None  # the stream's state between chunks, on the server's side
         async for request in requests:
-            runtime = self._stream_model(request, runtime)
+            runtime = self._stream_model(request, runtime, call)
             call.model = runtime.label
             names = requested_outputs(request, runtime)
-            feed = feed_from_chunk(decode(request), runtime, self.repository, self.limits, held)
+            feed = feed_from_chunk(decode(request), runtime, self.repository, self.limits, held, call.scope)
             call.reserve(2 * self._answer_bytes(runtime, feed, names))
             outputs = await self.batcher.run(runtime, feed)
             state = runtime.final_state(outputs)
@@ -56,10 +56,11 @@ class LSTMServicer:
             yield response
 
     async def ListModels(self, request: pb.ListModelsRequest, call: Call) -> pb.ListModelsResponse:
-        return pb.ListModelsResponse(models=[model_info(r, self.repository) for r in self.repository.all()])
+        served = self.repository.all(call.scope)
+        return pb.ListModelsResponse(models=[model_info(runtime, self.repository) for runtime in served])
 
     async def GetModel(self, request: pb.GetModelRequest, call: Call) -> pb.ModelInfo:
-        runtime = self.repository.get(request.model, request.version)
+        runtime = self.repository.get(request.model, request.version, call.scope)
         call.model = runtime.label
         return model_info(runtime, self.repository)
 
@@ -67,10 +68,12 @@ class LSTMServicer:
         rows, time = feed[contract.INPUT].shape[:2]
         return self.limits.check_answer(runtime, rows, time, names)
 
-    def _stream_model(self, request: pb.InferRequest, current: ModelRuntime | None) -> ModelRuntime:
+    def _stream_model(
+        self, request: pb.InferRequest, current: ModelRuntime | None, call: Call
+    ) -> ModelRuntime:
         """The first message picks the model; later ones may repeat it but not change it."""
         if current is None:
-            return self.repository.get(request.model, request.version)
+            return self.repository.get(request.model, request.version, call.scope)
         changed = (request.model and request.model != current.info.name) or (
             request.version and request.version != current.info.version
         )

@@ -46,7 +46,7 @@ def pki(tmp_path_factory):
     }
 
 
-def serve(repository, pki, tmp_path, mutual: bool = False) -> InProcessServer:
+def serve(repository, pki, tmp_path, mutual: bool = False, tokens: str = "") -> InProcessServer:
     """A server whose certificate files live in their own folder (so a test can replace them)."""
     live = tmp_path / "tls"
     live.mkdir(exist_ok=True)
@@ -57,13 +57,14 @@ def serve(repository, pki, tmp_path, mutual: bool = False) -> InProcessServer:
         tls_cert=str(live / "tls.crt"),
         tls_key=str(live / "tls.key"),
         tls_client_ca=str(pki["ca"].cert) if mutual else "",
+        auth_tokens=tokens,
     )
     return InProcessServer(settings).start()
 
 
-def tls_client(server, ca, pair=None, timeout=10) -> Client:
+def tls_client(server, ca, pair=None, timeout=10, token=None) -> Client:
     credentials = tls_credentials(ca, *((pair.cert, pair.key) if pair else (None, None)))
-    return Client(f"localhost:{server.port}", credentials=credentials, timeout=timeout)
+    return Client(f"localhost:{server.port}", credentials=credentials, timeout=timeout, token=token)
 
 
 def test_both_protocols_health_and_reflection_speak_tls(repository, pki, tmp_path):
@@ -152,33 +153,35 @@ TRITON = """
 import json, sys
 import numpy as np
 import tritonclient.grpc as triton
-url, ca, cert, key = sys.argv[1:5]
+url, ca, cert, key, model, token = sys.argv[1:7]
 with triton.InferenceServerClient(url, ssl=True, root_certificates=ca, private_key=key,
                                   certificate_chain=cert) as client:
     x = np.ones((1, 8, 8), np.float32)
     tensor = triton.InferInput("input", list(x.shape), "FP32")
     tensor.set_data_from_numpy(x)
-    result = client.infer(sys.argv[5], [tensor])
+    result = client.infer(model, [tensor], headers={"authorization": f"Bearer {token}"})
     print(json.dumps(result.as_numpy("logits").tolist()))
 """
 
 
-def test_tritonclient_over_mtls(repository, pki, tmp_path):
+def test_tritonclient_over_mtls_with_a_token(repository, pki, tmp_path):
     # Not imported here: its `inference` stubs cannot share a process with the server's.
     if importlib.util.find_spec("tritonclient") is None:
         pytest.skip("pip install tritonclient[grpc] (the dev extra has it)")
-    server = serve(repository, pki, tmp_path, mutual=True)
+    token = "triton-token-0123456789"
+    (tmp_path / "tokens").write_text(f"{token} {DIGITS}\n")
+    server = serve(repository, pki, tmp_path, mutual=True, tokens=str(tmp_path / "tokens"))
     try:
         pair = pki["client"]
         done = subprocess.run(
             [sys.executable, "-c", TRITON, f"localhost:{server.port}", str(pki["ca"].cert), str(pair.cert)]
-            + [str(pair.key), DIGITS],
+            + [str(pair.key), DIGITS, token],
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert done.returncode == 0, done.stderr[-2000:]
-        with tls_client(server, pki["ca"].cert, pair) as client:
+        with tls_client(server, pki["ca"].cert, pair, token=token) as client:
             want = client.infer(DIGITS, np.ones((1, 8, 8), np.float32)).logits
         np.testing.assert_array_equal(np.array(json.loads(done.stdout), np.float32), want)
     finally:
