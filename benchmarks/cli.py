@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from lstmserve.config import add_flags, from_args
+from lstmserve.errors import LstmServeError
 
 from .options import BenchOptions, SoakOptions
 
@@ -40,6 +42,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
     if args.minutes is not None:  # --soak
         return run_soak_command(args)
     options: BenchOptions = from_args(BenchOptions, args)  # checks every value before any work
+    if importlib.util.find_spec("matplotlib") is None:  # the plot comes last: say so before the work
+        raise LstmServeError("the benchmark plots with matplotlib: pip install 'lstmserve[bench]'")
     if args.quick:
         options = replace(options, many=4, sweep=(1, 4), chunks=(1, 3), seconds=0.3, warmup=0.1)
     from .report import table, verdict_table, verdicts, write

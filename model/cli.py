@@ -19,7 +19,7 @@ def add_train(commands) -> None:
         "train",
         help="train an LSTM stack on a data set",
         description="Train an LSTM stack and write a checkpoint and metrics JSON.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsShown,
     )
     add_flags(parser, TrainSettings, _FIRST)
     # Where the results go and how the run looks: not settings of the training itself.
@@ -54,3 +54,12 @@ def run_train(args: argparse.Namespace) -> int:
     )
     print(f"wrote {out} and {metrics_path}", file=sys.stderr)
     return 0
+
+
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in --help, except None: those options' help says what leaving them out does."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)

@@ -1,7 +1,8 @@
 """`python -m lstmserve.server.healthcheck`: exit 0 if the local server answers SERVING (grpc.health.v1).
 
-For a container's HEALTHCHECK, where no grpc_health_probe binary is installed: it uses the server's own
-port setting (LSTMSERVE_PORT) and the overall health, or a service named as the first argument.
+For a container's HEALTHCHECK, where no grpc_health_probe binary is installed: it asks the plaintext
+health port (LSTMSERVE_HEALTH_PORT) where there is one, else the serving port (LSTMSERVE_PORT), for
+the overall health, or a service named as the first argument.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 def main() -> int:
     service = sys.argv[1] if len(sys.argv) > 1 else ""
-    address = f"127.0.0.1:{os.environ.get('LSTMSERVE_PORT', '50051')}"
+    port = os.environ.get("LSTMSERVE_HEALTH_PORT", "0")
+    port = port if port not in ("", "0") else os.environ.get("LSTMSERVE_PORT", "50051")
+    address = f"127.0.0.1:{port}"
     with grpc.insecure_channel(address) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(

@@ -35,8 +35,7 @@ class ModelRepository:
 
     def load_all(self) -> list[str]:
         """Load every model version; return a message for each file that could not be loaded."""
-        if not self.root.is_dir():
-            raise RepositoryError(f"model repository {self.root} is not a folder (run `make model`?)")
+        check_root(self.root)
         disable_telemetry()
         self._providers = providers_for(self.device)
         return self.refresh().problems
@@ -114,3 +113,9 @@ class ModelRepository:
 
     def by_fingerprint(self, fingerprint: str, scope: Scope = EVERY_MODEL) -> ModelRuntime | None:
         return next((runtime for runtime in self.all(scope) if runtime.info.fingerprint == fingerprint), None)
+
+
+def check_root(root: Path) -> None:
+    """The repository folder must exist before anything is served from it."""
+    if not Path(root).is_dir():
+        raise RepositoryError(f"model repository {root} is not a folder (run `make model`?)")

@@ -64,6 +64,7 @@ class Server:
         self.settings = settings
         self.reuse_port = reuse_port  # only --workers shares its port, on purpose
         self.port = 0
+        self.health_grpc: grpc.aio.Server | None = None
         self._background: list[asyncio.Task] = []
 
     def build(self) -> None:
@@ -132,6 +133,8 @@ class Server:
         if self.port == 0:
             raise StartError(f"cannot bind {settings.address} (in use, or not an address of this host)")
         await self.grpc.start()
+        if settings.health_port:
+            await self._serve_health(settings.health_port)
         if settings.metrics_port:
             try:
                 self.metrics.serve(settings.host, settings.metrics_port)
@@ -167,6 +170,21 @@ class Server:
         )
         return self.port
 
+    async def _serve_health(self, port: int) -> None:
+        """grpc.health.v1 alone, in plaintext and without tokens, on its own port: Kubernetes' gRPC
+        probes cannot speak TLS or send a token. It tells no more than SERVING or NOT_SERVING."""
+        self.health_grpc = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.health_grpc)
+        address = f"{self.settings.host}:{port}"
+        try:
+            bound = self.health_grpc.add_insecure_port(address)
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise StartError(f"cannot bind the health port {address} (in use?)")
+        await self.health_grpc.start()
+        log.info("health (grpc.health.v1 only, plaintext) on %s", address)
+
     async def stop(self) -> None:
         """Refuse new calls, finish those in flight and answer streams for up to the grace, then stop
         gRPC. The whole stop takes at most grace + 3 s (drain, streams' last word, quiet, gRPC's own
@@ -181,6 +199,8 @@ class Server:
         for task in self._background:
             task.cancel()
         await self.grpc.stop(1.0)
+        if self.health_grpc is not None:
+            await self.health_grpc.stop(0)
         # An onnxruntime run cannot be interrupted: wait for one still going (the process could not
         # exit before it ends anyway), with the loop running so gRPC can finish the calls it cancelled.
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lstmserve.config import add_flags, from_args, markdown_table, setting
+from lstmserve.config import add_flags, flag_of, from_args, markdown_table, setting
 from lstmserve.errors import LstmServeError
 from lstmserve.layout import DEFAULT_REPOSITORY
 
@@ -65,6 +65,9 @@ class Settings:
     auth_tokens: str = setting(
         "", "file of bearer tokens (one a line, each optionally followed by the models it may call)"
     )
+    health_port: int = setting(
+        0, "a plaintext port serving only grpc.health.v1, for probes when --tls-cert is set; 0: off"
+    )
     metrics_port: int = setting(0, "Prometheus metrics over HTTP on this port; 0: off")
     poll_interval: float = setting(5.0, "seconds between rescans of the repository (0: only on SIGHUP)")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
@@ -73,10 +76,11 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise SettingsError(f"port must be 0-65535, got {self.port}")
+        for name in ("port", "health_port", "metrics_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise SettingsError(f"{_named(name)} must be 0-65535, got {getattr(self, name)}")
         if self.device not in ("cpu", "cuda"):
-            raise SettingsError(f"device must be cpu or cuda, got {self.device!r}")
+            raise SettingsError(f"{_named('device')} must be cpu or cuda, got {self.device!r}")
         for name in (
             "intra_op_threads",
             "max_message_bytes",
@@ -88,7 +92,7 @@ class Settings:
             "max_streams",
         ):
             if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise SettingsError(f"{_named(name)} must be at least 1, got {getattr(self, name)}")
         for name in (
             "inference_threads",
             "grace_seconds",
@@ -98,32 +102,40 @@ class Settings:
             "poll_interval",
         ):
             if getattr(self, name) < 0:
-                raise SettingsError(f"{name} must not be negative, got {getattr(self, name)}")
+                raise SettingsError(f"{_named(name)} must not be negative, got {getattr(self, name)}")
         if self.max_queue_rows < self.max_request_rows:
             # Otherwise a request could be told to retry when it can never fit the queue.
             raise SettingsError(
-                f"max_queue_rows ({self.max_queue_rows}) must be at least max_request_rows "
-                f"({self.max_request_rows})"
+                f"{_named('max_queue_rows')} ({self.max_queue_rows}) must be at least "
+                f"{_named('max_request_rows')} ({self.max_request_rows})"
             )
         if self.max_inflight_bytes < 4 * self.max_message_bytes:
             # A call holds its request and its response, each counted twice (bytes and decoded form).
             raise SettingsError(
-                f"max_inflight_bytes ({self.max_inflight_bytes}) must be at least 4 x max_message_bytes "
-                f"({4 * self.max_message_bytes}), or a largest request and answer could never be admitted"
+                f"{_named('max_inflight_bytes')} ({self.max_inflight_bytes}) must be at least 4 x "
+                f"--max-message-bytes ({4 * self.max_message_bytes}), or a largest request and answer "
+                "could never be admitted"
             )
         for name in ("stream_idle_seconds", "stall_seconds", "receive_seconds"):
             if getattr(self, name) <= 0:
-                raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
+                raise SettingsError(f"{_named(name)} must be positive, got {getattr(self, name)}")
         if bool(self.tls_cert) != bool(self.tls_key):
-            raise SettingsError("tls_cert and tls_key come together: give both for TLS, or neither")
+            raise SettingsError("--tls-cert and --tls-key come together: give both for TLS, or neither")
         if self.tls_client_ca and not self.tls_cert:
-            raise SettingsError("tls_client_ca (mTLS) needs TLS: give tls_cert and tls_key too")
+            raise SettingsError("--tls-client-ca (mTLS) needs TLS: give --tls-cert and --tls-key too")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise SettingsError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+            raise SettingsError(
+                f"{_named('log_level')} must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
+            )
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+def _named(field: str) -> str:
+    """A setting as the user gave it: its flag and its variable."""
+    return f"{flag_of(Settings, field)} ({ENV_PREFIX}{field.upper()})"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,10 @@ import socket
 import sys
 import threading
 from dataclasses import replace
+from pathlib import Path
 
+from .errors import StartError
+from .repository import check_root
 from .settings import Settings
 
 log = logging.getLogger("lstmserve.server")
@@ -23,6 +26,11 @@ log = logging.getLogger("lstmserve.server")
 
 def run_workers(settings: Settings) -> int:
     """Start the workers, pass SIGTERM/SIGINT on to them, and exit 0 when all of them stopped cleanly."""
+    try:
+        check_root(Path(settings.repository))  # once, here, rather than once per worker
+    except StartError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     port = settings.port or _free_port(settings.host)
     child = replace(settings, port=port, workers=1)
     context = multiprocessing.get_context("spawn")  # no inherited event loop, threads or sessions

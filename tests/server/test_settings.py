@@ -33,10 +33,18 @@ def test_flags_beat_environment_beat_defaults():
     ("argv", "environ", "message"),
     [
         ([], {"LSTMSERVE_PORT": "fifty"}, "LSTMSERVE_PORT='fifty' is not a valid int"),
-        (["--port", "70000"], {}, "port must be 0-65535, got 70000"),
-        (["--device", "tpu"], {}, "device must be cpu or cuda, got 'tpu'"),
-        (["--intra-op-threads", "0"], {}, "intra_op_threads must be at least 1"),
-        (["--log-level", "loud"], {}, "log_level must be DEBUG, INFO, WARNING or ERROR"),
+        (["--port", "70000"], {}, "--port (LSTMSERVE_PORT) must be 0-65535, got 70000"),
+        (["--device", "tpu"], {}, "--device (LSTMSERVE_DEVICE) must be cpu or cuda, got 'tpu'"),
+        (
+            ["--intra-op-threads", "0"],
+            {},
+            "--intra-op-threads (LSTMSERVE_INTRA_OP_THREADS) must be at least 1",
+        ),
+        (
+            ["--log-level", "loud"],
+            {},
+            "--log-level (LSTMSERVE_LOG_LEVEL) must be DEBUG, INFO, WARNING or ERROR",
+        ),
     ],
 )
 def test_bad_values_are_named(argv, environ, message):

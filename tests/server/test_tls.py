@@ -18,11 +18,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from lstmserve.client import Client, UnavailableError, tls_credentials
+from lstmserve.client import Client, ServerError, UnavailableError, tls_credentials
 from lstmserve.server.settings import Settings
 
 from ..conftest import CHARS, DIGITS
-from ..servers import InProcessServer
+from ..servers import InProcessServer, free_port
 
 pytest.importorskip("cryptography", reason="pip install cryptography (the dev extra has it)")
 from ..certs import Authority  # noqa: E402  (needs cryptography)
@@ -46,7 +46,9 @@ def pki(tmp_path_factory):
     }
 
 
-def serve(repository, pki, tmp_path, mutual: bool = False, tokens: str = "") -> InProcessServer:
+def serve(
+    repository, pki, tmp_path, mutual: bool = False, tokens: str = "", health_port: int = 0
+) -> InProcessServer:
     """A server whose certificate files live in their own folder (so a test can replace them)."""
     live = tmp_path / "tls"
     live.mkdir(exist_ok=True)
@@ -58,6 +60,7 @@ def serve(repository, pki, tmp_path, mutual: bool = False, tokens: str = "") -> 
         tls_key=str(live / "tls.key"),
         tls_client_ca=str(pki["ca"].cert) if mutual else "",
         auth_tokens=tokens,
+        health_port=health_port,
     )
     return InProcessServer(settings).start()
 
@@ -184,5 +187,25 @@ def test_tritonclient_over_mtls_with_a_token(repository, pki, tmp_path):
         with tls_client(server, pki["ca"].cert, pair, token=token) as client:
             want = client.infer(DIGITS, np.ones((1, 8, 8), np.float32)).logits
         np.testing.assert_array_equal(np.array(json.loads(done.stdout), np.float32), want)
+    finally:
+        server.stop()
+
+
+def test_probes_get_plaintext_health_on_the_health_port_and_nothing_else(repository, pki, tmp_path):
+    """Kubernetes' gRPC probes speak plaintext and send no token: --health-port serves them health,
+    and only health, while the serving port speaks mTLS and wants a token."""
+    (tmp_path / "tokens").write_text("probe-test-token-0123456789\n")
+    port = free_port()
+    server = serve(repository, pki, tmp_path, mutual=True, tokens=str(tmp_path / "tokens"), health_port=port)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            for service in ("", "lstmserve.v1.LSTMService", CHARS):
+                answer = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=5
+                )
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING, service
+            with Client(f"127.0.0.1:{port}", timeout=5) as plain, pytest.raises(ServerError) as caught:
+                plain.infer(CHARS, X)
+            assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED  # nothing but health there
     finally:
         server.stop()
