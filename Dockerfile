@@ -36,7 +36,7 @@ ENV LSTMSERVE_HOST=0.0.0.0 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 10001
-EXPOSE 50051
+EXPOSE 50051 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["python", "-m", "lstmserve.server.healthcheck"]
 # Exec form: the server is PID 1 and gets SIGTERM itself (it drains in-flight calls, then exits 0).

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from lstmserve.client import Client
+from lstmserve.client import AuthenticationError, Client, UnavailableError, tls_credentials
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
 
@@ -166,6 +166,51 @@ def test_container_serves_a_mounted_repository(image, repository):
             assert stub.ModelReady(kserve.ModelReadyRequest(name=CHARS, version="2")).ready
             assert list(stub.ModelMetadata(kserve.ModelMetadataRequest(name=CHARS)).versions) == ["1", "2"]
         assert "batches of up to 8 rows" in container.logs()  # LSTMSERVE_* settings from the environment
+    finally:
+        container.remove()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_container_serves_tls_and_tokens_from_mounted_secrets(image, tmp_path):
+    """As the Deployment runs it: certificate, key and tokens mounted read-only where its variables
+    say, probes on the plaintext health port, a call over TLS with a token, none without one."""
+    from ..certs import Authority
+
+    manifest = yaml.safe_load((REPO / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    (container_spec,) = manifest["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container_spec["env"]}
+    folder = Path(tempfile.mkdtemp(prefix="lstmserve-secrets-"))
+    ca = Authority(tmp_path / "ca")
+    pair = ca.issue("server", server=True)
+    secrets = {"LSTMSERVE_TLS_CERT": pair.cert, "LSTMSERVE_TLS_KEY": pair.key}
+    token = "container-token-0123456789"
+    (tmp_path / "tokens").write_text(f"{token}\n")
+    secrets["LSTMSERVE_AUTH_TOKENS"] = tmp_path / "tokens"
+    mounts: dict[str, Path] = {}
+    for variable, source in secrets.items():  # each file where the Deployment's variable points
+        inside = Path(env[variable])
+        host = mounts.setdefault(str(inside.parent), folder / inside.parent.name)
+        host.mkdir(exist_ok=True)
+        shutil.copy(source, host / inside.name)
+    subprocess.run(["chmod", "-R", "a+rX", str(folder)], check=True)  # readable by the image's user
+    args = [*as_deployed()[0]]
+    for inside, host in mounts.items():
+        args += ["-v", f"{host}:{inside}:ro"]
+    for variable in (*secrets, "LSTMSERVE_HEALTH_PORT"):
+        args += ["-e", f"{variable}={env[variable]}"]
+    container = Container(image, *args)
+    try:
+        assert "over TLS, tokens" in container.logs()
+        assert pm.podman("healthcheck", "run", container.name, check=False).returncode == 0  # health port
+        address = f"localhost:{container.port}"
+        x = np.zeros((1, 8, 8), np.float32)
+        with Client(address, credentials=tls_credentials(ca.cert), token=token) as client:
+            assert client.infer(DIGITS, x).logits.shape == (1, 10)
+        with Client(address, credentials=tls_credentials(ca.cert)) as anonymous:
+            with pytest.raises(AuthenticationError):
+                anonymous.infer(DIGITS, x)
+        with Client(container.address, timeout=3) as plaintext, pytest.raises(UnavailableError):
+            plaintext.infer(DIGITS, x)
     finally:
         container.remove()
         shutil.rmtree(folder, ignore_errors=True)

@@ -39,7 +39,16 @@ def test_the_deployment_keeps_its_promises():
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert deployment["spec"]["replicas"] >= 2
-    assert container["readinessProbe"]["grpc"]["port"] == 50051 and container["livenessProbe"]["grpc"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    health = int(env["LSTMSERVE_HEALTH_PORT"])  # plaintext, health only: the probes can speak to it
+    assert container["readinessProbe"]["grpc"]["port"] == health == container["livenessProbe"]["grpc"]["port"]
+    secrets = {
+        volume["name"]: volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume
+    }
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    for variable in ("LSTMSERVE_TLS_CERT", "LSTMSERVE_TLS_KEY", "LSTMSERVE_AUTH_TOKENS"):
+        folder = str(Path(env[variable]).parent)
+        assert mounts.get(folder) in secrets, (variable, folder)  # each file comes from a Secret
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["resources"]["requests"] and container["resources"]["limits"]
