@@ -226,7 +226,29 @@ class Server:
             # HTTP/2 streams one connection may open at once (gRPC's own default is unlimited): a
             # client past it waits for one to end. Each costs the server some kilobytes.
             ("grpc.max_concurrent_streams", _STREAMS_PER_CONNECTION),
+            *self._connection_options(),
         ]
+
+    def _connection_options(self) -> list[tuple[str, int]]:
+        """How long a connection lives and how it is kept alive. An aged-out connection gets a GOAWAY:
+        the client reconnects, through the balancer, maybe to another replica, so long-lived
+        connections do not pin clients to the replicas that were up when they connected. Safe here
+        because no call's state lives on the server: a stream cut at the grace's end resumes
+        elsewhere from the state its client holds."""
+        settings, ms = self.settings, lambda seconds: int(seconds * 1000)
+        options = [
+            ("grpc.keepalive_time_ms", ms(settings.keepalive_seconds) or 2**31 - 1),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", ms(settings.min_client_ping_seconds)),
+            ("grpc.http2.max_ping_strikes", 2),
+        ]
+        if settings.max_connection_age_seconds:
+            options += [
+                ("grpc.max_connection_age_ms", ms(settings.max_connection_age_seconds)),
+                ("grpc.max_connection_age_grace_ms", ms(settings.max_connection_age_grace_seconds)),
+            ]
+        return options
 
 
 def run(settings: Settings, reuse_port: bool = False, on_ready=None) -> int:

@@ -57,6 +57,18 @@ class Settings:
         30.0, "a model whose waiting work makes no progress this long turns health NOT_SERVING"
     )
     grace_seconds: float = setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish")
+    max_connection_age_seconds: float = setting(
+        300.0, "a connection this old is told to go (GOAWAY) and reconnects, maybe elsewhere; 0: never"
+    )
+    max_connection_age_grace_seconds: float = setting(
+        30.0, "how long calls on an aged-out connection may go on before it closes"
+    )
+    keepalive_seconds: float = setting(
+        60.0, "ping a connection idle this long; one that does not answer within 20 s is closed"
+    )
+    min_client_ping_seconds: float = setting(
+        10.0, "clients may ping this often, idle or not; more often and the server closes the connection"
+    )
     tls_cert: str = setting("", "PEM certificate chain: with --tls-key, the serving port speaks TLS only")
     tls_key: str = setting("", "PEM private key of --tls-cert")
     tls_client_ca: str = setting(
@@ -116,7 +128,10 @@ class Settings:
                 f"--max-message-bytes ({4 * self.max_message_bytes}), or a largest request and answer "
                 "could never be admitted"
             )
-        for name in ("stream_idle_seconds", "stall_seconds", "receive_seconds"):
+        for name in ("max_connection_age_seconds", "max_connection_age_grace_seconds", "keepalive_seconds"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{_named(name)} must not be negative, got {getattr(self, name)}")
+        for name in ("stream_idle_seconds", "stall_seconds", "receive_seconds", "min_client_ping_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{_named(name)} must be positive, got {getattr(self, name)}")
         if bool(self.tls_cert) != bool(self.tls_key):
