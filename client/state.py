@@ -2,6 +2,8 @@
 
 Send it back with the next chunk, save it to bytes to resume tomorrow or on another replica, or hand
 the same state to two streams to fork a sequence. A state is only valid for the model that made it.
+A server with --state-key-file seals its states: then `sealed` holds them as opaque bytes, `layers`
+is empty, and everything above works the same (on any replica with the same keys).
 """
 
 from __future__ import annotations
@@ -19,16 +21,23 @@ from lstmserve.proto.v1 import lstmserve_pb2 as pb
 class State:
     fingerprint: str
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]  # per layer (c, h), each (batch, hidden_sizes[l])
+    sealed: bytes = b""  # the layers, sealed by the server (then `layers` is empty)
 
     @property
     def batch(self) -> int:
+        if self.sealed:
+            raise ValueError("a sealed state's rows are sealed too")
         return self.layers[0][0].shape[0]
 
     def to_proto(self) -> pb.State:
+        if self.sealed:
+            return pb.State(fingerprint=self.fingerprint, sealed=self.sealed)
         return encode_state(self.fingerprint, self.layers)
 
     @classmethod
     def from_proto(cls, message: pb.State) -> State:
+        if message.sealed:
+            return cls(message.fingerprint, (), message.sealed)
         return cls(message.fingerprint, tuple(decode_state(message)))
 
     def to_bytes(self) -> bytes:
@@ -49,6 +58,7 @@ class State:
             return NotImplemented
         return (
             self.fingerprint == other.fingerprint
+            and self.sealed == other.sealed
             and len(self.layers) == len(other.layers)
             and all(
                 np.array_equal(a, b)

@@ -27,6 +27,7 @@ class State:
 
     fingerprint: str
     layers: LayerArrays
+    sealed: bytes = b""  # as a client sent it back to a server that seals (layers then empty)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from .protocols.v1_service import LSTMServicer
 from .reload import keep_in_sync
 from .repository import ModelRepository
 from .runtime import give_memory_back
+from .sealing import StateSeal
 from .settings import Settings
 from .tls import CertificateFiles
 
@@ -111,10 +112,14 @@ class Server:
             settings.stall_seconds,
         )
         calls = Calls(self.admission, self.metrics, settings.max_message_bytes, self.tokens)
-        calls.register(self.grpc, SERVICE, LSTMServicer(self.repository, self.batcher, limits))
-        calls.register(
-            self.grpc, KSERVE_SERVICE, KServeServicer(self.repository, self.batcher, limits, self.health)
+        seal = (
+            StateSeal(settings.state_key_file, settings.state_max_age_seconds)
+            if settings.state_key_file
+            else None
         )
+        calls.register(self.grpc, SERVICE, LSTMServicer(self.repository, self.batcher, limits, seal))
+        kserve_servicer = KServeServicer(self.repository, self.batcher, limits, self.health, seal)
+        calls.register(self.grpc, KSERVE_SERVICE, kserve_servicer)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.grpc)
         reflection.enable_server_reflection(
             [SERVICE_NAME, KSERVE_SERVICE_NAME, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME], self.grpc

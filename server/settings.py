@@ -77,6 +77,12 @@ class Settings:
     auth_tokens: str = setting(
         "", "file of bearer tokens (one a line, each optionally followed by the models it may call)"
     )
+    state_key_file: str = setting(
+        "", "file of AES-256 keys (64 hex digits a line; the first seals, any opens): seal every state"
+    )
+    state_max_age_seconds: float = setting(
+        0.0, "with --state-key-file, refuse sealed states older than this; 0: any age"
+    )
     health_port: int = setting(
         0, "a plaintext port serving only grpc.health.v1, for probes when --tls-cert is set; 0: off"
     )
@@ -128,7 +134,12 @@ class Settings:
                 f"--max-message-bytes ({4 * self.max_message_bytes}), or a largest request and answer "
                 "could never be admitted"
             )
-        for name in ("max_connection_age_seconds", "max_connection_age_grace_seconds", "keepalive_seconds"):
+        for name in (
+            "max_connection_age_seconds",
+            "max_connection_age_grace_seconds",
+            "keepalive_seconds",
+            "state_max_age_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{_named(name)} must not be negative, got {getattr(self, name)}")
         for name in ("stream_idle_seconds", "stall_seconds", "receive_seconds", "min_client_ping_seconds"):

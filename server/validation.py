@@ -22,6 +22,7 @@ from .errors import FailedPrecondition, InvalidArgument, quoted
 from .limits import Limits
 from .repository import ModelRepository
 from .runtime import ModelRuntime, State
+from .sealing import StateSeal
 
 Feed = dict[str, np.ndarray]
 
@@ -43,6 +44,7 @@ def feed_from_chunk(
     limits: Limits,
     held: LayerArrays | None = None,
     scope: Scope = EVERY_MODEL,
+    seal: StateSeal | None = None,
 ) -> Feed:
     """The checked feed for either protocol; `held` is a stream's state, used when none is sent."""
     config = runtime.info.config
@@ -66,7 +68,9 @@ def feed_from_chunk(
     feed: Feed = {contract.INPUT: x, contract.SEQUENCE_LENGTHS: _lengths(chunk.sequence_lengths, batch, time)}
 
     if chunk.state is not None:
-        layers = _state(chunk.state, chunk.state_names, runtime, repository.by_fingerprint, scope, batch)
+        layers = _state(
+            chunk.state, chunk.state_names, runtime, repository.by_fingerprint, scope, batch, seal
+        )
     elif held is not None:
         if held[0][0].shape[0] != batch:
             raise InvalidArgument(
@@ -105,6 +109,7 @@ def _state(
     maker_of: Callable[[str, Scope], ModelRuntime | None],
     scope: Scope,
     batch: int,
+    seal: StateSeal | None,
 ) -> LayerArrays:
     info, config = runtime.info, runtime.info.config
     if state.fingerprint != info.fingerprint:
@@ -115,15 +120,33 @@ def _state(
             f"v{info.version} (fingerprint {info.fingerprint}); a state is only valid for the model "
             "that produced it"
         )
-    if len(state.layers) != config.num_layers:
-        raise InvalidArgument(f"state has {len(state.layers)} layers; {info.name} has {config.num_layers}")
-    for (c, h), named, size in zip(state.layers, names, config.hidden_sizes):
+    layers = _opened(state, config.hidden_sizes, seal)
+    if len(layers) != config.num_layers:
+        raise InvalidArgument(f"state has {len(layers)} layers; {info.name} has {config.num_layers}")
+    names = names * config.num_layers if len(names) == 1 else names  # a sealed state has one name
+    for (c, h), named, size in zip(layers, names, config.hidden_sizes):
         for where, value in zip(named, (c, h)):
             if value.dtype != np.float32:
                 raise InvalidArgument(f"{where} must be float32, got {value.dtype}")
             if value.shape != (batch, size):
                 raise InvalidArgument(f"{where} must have shape [{batch}, {size}]; got {list(value.shape)}")
             _check_finite(value, where)
+    return layers
+
+
+def _opened(state: State, hidden_sizes: tuple[int, ...], seal: StateSeal | None) -> LayerArrays:
+    """A state's layers: as sent, or opened by the seal; a server that seals takes sealed states only."""
+    if state.sealed:
+        if seal is None:
+            raise FailedPrecondition(
+                "the state is sealed, and this server has no --state-key-file to open it"
+            )
+        return seal.open(state.fingerprint, state.sealed, hidden_sizes)
+    if seal is not None:
+        raise FailedPrecondition(
+            "this server takes only the sealed states it returns (--state-key-file): send each "
+            "response's state back as it came"
+        )
     return state.layers
 
 

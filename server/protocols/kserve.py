@@ -12,6 +12,8 @@ is refused by validation.py, as for lstmserve.v1.
 from __future__ import annotations
 
 import math
+import struct
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +24,11 @@ from lstmserve.proto.inference import grpc_service_pb2 as kserve
 
 from ..errors import InvalidArgument, quoted
 from ..runtime import ModelRuntime, State
+from ..sealing import StateSeal
 from ..validation import Chunk
 
 STATE_FINGERPRINT = "state_fingerprint"  # request and response parameter
+SEALED_STATE = "sealed_state"  # with --state-key-file: the state as one BYTES element, in and out
 PLATFORM = "onnxruntime_onnx"  # as Triton names ONNX models served by onnxruntime
 # Triton's sequence batcher keeps state on the server, keyed by these; lstmserve keeps none, so a
 # client that sends them expects what it would not get: refuse rather than answer from zero state.
@@ -60,6 +64,7 @@ def input_datatypes(runtime: ModelRuntime) -> dict[str, tuple[str, ...]]:
     }
     for layer in range(runtime.info.config.num_layers):
         accepted[contract.initial_c(layer)] = accepted[contract.initial_h(layer)] = (_FP32,)
+    accepted[SEALED_STATE] = ("BYTES",)  # refused by validation where the server does not seal
     return accepted
 
 
@@ -100,7 +105,12 @@ def decode(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> Chunk:
         for layer in range(runtime.info.config.num_layers)
     ]
     sent = [name for pair in names for name in pair if name in arrays]
-    if sent:
+    if SEALED_STATE in arrays:
+        if sent:
+            raise InvalidArgument(f"send {SEALED_STATE} or initial_c_*/initial_h_*, not both")
+        chunk.state = State(_fingerprint(request), [], sealed=arrays[SEALED_STATE])
+        chunk.state_names = [(SEALED_STATE, SEALED_STATE)] * len(names)
+    elif sent:
         missing = [name for pair in names for name in pair if name not in arrays]
         if missing:
             raise InvalidArgument(
@@ -113,7 +123,7 @@ def decode(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> Chunk:
     return chunk
 
 
-def _arrays(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> dict[str, np.ndarray]:
+def _arrays(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> dict[str, Any]:
     """Each input by name, its datatype one the model takes, its contents raw or typed (not both)."""
     raw = request.raw_input_contents
     if raw:
@@ -130,7 +140,7 @@ def _arrays(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> dict[st
             )
     accepted = input_datatypes(runtime)
     model = f"{runtime.info.name} v{runtime.info.version}"
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}  # numpy arrays, and the sealed state's bytes
     for index, tensor in enumerate(request.inputs):
         name = tensor.name
         if name not in accepted:
@@ -146,38 +156,59 @@ def _arrays(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> dict[st
             raise InvalidArgument(
                 f"{name} has datatype {tensor.datatype}; {model} takes {' or '.join(accepted[name])}"
             )
-        arrays[name] = _decode(tensor, raw[index] if raw else None)
+        if name == SEALED_STATE:
+            arrays[name] = _sealed(tensor, raw[index] if raw else None)
+        else:
+            arrays[name] = _decode(tensor, raw[index] if raw else None)
     return arrays
 
 
-def requested_outputs(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> list[str]:
-    """The outputs to return, in the order asked; none asked means all, in the model's order."""
+def requested_outputs(
+    request: kserve.ModelInferRequest, runtime: ModelRuntime, sealed: bool = False
+) -> list[str]:
+    """The contract outputs to compute, in the order asked; none asked means all, in the model's
+    order. With `sealed`, the state is offered as sealed_state only (which stands for every final_*)."""
+    state = [name for name in runtime.output_names if name.startswith("final_")]
+    offered = [name for name in runtime.output_names if not (sealed and name in state)]
+    if sealed:
+        offered.append(SEALED_STATE)
     if not request.outputs:
         return list(runtime.output_names)
     names = [output.name for output in request.outputs]
     for name in names:
-        if name not in runtime.output_names:
+        if name not in offered:
             raise InvalidArgument(
                 f"unknown output {quoted(name)}: {runtime.info.name} v{runtime.info.version} returns "
-                f"{', '.join(runtime.output_names)}"
+                f"{', '.join(offered)}"
             )
     if len(set(names)) != len(names):
         raise InvalidArgument(f"an output is asked for twice: {', '.join(names)}")
-    return names
+    return [expanded for name in names for expanded in (state if name == SEALED_STATE else [name])]
 
 
 def encode(
-    request: kserve.ModelInferRequest, runtime: ModelRuntime, outputs: dict[str, np.ndarray], names: list[str]
+    request: kserve.ModelInferRequest,
+    runtime: ModelRuntime,
+    outputs: dict[str, np.ndarray],
+    names: list[str],
+    seal: StateSeal | None = None,
 ) -> kserve.ModelInferResponse:
-    """The named outputs as raw little-endian bytes, with the state's fingerprint as a parameter."""
+    """The named outputs as raw little-endian bytes, with the state's fingerprint as a parameter;
+    with a seal, the final_* outputs travel as one sealed_state instead."""
     response = kserve.ModelInferResponse(
         model_name=runtime.info.name, model_version=str(runtime.info.version), id=request.id
     )
     response.parameters[STATE_FINGERPRINT].string_param = runtime.info.fingerprint
     for name in names:
+        if seal is not None and name.startswith("final_"):
+            continue
         array = outputs[name]  # float32: every output of the contract is
         response.outputs.add(name=name, datatype=_FP32, shape=array.shape)
         response.raw_output_contents.append(to_bytes(array, _FP32_BYTES))
+    if seal is not None and contract.final_c(0) in names:
+        blob = seal.seal(runtime.info.fingerprint, runtime.final_state(outputs).layers)
+        response.outputs.add(name=SEALED_STATE, datatype="BYTES", shape=[1])
+        response.raw_output_contents.append(struct.pack("<I", len(blob)) + blob)  # BYTES' raw form
     return response
 
 
@@ -204,6 +235,21 @@ def _fingerprint(request: kserve.ModelInferRequest) -> str:
     if parameter.WhichOneof("parameter_choice") != "string_param" or not parameter.string_param:
         raise InvalidArgument("parameter state_fingerprint must be a non-empty string (string_param)")
     return parameter.string_param
+
+
+def _sealed(tensor: kserve.ModelInferRequest.InferInputTensor, raw: bytes | None) -> bytes:
+    """The one BYTES element of sealed_state: raw (a 4-byte little-endian length, then the bytes) or
+    in bytes_contents."""
+    if list(tensor.shape) != [1]:
+        raise InvalidArgument(f"{SEALED_STATE} must have shape [1]; got {list(tensor.shape)[:8]}")
+    if raw is None:
+        values = tensor.contents.bytes_contents
+        if len(values) != 1:
+            raise InvalidArgument(f"{SEALED_STATE}: one element in bytes_contents, not {len(values)}")
+        return bytes(values[0])
+    if len(raw) < 4 or struct.unpack_from("<I", raw)[0] != len(raw) - 4:
+        raise InvalidArgument(f"{SEALED_STATE}: raw BYTES must be a 4-byte length and that many bytes")
+    return bytes(raw[4:])
 
 
 def _decode(tensor: kserve.ModelInferRequest.InferInputTensor, raw: bytes | None) -> np.ndarray:

@@ -14,6 +14,7 @@ from ..errors import NotFound
 from ..health import Health
 from ..limits import Limits
 from ..repository import ModelRepository
+from ..sealing import StateSeal
 from ..validation import feed_from_chunk
 from .kserve import decode, encode, model_metadata, parse_version, requested_outputs
 
@@ -22,7 +23,15 @@ EXTENSIONS = ["parameters"]  # request and response parameters carry the state's
 
 
 class KServeServicer:
-    def __init__(self, repository: ModelRepository, batcher: Batcher, limits: Limits, health: Health):
+    def __init__(
+        self,
+        repository: ModelRepository,
+        batcher: Batcher,
+        limits: Limits,
+        health: Health,
+        seal: StateSeal | None = None,
+    ):
+        self.seal = seal  # seals the states this service returns, opens those sent back
         self.repository = repository
         self.batcher = batcher  # shared with lstmserve.v1: calls of both protocols batch together
         self.limits = limits
@@ -55,12 +64,12 @@ class KServeServicer:
     async def ModelInfer(self, request: kserve.ModelInferRequest, call: Call) -> kserve.ModelInferResponse:
         runtime = self.repository.get(request.model_name, parse_version(request.model_version), call.scope)
         call.model = runtime.label
-        names = requested_outputs(request, runtime)
+        names = requested_outputs(request, runtime, sealed=self.seal is not None)
         feed = feed_from_chunk(
-            decode(request, runtime), runtime, self.repository, self.limits, scope=call.scope
+            decode(request, runtime), runtime, self.repository, self.limits, scope=call.scope, seal=self.seal
         )
         rows, time = feed[contract.INPUT].shape[:2]
         echoed = len(request.id.encode())  # the answer carries the request's id back, as UTF-8
         call.reserve(2 * self.limits.check_answer(runtime, rows, time, names, echoed))
         outputs = await self.batcher.run(runtime, feed)
-        return encode(request, runtime, outputs, names)
+        return encode(request, runtime, outputs, names, self.seal)

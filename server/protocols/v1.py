@@ -15,6 +15,7 @@ from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from ..errors import InvalidArgument, quoted
 from ..repository import ModelRepository
 from ..runtime import ModelRuntime
+from ..sealing import StateSeal
 from ..validation import Chunk, State
 
 # What InferRequest.outputs may name; "state" stands for every layer's final_c_{l} and final_h_{l}.
@@ -30,6 +31,12 @@ def decode(request: pb.InferRequest) -> Chunk:
         if request.HasField("state"):
             if not request.state.fingerprint:
                 raise InvalidArgument("state.fingerprint is empty: send back the state a response returned")
+            if request.state.sealed:
+                if request.state.layers:
+                    raise InvalidArgument("state has both sealed bytes and layers: send it back as it came")
+                chunk.state = State(request.state.fingerprint, [], sealed=request.state.sealed)
+                chunk.state_names = [("state.sealed", "state.sealed")]
+                return chunk
             layers = decode_state(request.state)
             chunk.state = State(request.state.fingerprint, layers)
             chunk.state_names = [(f"state.layers[{i}].c", f"state.layers[{i}].h") for i in range(len(layers))]
@@ -65,7 +72,11 @@ def requested_outputs(request: pb.InferRequest, runtime: ModelRuntime) -> list[s
 
 
 def encode(
-    runtime: ModelRuntime, outputs: dict[str, np.ndarray], names: list[str], state: State | None = None
+    runtime: ModelRuntime,
+    outputs: dict[str, np.ndarray],
+    names: list[str],
+    state: State | None = None,
+    seal: StateSeal | None = None,
 ) -> pb.InferResponse:
     """The outputs asked for (`names`, from requested_outputs), stamped with the model that made them;
     `state` is the outputs' final state where the caller already took it (runtime.final_state)."""
@@ -76,7 +87,11 @@ def encode(
         response.logits.CopyFrom(encode_tensor(outputs[LOGITS]))
     if contract.final_c(0) in names:
         state = state or runtime.final_state(outputs)
-        response.state.CopyFrom(encode_state(state.fingerprint, state.layers))
+        if seal is not None:
+            response.state.fingerprint = state.fingerprint
+            response.state.sealed = seal.seal(state.fingerprint, state.layers)
+        else:
+            response.state.CopyFrom(encode_state(state.fingerprint, state.layers))
     return response
 
 

@@ -17,12 +17,16 @@ from ..errors import InvalidArgument, quoted
 from ..limits import Limits
 from ..repository import ModelRepository
 from ..runtime import ModelRuntime
+from ..sealing import StateSeal
 from ..validation import feed_from_chunk
 from .v1 import decode, encode, model_info, requested_outputs
 
 
 class LSTMServicer:
-    def __init__(self, repository: ModelRepository, batcher: Batcher, limits: Limits):
+    def __init__(
+        self, repository: ModelRepository, batcher: Batcher, limits: Limits, seal: StateSeal | None = None
+    ):
+        self.seal = seal  # seals the states this service returns, opens those sent back
         self.repository = repository
         self.batcher = batcher  # merges concurrent calls into one onnxruntime run
         self.limits = limits
@@ -31,10 +35,12 @@ class LSTMServicer:
         runtime = self.repository.get(request.model, request.version, call.scope)
         call.model = runtime.label
         names = requested_outputs(request, runtime)
-        feed = feed_from_chunk(decode(request), runtime, self.repository, self.limits, scope=call.scope)
+        feed = feed_from_chunk(
+            decode(request), runtime, self.repository, self.limits, scope=call.scope, seal=self.seal
+        )
         call.reserve(2 * self._answer_bytes(runtime, feed, names))
         outputs = await self.batcher.run(runtime, feed)
-        return encode(runtime, outputs, names)
+        return encode(runtime, outputs, names, seal=self.seal)
 
     async def StreamInfer(self, requests: AsyncIterator[pb.InferRequest], call: Call):
         runtime: ModelRuntime | None = None
@@ -43,14 +49,16 @@ class LSTMServicer:
             runtime = self._stream_model(request, runtime, call)
             call.model = runtime.label
             names = requested_outputs(request, runtime)
-            feed = feed_from_chunk(decode(request), runtime, self.repository, self.limits, held, call.scope)
+            feed = feed_from_chunk(
+                decode(request), runtime, self.repository, self.limits, held, call.scope, self.seal
+            )
             call.reserve(2 * self._answer_bytes(runtime, feed, names))
             outputs = await self.batcher.run(runtime, feed)
             state = runtime.final_state(outputs)
             # Copies: a view would keep the whole merged batch's arrays alive between chunks.
             held = [(c.copy(), h.copy()) for c, h in state.layers]
             call.hold_state(sum(c.nbytes + h.nbytes for c, h in held))
-            response = encode(runtime, outputs, names, state)
+            response = encode(runtime, outputs, names, state, self.seal)
             outputs = feed = {}  # while a slow reader holds us at `yield`, hold no arrays of the batch
             del state
             yield response

@@ -87,6 +87,9 @@ def test_image_is_small_and_has_no_torch(image):
     probe = "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
     done = pm.podman("run", "--rm", "--entrypoint", "python", image, "-c", probe, check=False)
     assert done.returncode == 0, "torch is in the image"
+    sealing = "from cryptography.hazmat.primitives.ciphers.aead import AESGCM"  # --state-key-file
+    done = pm.podman("run", "--rm", "--entrypoint", "python", image, "-c", sealing, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_container_runs_as_the_deployment_runs_it(image):

@@ -24,33 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clstmserve/v1/lstmserve.proto\x12\x0clstmserve.v1\"L\n\x06Tensor\x12%\n\x05\x64type\x18\x01 \x01(\x0e\x32\x16.lstmserve.v1.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"N\n\nLayerState\x12\x1f\n\x01\x63\x18\x01 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\x12\x1f\n\x01h\x18\x02 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\"F\n\x05State\x12\x13\n\x0b\x66ingerprint\x18\x01 \x01(\t\x12(\n\x06layers\x18\x02 \x03(\x0b\x32\x18.lstmserve.v1.LayerState\"\xb8\x01\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12#\n\x05input\x18\x03 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\x12.\n\x10sequence_lengths\x18\x04 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\x12\"\n\x05state\x18\x05 \x01(\x0b\x32\x13.lstmserve.v1.State\x12\x0f\n\x07outputs\x18\x06 \x03(\t\"\x9f\x01\n\rInferResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12$\n\x06output\x18\x03 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\x12$\n\x06logits\x18\x04 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\x12\"\n\x05state\x18\x05 \x01(\x0b\x32\x13.lstmserve.v1.State\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.lstmserve.v1.ModelInfo\"1\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\xdf\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08versions\x18\x03 \x03(\x03\x12\x12\n\ninput_size\x18\x04 \x01(\x03\x12\x14\n\x0chidden_sizes\x18\x05 \x03(\x03\x12\x0c\n\x04head\x18\x06 \x01(\t\x12\x13\n\x0bnum_outputs\x18\x07 \x01(\x03\x12\x0e\n\x06labels\x18\x08 \x03(\t\x12\x13\n\x0b\x66ingerprint\x18\t \x01(\t\x12\x14\n\x0cquantization\x18\n \x01(\t\x12\x19\n\x11lstmserve_version\x18\x0b \x01(\t*H\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46LOAT32\x10\x01\x12\t\n\x05INT32\x10\x02\x12\t\n\x05INT64\x10\x03\x32\xb0\x02\n\x0bLSTMService\x12@\n\x05Infer\x12\x1a.lstmserve.v1.InferRequest\x1a\x1b.lstmserve.v1.InferResponse\x12J\n\x0bStreamInfer\x12\x1a.lstmserve.v1.InferRequest\x1a\x1b.lstmserve.v1.InferResponse(\x01\x30\x01\x12O\n\nListModels\x12\x1f.lstmserve.v1.ListModelsRequest\x1a .lstmserve.v1.ListModelsResponse\x12\x42\n\x08GetModel\x12\x1d.lstmserve.v1.GetModelRequest\x1a\x17.lstmserve.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clstmserve/v1/lstmserve.proto\x12\x0clstmserve.v1\"L\n\x06Tensor\x12%\n\x05\x64type\x18\x01 \x01(\x0e\x32\x16.lstmserve.v1.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"N\n\nLayerState\x12\x1f\n\x01\x63\x18\x01 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\x12\x1f\n\x01h\x18\x02 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\"V\n\x05State\x12\x13\n\x0b\x66ingerprint\x18\x01 \x01(\t\x12(\n\x06layers\x18\x02 \x03(\x0b\x32\x18.lstmserve.v1.LayerState\x12\x0e\n\x06sealed\x18\x03 \x01(\x0c\"\xb8\x01\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12#\n\x05input\x18\x03 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\x12.\n\x10sequence_lengths\x18\x04 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\x12\"\n\x05state\x18\x05 \x01(\x0b\x32\x13.lstmserve.v1.State\x12\x0f\n\x07outputs\x18\x06 \x03(\t\"\x9f\x01\n\rInferResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12$\n\x06output\x18\x03 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\x12$\n\x06logits\x18\x04 \x01(\x0b\x32\x14.lstmserve.v1.Tensor\x12\"\n\x05state\x18\x05 \x01(\x0b\x32\x13.lstmserve.v1.State\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.lstmserve.v1.ModelInfo\"1\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\xdf\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08versions\x18\x03 \x03(\x03\x12\x12\n\ninput_size\x18\x04 \x01(\x03\x12\x14\n\x0chidden_sizes\x18\x05 \x03(\x03\x12\x0c\n\x04head\x18\x06 \x01(\t\x12\x13\n\x0bnum_outputs\x18\x07 \x01(\x03\x12\x0e\n\x06labels\x18\x08 \x03(\t\x12\x13\n\x0b\x66ingerprint\x18\t \x01(\t\x12\x14\n\x0cquantization\x18\n \x01(\t\x12\x19\n\x11lstmserve_version\x18\x0b \x01(\t*H\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46LOAT32\x10\x01\x12\t\n\x05INT32\x10\x02\x12\t\n\x05INT64\x10\x03\x32\xb0\x02\n\x0bLSTMService\x12@\n\x05Infer\x12\x1a.lstmserve.v1.InferRequest\x1a\x1b.lstmserve.v1.InferResponse\x12J\n\x0bStreamInfer\x12\x1a.lstmserve.v1.InferRequest\x1a\x1b.lstmserve.v1.InferResponse(\x01\x30\x01\x12O\n\nListModels\x12\x1f.lstmserve.v1.ListModelsRequest\x1a .lstmserve.v1.ListModelsResponse\x12\x42\n\x08GetModel\x12\x1d.lstmserve.v1.GetModelRequest\x1a\x17.lstmserve.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lstmserve.v1.lstmserve_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATATYPE']._serialized_start=986
-  _globals['_DATATYPE']._serialized_end=1058
+  _globals['_DATATYPE']._serialized_start=1002
+  _globals['_DATATYPE']._serialized_end=1074
   _globals['_TENSOR']._serialized_start=46
   _globals['_TENSOR']._serialized_end=122
   _globals['_LAYERSTATE']._serialized_start=124
   _globals['_LAYERSTATE']._serialized_end=202
   _globals['_STATE']._serialized_start=204
-  _globals['_STATE']._serialized_end=274
-  _globals['_INFERREQUEST']._serialized_start=277
-  _globals['_INFERREQUEST']._serialized_end=461
-  _globals['_INFERRESPONSE']._serialized_start=464
-  _globals['_INFERRESPONSE']._serialized_end=623
-  _globals['_LISTMODELSREQUEST']._serialized_start=625
-  _globals['_LISTMODELSREQUEST']._serialized_end=644
-  _globals['_LISTMODELSRESPONSE']._serialized_start=646
-  _globals['_LISTMODELSRESPONSE']._serialized_end=707
-  _globals['_GETMODELREQUEST']._serialized_start=709
-  _globals['_GETMODELREQUEST']._serialized_end=758
-  _globals['_MODELINFO']._serialized_start=761
-  _globals['_MODELINFO']._serialized_end=984
-  _globals['_LSTMSERVICE']._serialized_start=1061
-  _globals['_LSTMSERVICE']._serialized_end=1365
+  _globals['_STATE']._serialized_end=290
+  _globals['_INFERREQUEST']._serialized_start=293
+  _globals['_INFERREQUEST']._serialized_end=477
+  _globals['_INFERRESPONSE']._serialized_start=480
+  _globals['_INFERRESPONSE']._serialized_end=639
+  _globals['_LISTMODELSREQUEST']._serialized_start=641
+  _globals['_LISTMODELSREQUEST']._serialized_end=660
+  _globals['_LISTMODELSRESPONSE']._serialized_start=662
+  _globals['_LISTMODELSRESPONSE']._serialized_end=723
+  _globals['_GETMODELREQUEST']._serialized_start=725
+  _globals['_GETMODELREQUEST']._serialized_end=774
+  _globals['_MODELINFO']._serialized_start=777
+  _globals['_MODELINFO']._serialized_end=1000
+  _globals['_LSTMSERVICE']._serialized_start=1077
+  _globals['_LSTMSERVICE']._serialized_end=1381
 # @@protoc_insertion_point(module_scope)

@@ -37,12 +37,14 @@ class LayerState(_message.Message):
     def __init__(self, c: _Optional[_Union[Tensor, _Mapping]] = ..., h: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class State(_message.Message):
-    __slots__ = ("fingerprint", "layers")
+    __slots__ = ("fingerprint", "layers", "sealed")
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
     fingerprint: str
     layers: _containers.RepeatedCompositeFieldContainer[LayerState]
-    def __init__(self, fingerprint: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerState, _Mapping]]] = ...) -> None: ...
+    sealed: bytes
+    def __init__(self, fingerprint: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerState, _Mapping]]] = ..., sealed: _Optional[bytes] = ...) -> None: ...
 
 class InferRequest(_message.Message):
     __slots__ = ("model", "version", "input", "sequence_lengths", "state", "outputs")
