@@ -100,23 +100,22 @@ async def _bidi(client, load: Load, chunk, measure_from: float, stop_at: float, 
 
 
 async def _kserve(stub, load: Load, chunk, measure_from: float, stop_at: float, out: list[float]) -> None:
-    """As a KServe client streams: each response's final_* go back as initial_*, with the fingerprint."""
-    state: list[tuple[str, np.ndarray]] = []
+    """As a KServe client streams: each response's final_* go back as initial_*, or its sealed_state
+    as sealed_state (a server with --state-key-file), with the fingerprint."""
+    state: list[tuple[str, str, list[int], bytes]] = []  # name, datatype, shape, raw contents
     fingerprint = ""
     while (now := time.perf_counter()) < stop_at:
         request = kserve.ModelInferRequest(model_name=load.model, model_version=str(load.version))
-        for name, array in [("input", chunk), *state]:
-            request.inputs.add(name=name, datatype="FP32", shape=array.shape)
-            request.raw_input_contents.append(array.tobytes())
+        for name, datatype, shape, raw in [("input", "FP32", list(chunk.shape), chunk.tobytes()), *state]:
+            request.inputs.add(name=name, datatype=datatype, shape=shape)
+            request.raw_input_contents.append(raw)
         if fingerprint:
             request.parameters["state_fingerprint"].string_param = fingerprint
         response = await stub.ModelInfer(request, timeout=60)
-        outputs = {
-            tensor.name: np.frombuffer(data, np.float32).reshape(tensor.shape)
-            for tensor, data in zip(response.outputs, response.raw_output_contents)
-        }
         state = [
-            (name.replace("final", "initial"), v) for name, v in outputs.items() if name.startswith("final")
+            (tensor.name.replace("final", "initial"), tensor.datatype, list(tensor.shape), raw)
+            for tensor, raw in zip(response.outputs, response.raw_output_contents)
+            if tensor.name.startswith("final") or tensor.name == "sealed_state"
         ]
         fingerprint = response.parameters["state_fingerprint"].string_param
         if now >= measure_from:
