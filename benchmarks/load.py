@@ -47,11 +47,32 @@ class LoadResult:
         }
 
 
-def run_load(address: str, load: Load) -> LoadResult:
-    return asyncio.run(_run(address, load))
+@dataclass(frozen=True)
+class Connection:
+    """How the load reaches a server: plaintext by default; TLS credentials and a bearer token for a
+    server that asks for them."""
+
+    credentials: grpc.ChannelCredentials | None = None
+    token: str | None = None
+
+    def channel(self, address: str, options: list) -> grpc.aio.Channel:
+        if self.credentials is None:
+            return grpc.aio.insecure_channel(address, options=options)
+        return grpc.aio.secure_channel(address, self.credentials, options=options)
+
+    @property
+    def metadata(self) -> tuple | None:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else None
 
 
-async def _run(address: str, load: Load) -> LoadResult:
+PLAINTEXT = Connection()
+
+
+def run_load(address: str, load: Load, connection: Connection = PLAINTEXT) -> LoadResult:
+    return asyncio.run(_run(address, load, connection))
+
+
+async def _run(address: str, load: Load, connection: Connection) -> LoadResult:
     rng = np.random.default_rng(0)
     chunks = [rng.random((1, load.chunk, load.input_size), dtype=np.float32) for _ in range(load.streams)]
     latencies: list[list[float]] = [[] for _ in range(load.streams)]
@@ -59,11 +80,19 @@ async def _run(address: str, load: Load) -> LoadResult:
     options = [("grpc.use_local_subchannel_pool", 1)]
     callers: list
     if load.mode == "kserve":
-        channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(load.connections)]
-        callers, closing = [kserve_grpc.GRPCInferenceServiceStub(c) for c in channels], channels
+        channels = [connection.channel(address, options) for _ in range(load.connections)]
+        stubs = [kserve_grpc.GRPCInferenceServiceStub(c) for c in channels]
+        callers, closing = [(stub, connection.metadata) for stub in stubs], channels
     else:
         callers = closing = [
-            AsyncClient(address, timeout=60, options=options) for _ in range(load.connections)
+            AsyncClient(
+                address,
+                timeout=60,
+                options=options,
+                credentials=connection.credentials,
+                token=connection.token,
+            )
+            for _ in range(load.connections)
         ]
     try:
         start = time.perf_counter()
@@ -99,9 +128,10 @@ async def _bidi(client, load: Load, chunk, measure_from: float, stop_at: float, 
                 out.append(time.perf_counter() - now)
 
 
-async def _kserve(stub, load: Load, chunk, measure_from: float, stop_at: float, out: list[float]) -> None:
+async def _kserve(caller, load: Load, chunk, measure_from: float, stop_at: float, out: list[float]) -> None:
     """As a KServe client streams: each response's final_* go back as initial_*, or its sealed_state
     as sealed_state (a server with --state-key-file), with the fingerprint."""
+    stub, metadata = caller
     state: list[tuple[str, str, list[int], bytes]] = []  # name, datatype, shape, raw contents
     fingerprint = ""
     while (now := time.perf_counter()) < stop_at:
@@ -111,7 +141,7 @@ async def _kserve(stub, load: Load, chunk, measure_from: float, stop_at: float, 
             request.raw_input_contents.append(raw)
         if fingerprint:
             request.parameters["state_fingerprint"].string_param = fingerprint
-        response = await stub.ModelInfer(request, timeout=60)
+        response = await stub.ModelInfer(request, timeout=60, metadata=metadata)
         state = [
             (tensor.name.replace("final", "initial"), tensor.datatype, list(tensor.shape), raw)
             for tensor, raw in zip(response.outputs, response.raw_output_contents)

@@ -68,8 +68,18 @@ class BenchOptions:
         repeat=True,
     )
     connections: int = setting(1, "client connections to spread streams over")
+    tls_ca: str = setting(
+        "",
+        "speak TLS to the lstmserve servers, trusting this PEM CA (give them --tls-cert and --tls-key "
+        "with --server-arg, which both lstmserve servers then get)",
+    )
+    tls_cert: str = setting("", "PEM client certificate, for servers given --tls-client-ca (mTLS)")
+    tls_key: str = setting("", "PEM private key of --tls-cert")
+    token_file: str = setting("", "file holding the bearer token for servers given --auth-tokens")
 
     def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_cert and not self.tls_ca):
+            raise OptionsError("--tls-cert and --tls-key come together, with --tls-ca")
         for name in ("many", "connections"):
             if getattr(self, name) < 1:
                 raise OptionsError(f"{flag_of(self, name)} must be positive, got {getattr(self, name)}")

@@ -23,7 +23,7 @@ from lstmserve.client import Client
 from lstmserve.client.messages import infer_request
 
 from .floors import onnxruntime_floor
-from .load import Load, run_load
+from .load import PLAINTEXT, Connection, Load, run_load
 from .options import BenchOptions
 from .processes import ServerProcess, seconds_to_serving
 
@@ -63,7 +63,11 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
     startup = _startup_and_memory(options, say)
     done = [0]
 
-    def run(address: str, scenario: Scenario, input_size: int) -> None:
+    secure = _connection(options)  # the lstmserve servers' (TLS, a token); the echo speaks plaintext
+    # The security flags go to both lstmserve servers, so that one connection reaches both.
+    security = tuple(arg for arg in options.server_args if arg.startswith(_SECURITY_FLAGS))
+
+    def run(address: str, scenario: Scenario, input_size: int, connection: Connection = secure) -> None:
         load = Load(
             scenario.model,
             scenario.version,
@@ -75,7 +79,7 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
             options.warmup,
             min(options.connections, scenario.streams),
         )
-        scenario.result = run_load(address, load).summary()
+        scenario.result = run_load(address, load, connection).summary()
         done[0] += 1
         r = scenario.result
         say(
@@ -90,12 +94,12 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
         canned = {}
         for server_name, args in (
             ("lstmserve", options.server_args),
-            ("unbatched", ("--max-batch-rows", "0")),
+            ("unbatched", (*security, "--max-batch-rows", "0")),
         ):
             server = ServerProcess.lstmserve(repository, *args)
             try:
                 if server_name == "lstmserve":
-                    canned = _canned_responses(server.address, models, options.chunks, Path(folder))
+                    canned = _canned_responses(server.address, models, options.chunks, Path(folder), secure)
                 for scenario in (s for s in plan if s.server == server_name):
                     run(server.address, scenario, sizes[scenario.model, scenario.version])
             finally:
@@ -112,7 +116,7 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
                         version,
                         chunk,
                     ):
-                        run(echo.address, scenario, sizes[name, version])
+                        run(echo.address, scenario, sizes[name, version], PLAINTEXT)
             finally:
                 echo.terminate()
 
@@ -127,6 +131,19 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
         "startup": startup,
         "scenarios": [asdict(s) for s in plan],
     }
+
+
+_SECURITY_FLAGS = ("--tls-", "--auth-tokens", "--state-key-file")
+
+
+def _connection(options: BenchOptions) -> Connection:
+    from lstmserve.client import tls_credentials
+
+    credentials = None
+    if options.tls_ca:
+        credentials = tls_credentials(options.tls_ca, options.tls_cert or None, options.tls_key or None)
+    token = Path(options.token_file).read_text().strip() if options.token_file else None
+    return Connection(credentials, token)
 
 
 def parse_model(spec: str, repository: Path) -> tuple[str, int, Path, int]:
@@ -164,15 +181,18 @@ def _plan(options: BenchOptions, models) -> list[Scenario]:
     return plan
 
 
-def _canned_responses(address: str, models, chunks, folder: Path) -> dict[tuple[str, int, int], Path]:
+def _canned_responses(
+    address: str, models, chunks, folder: Path, connection: Connection
+) -> dict[tuple[str, int, int], Path]:
     """The real server's answer to a one-row chunk, which the echo will send back to every call."""
     files = {}
-    with Client(address) as client:
+    with Client(address, credentials=connection.credentials, token=connection.token) as client:
         for name, version, _, input_size in models:
             for chunk in chunks:
                 request = infer_request(name, np.zeros((1, chunk, input_size)), version=version)
                 path = folder / f"{name}-{version}-{chunk}.pb"
-                path.write_bytes(client.stub.Infer(request).SerializeToString())
+                answer = client.stub.Infer(request, metadata=client.metadata)
+                path.write_bytes(answer.SerializeToString())
                 files[name, version, chunk] = path
     return files
 

@@ -56,3 +56,37 @@ def test_bench_runs_end_to_end_in_quick_mode(repository, tmp_path):
     )
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| target | measured | goal | met | detail |" in done.stdout
+
+
+def test_bench_measures_servers_that_want_tls_a_token_and_seal_states(repository, tmp_path):
+    """--tls-ca and --token-file reach the benchmarked servers given their certificate, tokens and
+    state keys with --server-arg (both lstmserve servers get them; the echo stays plaintext)."""
+    pytest.importorskip("cryptography", reason="pip install cryptography (lstmserve[serve] has it)")
+    import os
+
+    from ..certs import Authority
+
+    ca = Authority(tmp_path / "ca")
+    pair = ca.issue("server", server=True)
+    (tmp_path / "token").write_text("bench-token-0123456789\n")
+    (tmp_path / "tokens").write_text("bench-token-0123456789\n")
+    (tmp_path / "keys").write_text(os.urandom(32).hex() + "\n")
+    out = tmp_path / "results"
+    server_args = [
+        f"--server-arg=--tls-cert={pair.cert}",
+        f"--server-arg=--tls-key={pair.key}",
+        f"--server-arg=--auth-tokens={tmp_path / 'tokens'}",
+        f"--server-arg=--state-key-file={tmp_path / 'keys'}",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "lstmserve", "bench", "--quick", "--repository", str(repository)]
+        + ["--models", f"{DIGITS}:1", "--default-repository", str(repository), "--out", str(out)]
+        + ["--tls-ca", str(ca.cert), "--token-file", str(tmp_path / "token"), *server_args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "bench.json").read_text())
+    for scenario in results["scenarios"]:
+        assert scenario["result"]["calls"] > 0, scenario  # every server answered through its guard
