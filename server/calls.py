@@ -208,12 +208,19 @@ class Calls:
 
 class ClientGoneFilter(logging.Filter):
     """gRPC logs an ERROR with a traceback when an answer cannot be sent because its client has
-    just gone (a deadline, a cancel) and it has not heard of that yet: an everyday event, not an error.
-    Installed on gRPC's logger by the server; such records go to our DEBUG log instead."""
+    just gone (a deadline, a cancel) and it has not heard of that yet: an everyday event, not an error;
+    and when a client sends metadata that is not UTF-8. Installed on gRPC's logger by the server;
+    such records go to our DEBUG log instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("ExecuteBatchError raised in core"):
+        message = str(record.msg)
+        if message.startswith("ExecuteBatchError raised in core"):
             log.debug("an answer was not sent: its client had gone (%s)", record.getMessage())
+            return False
+        if message.startswith("Invalid encoding on"):
+            # A metadata value that is not UTF-8: gRPC drops it and logs the value with a traceback,
+            # at any client's will (and the value may be someone's token). Not logged here.
+            log.debug("a call's metadata held a value that is not UTF-8; gRPC dropped it")
             return False
         return True
 

@@ -55,6 +55,7 @@ KSERVE_SERVICE = kserve.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 SERVICE_NAME, KSERVE_SERVICE_NAME = SERVICE.full_name, KSERVE_SERVICE.full_name
 _QUIET_SECONDS = 0.1  # after the drain, how long no call may arrive before gRPC stops
 _STREAMS_PER_CONNECTION = 256
+_HANDSHAKE_SECONDS = 10
 
 
 class Server:
@@ -231,6 +232,9 @@ class Server:
             # HTTP/2 streams one connection may open at once (gRPC's own default is unlimited): a
             # client past it waits for one to end. Each costs the server some kilobytes.
             ("grpc.max_concurrent_streams", _STREAMS_PER_CONNECTION),
+            # A connection that has not finished its handshake (TLS, HTTP/2 preface) within this long
+            # is closed: gRPC's default (120 s) let stalled sockets pile up to the fd limit.
+            ("grpc.server_handshake_timeout_ms", _HANDSHAKE_SECONDS * 1000),
             *self._connection_options(),
         ]
 

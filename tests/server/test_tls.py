@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -67,7 +68,11 @@ def serve(
 
 def tls_client(server, ca, pair=None, timeout=10, token=None) -> Client:
     credentials = tls_credentials(ca, *((pair.cert, pair.key) if pair else (None, None)))
-    return Client(f"localhost:{server.port}", credentials=credentials, timeout=timeout, token=token)
+    # Each client its own connection (gRPC would share one among identical channels): its own handshake.
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    return Client(
+        f"localhost:{server.port}", credentials=credentials, timeout=timeout, token=token, options=own
+    )
 
 
 def test_both_protocols_health_and_reflection_speak_tls(repository, pki, tmp_path):
@@ -207,5 +212,32 @@ def test_probes_get_plaintext_health_on_the_health_port_and_nothing_else(reposit
             with Client(f"127.0.0.1:{port}", timeout=5) as plain, pytest.raises(ServerError) as caught:
                 plain.infer(CHARS, X)
             assert caught.value.code == grpc.StatusCode.UNIMPLEMENTED  # nothing but health there
+    finally:
+        server.stop()
+
+
+def test_a_mismatched_or_broken_pair_keeps_the_current_one_and_says_so_once(
+    repository, pki, tmp_path, caplog
+):
+    """The key replaced by another certificate's, then the certificate cut short: new connections
+    still get the current pair, and each bad version of the files is reported once, not per handshake."""
+    server = serve(repository, pki, tmp_path)
+    live = tmp_path / "tls"
+    try:
+        with caplog.at_level(logging.INFO, logger="lstmserve.server"):
+            shutil.copy(pki["other server"].key, live / ".key.new")
+            (live / ".key.new").replace(live / "tls.key")  # the key no longer fits the certificate
+            for _ in range(3):  # three new connections: three handshakes
+                with tls_client(server, pki["ca"].cert) as client:
+                    assert client.infer(CHARS, X).output.shape == (1, 3, 7)
+            (live / "tls.crt").write_bytes(pki["server"].cert.read_bytes()[:200])  # half-written
+            for _ in range(3):
+                with tls_client(server, pki["ca"].cert) as client:
+                    assert client.infer(CHARS, X).output.shape == (1, 3, 7)
+        lines = [r.getMessage() for r in caplog.records if r.name == "lstmserve.server"]
+        refused = [line for line in lines if "cannot be used" in line]
+        assert len(refused) == 2, lines  # one per bad version of the files
+        assert "does not belong to the certificate" in refused[0]
+        assert not any("new connections get" in line for line in lines), lines
     finally:
         server.stop()
