@@ -108,7 +108,7 @@ def decode(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> Chunk:
     if SEALED_STATE in arrays:
         if sent:
             raise InvalidArgument(f"send {SEALED_STATE} or initial_c_*/initial_h_*, not both")
-        chunk.state = State(_fingerprint(request), [], sealed=arrays[SEALED_STATE])
+        chunk.state = State(_fingerprint(request, SEALED_STATE), [], sealed=arrays[SEALED_STATE])
         chunk.state_names = [(SEALED_STATE, SEALED_STATE)] * len(names)
     elif sent:
         missing = [name for pair in names for name in pair if name not in arrays]
@@ -225,11 +225,11 @@ def parse_version(version: str, field: str = "model_version") -> int:
     return int(version)
 
 
-def _fingerprint(request: kserve.ModelInferRequest) -> str:
+def _fingerprint(request: kserve.ModelInferRequest, sent: str = "initial_c_*/initial_h_*") -> str:
     if STATE_FINGERPRINT not in request.parameters:
         raise InvalidArgument(
-            "initial_c_*/initial_h_* sent without the state_fingerprint parameter: send back the "
-            "state_fingerprint of the response whose final_c_*/final_h_* they are"
+            f"{sent} sent without the state_fingerprint parameter: send back the state_fingerprint of "
+            "the response that returned the state"
         )
     parameter = request.parameters[STATE_FINGERPRINT]
     if parameter.WhichOneof("parameter_choice") != "string_param" or not parameter.string_param:
@@ -243,6 +243,11 @@ def _sealed(tensor: kserve.ModelInferRequest.InferInputTensor, raw: bytes | None
     if list(tensor.shape) != [1]:
         raise InvalidArgument(f"{SEALED_STATE} must have shape [1]; got {list(tensor.shape)[:8]}")
     if raw is None:
+        elsewhere = [f.name for f, _ in tensor.contents.ListFields() if f.name != "bytes_contents"]
+        if elsewhere:
+            raise InvalidArgument(
+                f"{SEALED_STATE} is BYTES: its contents go in bytes_contents, not {elsewhere[0]}"
+            )
         values = tensor.contents.bytes_contents
         if len(values) != 1:
             raise InvalidArgument(f"{SEALED_STATE}: one element in bytes_contents, not {len(values)}")
@@ -277,19 +282,31 @@ def _decode(tensor: kserve.ModelInferRequest.InferInputTensor, raw: bytes | None
     return np.array(values, dtype=dtype).reshape(shape)
 
 
-def model_metadata(runtime: ModelRuntime, versions: list[int]) -> kserve.ModelMetadataResponse:
-    """The model's tensors with datatypes and shapes (-1 where any size goes), and its versions."""
+def model_metadata(
+    runtime: ModelRuntime, versions: list[int], sealed: bool = False
+) -> kserve.ModelMetadataResponse:
+    """The model's tensors with datatypes and shapes (-1 where any size goes), and its versions; with
+    `sealed`, the state as the one sealed_state tensor each way, not initial_*/final_*."""
     tensor = kserve.ModelMetadataResponse.TensorMetadata
     datatypes = input_datatypes(runtime)
+    state = ("initial_", "final_")
+    inputs = [
+        tensor(name=name, datatype=datatypes[name][0], shape=shape)
+        for name, shape in input_shapes(runtime).items()
+        if not (sealed and name.startswith(state))
+    ]
+    outputs = [
+        tensor(name=name, datatype=_FP32, shape=shape)
+        for name, shape in output_shapes(runtime).items()
+        if not (sealed and name.startswith(state))
+    ]
+    if sealed:
+        inputs.append(tensor(name=SEALED_STATE, datatype="BYTES", shape=[1]))
+        outputs.append(tensor(name=SEALED_STATE, datatype="BYTES", shape=[1]))
     return kserve.ModelMetadataResponse(
         name=runtime.info.name,
         versions=[str(version) for version in versions],
         platform=PLATFORM,
-        inputs=[
-            tensor(name=name, datatype=datatypes[name][0], shape=shape)
-            for name, shape in input_shapes(runtime).items()
-        ],
-        outputs=[
-            tensor(name=name, datatype=_FP32, shape=shape) for name, shape in output_shapes(runtime).items()
-        ],
+        inputs=inputs,
+        outputs=outputs,
     )

@@ -59,7 +59,7 @@ class KServeServicer:
     ) -> kserve.ModelMetadataResponse:
         runtime = self.repository.get(request.name, parse_version(request.version, "version"), call.scope)
         call.model = runtime.label
-        return model_metadata(runtime, self.repository.versions(runtime.info.name))
+        return model_metadata(runtime, self.repository.versions(runtime.info.name), self.seal is not None)
 
     async def ModelInfer(self, request: kserve.ModelInferRequest, call: Call) -> kserve.ModelInferResponse:
         runtime = self.repository.get(request.model_name, parse_version(request.model_version), call.scope)

@@ -137,3 +137,36 @@ def test_kserve_carries_the_sealed_state_as_one_bytes_element(replicas, client):
         output = rest.raw_output_contents[[t.name for t in rest.outputs].index("output")]
     want = client.infer(CHARS, X, version=1).output[:, 4:]
     np.testing.assert_allclose(np.frombuffer(output, np.float32).reshape(want.shape), want, atol=1e-6, rtol=0)
+
+
+def test_kserve_metadata_and_malformed_sealed_inputs_say_what_sealing_expects(replicas):
+    a, _ = replicas
+    with grpc.insecure_channel(a.address) as channel:
+        stub = kserve_grpc.GRPCInferenceServiceStub(channel)
+        metadata = stub.ModelMetadata(kserve.ModelMetadataRequest(name=CHARS), timeout=5)
+        inputs = {(t.name, t.datatype) for t in metadata.inputs}
+        outputs = {(t.name, t.datatype) for t in metadata.outputs}
+        assert ("sealed_state", "BYTES") in inputs and ("sealed_state", "BYTES") in outputs
+        assert not any(name.startswith(("initial_", "final_")) for name, _ in inputs | outputs)
+
+        def refused(tensor_fields: dict, fingerprint: bool) -> str:
+            request = kserve.ModelInferRequest(model_name=CHARS, model_version="1")
+            x = X[:1, :2]
+            request.inputs.add(name="input", datatype="FP32", shape=x.shape).contents.fp32_contents.extend(
+                x.ravel().tolist()
+            )
+            sealed = request.inputs.add(name="sealed_state", datatype="BYTES", shape=[1])
+            for field, values in tensor_fields.items():
+                getattr(sealed.contents, field).extend(values)
+            if fingerprint:
+                request.parameters["state_fingerprint"].string_param = "whatever"
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ModelInfer(request, timeout=5)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            return caught.value.details()
+
+        assert "sealed_state sent without the state_fingerprint" in refused(
+            {"bytes_contents": [b"x" * 64]}, False
+        )
+        both = {"bytes_contents": [b"x" * 64], "fp32_contents": [1.0]}
+        assert "contents go in bytes_contents, not fp32_contents" in refused(both, True)
