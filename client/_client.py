@@ -11,6 +11,7 @@ import grpc
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
+from .coalesce import Coalescer
 from .errors import rpc_errors
 from .messages import InferResult, ModelInfo, infer_request
 from .state import State
@@ -163,8 +164,13 @@ class AsyncClient(_Connection):
         max_message_bytes: int = 64 << 20,
         options: Sequence[tuple[str, Any]] = (),
         token: str | None = None,
+        coalesce: bool = False,
     ):
+        """As Client; coalesce: concurrent one-chunk calls of different streams of a model version
+        are sent as one request while a call is in flight (client/coalesce.py): far fewer calls for
+        many streams, no wait for a lone one."""
         super().__init__(grpc.aio, target, timeout, credentials, max_message_bytes, options, token)
+        self.coalescer = Coalescer(self._send_one) if coalesce else None
 
     async def infer(
         self,
@@ -178,6 +184,11 @@ class AsyncClient(_Connection):
         return await self.send(infer_request(model, input, state, lengths, version, outputs))
 
     async def send(self, request: pb.InferRequest) -> InferResult:
+        if self.coalescer is not None:
+            return await self.coalescer.send(request)
+        return await self._send_one(request)
+
+    async def _send_one(self, request: pb.InferRequest) -> InferResult:
         with rpc_errors():
             return InferResult.from_proto(
                 await self.stub.Infer(request, timeout=self.timeout, metadata=self.metadata)
