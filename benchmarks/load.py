@@ -21,7 +21,9 @@ class Load:
     input_size: int
     streams: int
     chunk: int  # steps per call
-    mode: str  # unary or bidi (lstmserve.v1), or kserve (KServe v2 ModelInfer, state fed back)
+    # unary or bidi (lstmserve.v1); coalesced (unary, one AsyncClient(coalesce=True) gathering the
+    # streams' feeds into few calls: each feed counts as a call here); or kserve (ModelInfer)
+    mode: str
     seconds: float
     warmup: float = 0.5
     connections: int = 1  # streams are spread over this many channels, each its own TCP connection
@@ -91,13 +93,14 @@ async def _run(address: str, load: Load, connection: Connection) -> LoadResult:
                 options=options,
                 credentials=connection.credentials,
                 token=connection.token,
+                coalesce=load.mode == "coalesced",
             )
             for _ in range(load.connections)
         ]
     try:
         start = time.perf_counter()
         measure_from, stop_at = start + load.warmup, start + load.warmup + load.seconds
-        loop = {"unary": _unary, "bidi": _bidi, "kserve": _kserve}[load.mode]
+        loop = {"unary": _unary, "coalesced": _unary, "bidi": _bidi, "kserve": _kserve}[load.mode]
         await asyncio.gather(
             *(
                 loop(callers[i % len(callers)], load, chunk, measure_from, stop_at, out)

@@ -129,6 +129,7 @@ def plot(results: dict, path: Path) -> None:
     for server, mode, style in (
         ("lstmserve", "unary", "o-"),
         ("lstmserve", "bidi", "s-"),
+        ("lstmserve", "coalesced", "^-"),
         ("echo", "unary", "o--"),
         ("echo", "bidi", "s--"),
     ):

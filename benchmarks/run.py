@@ -178,6 +178,9 @@ def _plan(options: BenchOptions, models) -> list[Scenario]:
                 plan.append(Scenario(name, version, "unbatched", mode, options.many, chunk))
             for streams in (1, options.many):  # the standard protocol, same server (no echo of it)
                 plan.append(Scenario(name, version, "lstmserve", "kserve", streams, chunk))
+            if index == 0 and chunk == 1:  # many streams of one process, gathered by the client
+                for streams in (options.many, 4 * options.many):
+                    plan.append(Scenario(name, version, "lstmserve", "coalesced", streams, chunk))
     return plan
 
 

@@ -10,7 +10,8 @@ Bounds: at most `max_rows` rows per call, and chunks only within 2x of each othe
 never more than doubles a call). A gathered call the server refuses as a whole for a reason one row
 could cause (INVALID_ARGUMENT, FAILED_PRECONDITION) is sent again row by row, so that each stream gets
 its own answer or error; other failures (UNAVAILABLE after the retries, a deadline) reach every
-stream in it. Sealed states, which cannot be stacked, and unlike requests, go alone.
+stream in it. Sealed states cannot be stacked or split: once a server answers a gathered call with
+one, every request to it goes alone.
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ class Coalescer:
         self._send, self.max_rows = send, max_rows
         self._lanes: dict[tuple, _Lane] = {}
         self.calls = 0  # requests sent (for tests and the bench)
+        self.sealing = False  # the server seals its states: one sealed state cannot be split by rows
 
     async def send(self, request: pb.InferRequest) -> InferResult:
-        if request.state.sealed or not request.HasField("input") or len(request.input.shape) != 3:
+        alone = self.sealing or request.state.sealed
+        if alone or not request.HasField("input") or len(request.input.shape) != 3:
             self.calls += 1
             return await self._send(request)  # alone: nothing to stack it with (or the server says why)
         key = (request.model, request.version, tuple(request.outputs), request.state.fingerprint)
@@ -100,7 +103,12 @@ class Coalescer:
             if len(live) == 1:
                 results = [await self._send(live[0].request)]
             else:
-                results = _split(await self._send(_merge([w.request for w in live])), live)
+                merged = await self._send(_merge([w.request for w in live]))
+                if merged.state is not None and merged.state.sealed:  # cannot be split: each alone
+                    self.sealing = True
+                    await asyncio.gather(*(self._run([waiting]) for waiting in live))
+                    return
+                results = _split(merged, live)
         except LstmServeClientError as exc:
             if len(live) > 1 and exc.code in _ROW_ERRORS:
                 await asyncio.gather(*(self._run([waiting]) for waiting in live))  # whose was it?

@@ -37,7 +37,7 @@ def test_bench_runs_end_to_end_in_quick_mode(repository, tmp_path):
     results = json.loads((out / "bench.json").read_text())
     servers = {s["server"] for s in results["scenarios"]}
     assert servers == {"lstmserve", "unbatched", "echo"}
-    assert {s["mode"] for s in results["scenarios"]} == {"unary", "bidi", "kserve"}
+    assert {s["mode"] for s in results["scenarios"]} == {"unary", "bidi", "kserve", "coalesced"}
     for scenario in results["scenarios"]:
         result = scenario["result"]
         assert result["calls"] > 0, scenario

@@ -170,3 +170,30 @@ def test_kserve_metadata_and_malformed_sealed_inputs_say_what_sealing_expects(re
         )
         both = {"bytes_contents": [b"x" * 64], "fp32_contents": [1.0]}
         assert "contents go in bytes_contents, not fp32_contents" in refused(both, True)
+
+
+def test_coalescing_clients_fall_back_to_single_calls_when_states_are_sealed(replicas, client):
+    """A sealed state covers all the rows of the call that made it and cannot be split: a coalescing
+    client that gets one sends its streams alone from then on, and they stay exact."""
+    import asyncio
+
+    from lstmserve.client import AsyncClient
+
+    a, _ = replicas
+    xs = [np.random.default_rng(i).standard_normal((1, 6, 5)).astype(np.float32) for i in range(6)]
+
+    async def main():
+        async with AsyncClient(a.address, coalesce=True) as coalescing:
+
+            async def one(x):
+                stream = coalescing.stream(CHARS, version=1)
+                return [await stream.feed(x[:, i : i + 2]) for i in range(0, 6, 2)]
+
+            answers = await asyncio.gather(*(one(x) for x in xs))
+            return answers, coalescing.coalescer.sealing
+
+    answers, sealing = asyncio.run(main())
+    assert sealing
+    for x, streamed in zip(xs, answers):
+        whole = client.infer(CHARS, x, version=1).output
+        np.testing.assert_allclose(np.concatenate([r.output for r in streamed], 1), whole, atol=1e-6, rtol=0)
