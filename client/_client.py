@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+import numpy as np
 
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
@@ -181,11 +182,14 @@ class AsyncClient(_Connection):
         version: int = 0,
         outputs: Sequence[str] | None = None,
     ) -> InferResult:
+        if self.coalescer is not None:
+            x = np.asarray(input, np.float32)
+            lengths = None if lengths is None else np.asarray(lengths, np.int32)
+            return await self.coalescer.infer(model, x, state, lengths, version, tuple(outputs or ()))
         return await self.send(infer_request(model, input, state, lengths, version, outputs))
 
     async def send(self, request: pb.InferRequest) -> InferResult:
-        if self.coalescer is not None:
-            return await self.coalescer.send(request)
+        """One prepared request, as its own call (never coalesced)."""
         return await self._send_one(request)
 
     async def _send_one(self, request: pb.InferRequest) -> InferResult:

@@ -23,22 +23,38 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from lstmserve.codec import decode_state, decode_tensor, encode_state, encode_tensor
+from lstmserve.codec import encode_state, encode_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .errors import LstmServeClientError
-from .messages import InferResult
+from .messages import InferResult, infer_request
 from .state import State
 
 _ROW_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: it holds arrays
 class _Waiting:
-    request: pb.InferRequest
-    rows: int
-    steps: int
+    """One stream's chunk, as arrays: stacked with others' without a message of its own."""
+
+    model: str
+    version: int
+    outputs: tuple[str, ...]
+    x: np.ndarray  # (rows, steps, input_size) float32
+    lengths: np.ndarray | None
+    state: State | None
     answer: asyncio.Future
+
+    @property
+    def rows(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def steps(self) -> int:
+        return self.x.shape[1]
+
+    def request(self) -> pb.InferRequest:
+        return infer_request(self.model, self.x, self.state, self.lengths, self.version, self.outputs)
 
 
 @dataclass
@@ -54,19 +70,28 @@ class Coalescer:
         self.calls = 0  # requests sent (for tests and the bench)
         self.sealing = False  # the server seals its states: one sealed state cannot be split by rows
 
-    async def send(self, request: pb.InferRequest) -> InferResult:
-        alone = self.sealing or request.state.sealed
-        if alone or not request.HasField("input") or len(request.input.shape) != 3:
+    async def infer(
+        self,
+        model: str,
+        x: np.ndarray,
+        state: State | None,
+        lengths: np.ndarray | None,
+        version: int,
+        outputs: tuple[str, ...],
+    ) -> InferResult:
+        """One stream's chunk: gathered with other streams' while a call is in flight."""
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(model, version, outputs, x, lengths, state, loop.create_future())
+        if self.sealing or x.ndim != 3 or (state is not None and state.sealed):
             self.calls += 1
-            return await self._send(request)  # alone: nothing to stack it with (or the server says why)
-        key = (request.model, request.version, tuple(request.outputs), request.state.fingerprint)
+            return await self._send(waiting.request())  # alone: nothing to stack it with
+        # Only chunks that stack: the same model version, outputs, state's maker and features.
+        key = (model, version, outputs, state.fingerprint if state is not None else "", x.shape[2])
         lane = self._lanes.setdefault(key, _Lane())
-        rows, steps = request.input.shape[0], request.input.shape[1]
-        waiting = _Waiting(request, rows, steps, asyncio.get_running_loop().create_future())
         lane.waiting.append(waiting)
         if not lane.busy:
             lane.busy = True
-            asyncio.get_running_loop().create_task(self._drain(key, lane))
+            loop.create_task(self._drain(key, lane))
         return await waiting.answer
 
     async def _drain(self, key: tuple, lane: _Lane) -> None:
@@ -74,6 +99,12 @@ class Coalescer:
             while lane.waiting:
                 batch = self._take(lane)
                 await self._run(batch)
+        except BaseException as exc:  # a bug here, or the loop closing: nobody may wait forever
+            for waiting in lane.waiting:
+                if not waiting.answer.done():
+                    waiting.answer.set_exception(exc)
+            lane.waiting.clear()
+            raise
         finally:
             lane.busy = False
             if not lane.waiting:
@@ -101,9 +132,9 @@ class Coalescer:
         self.calls += 1
         try:
             if len(live) == 1:
-                results = [await self._send(live[0].request)]
+                results = [await self._send(live[0].request())]
             else:
-                merged = await self._send(_merge([w.request for w in live]))
+                merged = await self._send(_merge(live))
                 if merged.state is not None and merged.state.sealed:  # cannot be split: each alone
                     self.sealing = True
                     await asyncio.gather(*(self._run([waiting]) for waiting in live))
@@ -127,35 +158,35 @@ class Coalescer:
                 waiting.answer.set_result(result)
 
 
-def _merge(requests: list[pb.InferRequest]) -> pb.InferRequest:
-    """One request of every request's rows: chunks zero-padded to the longest, lengths kept per row."""
-    chunks = [decode_tensor(request.input, "input") for request in requests]
-    steps = max(chunk.shape[1] for chunk in chunks)
-    rows = sum(chunk.shape[0] for chunk in chunks)
-    x = np.zeros((rows, steps, chunks[0].shape[2]), np.float32)
+def _merge(batch: list[_Waiting]) -> pb.InferRequest:
+    """One request of every chunk's rows: zero-padded to the longest, lengths kept per row."""
+    steps = max(waiting.steps for waiting in batch)
+    rows = sum(waiting.rows for waiting in batch)
+    x = np.zeros((rows, steps, batch[0].x.shape[2]), np.float32)
     lengths, at = [], 0
-    for request, chunk in zip(requests, chunks):
-        x[at : at + chunk.shape[0], : chunk.shape[1]] = chunk
-        at += chunk.shape[0]
-        if request.HasField("sequence_lengths"):
-            lengths.append(decode_tensor(request.sequence_lengths, "sequence_lengths").astype(np.int32))
-        else:
-            lengths.append(np.full(chunk.shape[0], chunk.shape[1], np.int32))
-    first = requests[0]
+    for waiting in batch:
+        x[at : at + waiting.rows, : waiting.steps] = waiting.x
+        at += waiting.rows
+        own = waiting.lengths
+        lengths.append(np.full(waiting.rows, waiting.steps, np.int32) if own is None else own)
+    first = batch[0]
     merged = pb.InferRequest(
         model=first.model,
         version=first.version,
         input=encode_tensor(x),
-        sequence_lengths=encode_tensor(np.concatenate(lengths)),
+        sequence_lengths=encode_tensor(np.concatenate(lengths).astype(np.int32)),
         outputs=first.outputs,
     )
-    if first.HasField("state"):  # the key holds the fingerprint: all have a state, or none
-        layers = [decode_state(request.state) for request in requests]
+    if first.state is not None:  # the key holds the fingerprint: all have a state, or none
+        states = [waiting.state.layers for waiting in batch]  # type: ignore[union-attr]
         stacked = [
-            tuple(np.concatenate([state[layer][part] for state in layers]) for part in (0, 1))
-            for layer in range(len(layers[0]))
+            (
+                np.concatenate([layers[i][0] for layers in states]),
+                np.concatenate([layers[i][1] for layers in states]),
+            )
+            for i in range(len(states[0]))
         ]
-        merged.state.CopyFrom(encode_state(first.state.fingerprint, stacked))  # type: ignore[arg-type]
+        merged.state.CopyFrom(encode_state(first.state.fingerprint, stacked))
     return merged
 
 

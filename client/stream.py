@@ -39,7 +39,15 @@ class _AsyncSender(Protocol):
     timeout: float | None
     metadata: Any
 
-    def send(self, request: pb.InferRequest) -> Awaitable[InferResult]: ...
+    def infer(
+        self,
+        model: str,
+        input: Any,
+        state: State | None,
+        lengths: Any,
+        version: int,
+        outputs: Sequence[str] | None,
+    ) -> Awaitable[InferResult]: ...
 
 
 # A stream ends by half-closing its call, so the server finishes it with OK; cancelling it instead
@@ -211,8 +219,9 @@ class AsyncStream(_StreamBase):
         self._call: Any = None
 
     async def feed(self, chunk: Any, lengths: Any = None) -> InferResult:
-        if not self.bidi:
-            return self._keep(await self._client.send(self._request(chunk, lengths, send_state=True)))
+        if not self.bidi:  # through infer: a coalescing client gathers it with other streams' chunks
+            answer = self._client.infer(self.model, chunk, self._state, lengths, self.version, self.outputs)
+            return self._keep(await answer)
         for attempt in range(2):
             fresh = self._call is None
             if fresh:

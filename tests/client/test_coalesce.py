@@ -92,3 +92,17 @@ def test_a_gathered_call_holds_at_most_max_rows(server, max_rows):
 
     results = asyncio.run(main())
     assert len(results) == 17 and max(sizes) <= max_rows and len(sizes) < 17, sizes
+
+
+def test_a_chunk_with_the_wrong_features_is_refused_alone(server):
+    async def main():
+        async with AsyncClient(server.address, coalesce=True) as client:
+            blocker = asyncio.ensure_future(client.infer(CHARS, np.ones((1, 200, 5)), version=1))
+            feeds = [client.infer(CHARS, np.ones((1, 2, 4 if i == 1 else 5)), version=1) for i in range(4)]
+            results = await asyncio.gather(*feeds, return_exceptions=True)
+            await blocker
+            return results
+
+    results = asyncio.run(main())
+    assert isinstance(results[1], InvalidArgumentError) and "4 features" in results[1].details
+    assert all(r.output.shape == (1, 2, 7) for i, r in enumerate(results) if i != 1)
