@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,6 @@ from lstmserve.model.config import LSTMConfig  # a dataclass: importing it does 
 from .errors import ModelLoadError
 
 log = logging.getLogger("lstmserve.server")
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
 
 
 @dataclass
@@ -45,19 +43,6 @@ def disable_telemetry() -> None:
     telemetry device ID", where its home folder is read-only, as in the container: harmless.)"""
     if hasattr(ort, "disable_telemetry_events"):
         ort.disable_telemetry_events()
-
-
-def give_memory_back() -> None:
-    """Large arrays go straight back to the system when freed (glibc; elsewhere nothing to do).
-
-    glibc raises its mmap threshold to the largest block freed so far, after which big arrays come
-    from the heap and stay there: 80 streams' worth of batches left RSS at 300 MB for good. A fixed
-    threshold keeps every block over 128 KiB in its own mapping, unmapped when freed."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 
 
 def providers_for(device: str) -> list[str]:

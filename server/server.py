@@ -38,12 +38,12 @@ from .calls import Calls, ClientGoneFilter
 from .errors import StartError
 from .health import Health
 from .limits import Limits
+from .memory import MemoryReturn
 from .metrics import BatcherMetrics, Metrics
 from .protocols.kserve_service import KServeServicer
 from .protocols.v1_service import LSTMServicer
 from .reload import keep_in_sync
 from .repository import ModelRepository
-from .runtime import give_memory_back
 from .sealing import StateSeal
 from .settings import Settings
 from .tls import CertificateFiles
@@ -75,7 +75,7 @@ class Server:
         grpc_log = logging.getLogger("grpc._cython.cygrpc")
         if not any(isinstance(known, ClientGoneFilter) for known in grpc_log.filters):
             grpc_log.addFilter(ClientGoneFilter())
-        give_memory_back()
+        self.memory = MemoryReturn()
         self.tls = (
             CertificateFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
             if settings.tls_cert
@@ -158,7 +158,11 @@ class Server:
             settings.poll_interval,
             reload or asyncio.Event(),
         )
-        self._background = [asyncio.create_task(self.health.watch()), asyncio.create_task(watcher)]
+        self._background = [
+            asyncio.create_task(self.health.watch()),
+            asyncio.create_task(watcher),
+            asyncio.create_task(self.memory.run()),
+        ]
         batching = (
             f"batches of up to {settings.max_batch_rows} rows" if settings.max_batch_rows else "no batching"
         )
