@@ -53,7 +53,10 @@ class LSTMServicer:
                 decode(request), runtime, self.repository, self.limits, held, call.scope, self.seal
             )
             call.reserve(2 * self._answer_bytes(runtime, feed, names))
-            outputs = await self.batcher.run(runtime, feed)
+            if _asks_only_state(feed, names):  # a checkpoint: the state the stream holds
+                outputs = _zero_step_outputs(feed, runtime)
+            else:
+                outputs = await self.batcher.run(runtime, feed)
             state = runtime.final_state(outputs)
             # Copies: a view would keep the whole merged batch's arrays alive between chunks.
             held = [(c.copy(), h.copy()) for c, h in state.layers]
@@ -92,3 +95,20 @@ class LSTMServicer:
             serving = f"{current.info.name} v{current.info.version}"
             raise InvalidArgument(f"this stream serves {serving}; open a new stream for {wanted}")
         return current
+
+
+def _asks_only_state(feed: dict, names: list[str]) -> bool:
+    """A zero-step chunk that asks for nothing but the state (a client's checkpoint)."""
+    has_steps = feed[contract.INPUT].shape[1] > 0
+    return not has_steps and not {contract.OUTPUT, contract.LOGITS} & set(names)
+
+
+def _zero_step_outputs(feed: dict, runtime: ModelRuntime) -> dict:
+    """What a run of zero steps returns, without the run (and without the batcher's wait for company):
+    every row keeps its initial state, bit for bit, as a 0-length row does in the model."""
+    layers = range(runtime.info.config.num_layers)
+    return {
+        name(layer): feed[initial(layer)]
+        for layer in layers
+        for name, initial in ((contract.final_c, contract.initial_c), (contract.final_h, contract.initial_h))
+    }
