@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from lstmserve.codec import encode_state, encode_tensor
+from lstmserve.codec import write_state, write_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .errors import LstmServeClientError
@@ -170,13 +170,9 @@ def _merge(batch: list[_Waiting]) -> pb.InferRequest:
         own = waiting.lengths
         lengths.append(np.full(waiting.rows, waiting.steps, np.int32) if own is None else own)
     first = batch[0]
-    merged = pb.InferRequest(
-        model=first.model,
-        version=first.version,
-        input=encode_tensor(x),
-        sequence_lengths=encode_tensor(np.concatenate(lengths).astype(np.int32)),
-        outputs=first.outputs,
-    )
+    merged = pb.InferRequest(model=first.model, version=first.version, outputs=first.outputs)
+    write_tensor(merged.input, x)
+    write_tensor(merged.sequence_lengths, np.concatenate(lengths).astype(np.int32))
     if first.state is not None:  # the key holds the fingerprint: all have a state, or none
         states = [waiting.state.layers for waiting in batch]  # type: ignore[union-attr]
         stacked = [
@@ -186,7 +182,7 @@ def _merge(batch: list[_Waiting]) -> pb.InferRequest:
             )
             for i in range(len(states[0]))
         ]
-        merged.state.CopyFrom(encode_state(first.state.fingerprint, stacked))
+        write_state(merged.state, first.state.fingerprint, stacked)
     return merged
 
 

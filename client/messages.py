@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmserve.codec import decode_tensor, encode_tensor
+from lstmserve.codec import decode_tensor, write_state, write_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .state import State
@@ -26,16 +26,14 @@ def infer_request(
     which of "output", "logits", "state" to send back (None: all)."""
     if isinstance(outputs, str):
         raise TypeError(f'outputs is a list of names, e.g. ["{outputs}"], not a string')
-    request = pb.InferRequest(
-        model=model,
-        version=version,
-        input=encode_tensor(np.asarray(input, np.float32)),
-        outputs=outputs or (),
-    )
+    request = pb.InferRequest(model=model, version=version, outputs=outputs or ())
+    write_tensor(request.input, np.asarray(input, np.float32))  # in place: no copy of the bytes
     if lengths is not None:
-        request.sequence_lengths.CopyFrom(encode_tensor(np.asarray(lengths, np.int32)))
-    if state is not None:
-        request.state.CopyFrom(state.to_proto())
+        write_tensor(request.sequence_lengths, np.asarray(lengths, np.int32))
+    if state is not None and state.sealed:
+        request.state.fingerprint, request.state.sealed = state.fingerprint, state.sealed
+    elif state is not None:
+        write_state(request.state, state.fingerprint, state.layers)
     return request
 
 

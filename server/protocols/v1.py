@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from lstmserve import contract
-from lstmserve.codec import TensorError, decode_state, decode_tensor, encode_state, encode_tensor
+from lstmserve.codec import TensorError, decode_state, decode_tensor, write_state, write_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from ..errors import InvalidArgument, quoted
@@ -82,16 +82,16 @@ def encode(
     `state` is the outputs' final state where the caller already took it (runtime.final_state)."""
     response = pb.InferResponse(model=runtime.info.name, version=runtime.info.version)
     if OUTPUT in names:
-        response.output.CopyFrom(encode_tensor(outputs[OUTPUT]))
+        write_tensor(response.output, outputs[OUTPUT])
     if LOGITS in names:
-        response.logits.CopyFrom(encode_tensor(outputs[LOGITS]))
+        write_tensor(response.logits, outputs[LOGITS])
     if contract.final_c(0) in names:
         state = state or runtime.final_state(outputs)
         if seal is not None:
             response.state.fingerprint = state.fingerprint
             response.state.sealed = seal.seal(state.fingerprint, state.layers)
         else:
-            response.state.CopyFrom(encode_state(state.fingerprint, state.layers))
+            write_state(response.state, state.fingerprint, state.layers)
     return response
 
 
