@@ -123,11 +123,16 @@ class Client(_Connection):
         state: State | None = None,
         bidi: bool = False,
         outputs: Sequence[str] | None = None,
+        state_every: int = 1,
     ) -> Stream:
         """A Stream that feeds chunks and carries the state between them. bidi=True holds the state on the
         server for the life of one StreamInfer call (less to send); a broken call resumes from the state.
-        outputs: as for infer (the state always comes back)."""
-        return Stream(self, model, version, state, bidi, outputs)
+        outputs: as for infer (the state comes back as state_every says). state_every=k (bidi only):
+        the state comes back on every k-th chunk only (the others' results have state=None); the
+        chunks in between are kept and replayed on a new call if this one breaks, so the outputs are
+        an unbroken stream's. stream.checkpoint() fetches the state after the last chunk, and close()
+        does so when chunks are pending; save() and fork() refuse pending chunks."""
+        return Stream(self, model, version, state, bidi, outputs, state_every)
 
     def models(self) -> list[ModelInfo]:
         with rpc_errors():
@@ -205,8 +210,10 @@ class AsyncClient(_Connection):
         state: State | None = None,
         bidi: bool = False,
         outputs: Sequence[str] | None = None,
+        state_every: int = 1,
     ) -> AsyncStream:
-        return AsyncStream(self, model, version, state, bidi, outputs)
+        """As Client.stream; `await stream.checkpoint()`."""
+        return AsyncStream(self, model, version, state, bidi, outputs, state_every)
 
     async def models(self) -> list[ModelInfo]:
         with rpc_errors():

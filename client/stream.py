@@ -1,10 +1,14 @@
 """Stream / AsyncStream: feed a long sequence chunk by chunk; the state is carried for you.
 
 Unary mode (the default) sends the state with every chunk, so each chunk can land on any replica.
-Bidi mode keeps one StreamInfer call open and lets the server hold the state between chunks; every
-response still carries it, so when the call breaks the next chunk opens a new call from that state.
-In both modes the client's timeout bounds each chunk: a bidi chunk with no answer in time closes the
-call (DeadlineExceededError) and the next feed opens a new one from the state the client holds.
+Bidi mode keeps one StreamInfer call open and lets the server hold the state between chunks. By
+default every response still carries it; with `state_every=k` only every k-th does, and the chunks
+in between are kept (client/window.py). When the call breaks, the next feed opens a new call from the
+last state held, replays the kept chunks, then sends its own: the outputs are those of an unbroken
+stream. `checkpoint()` fetches the state after the last chunk without feeding another (a zero-step
+chunk on the open call); `close()` does so when chunks are pending. The client's timeout bounds each
+chunk: a bidi chunk with no answer in time closes the call (DeadlineExceededError) and the next feed
+opens a new one from the state the client holds.
 """
 
 from __future__ import annotations
@@ -12,16 +16,19 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Awaitable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
-from .errors import DeadlineExceededError, ServerError, from_rpc_error
-from .messages import InferResult, infer_request
+from .carry import Carry
+from .errors import DeadlineExceededError, LstmServeClientError, ServerError, from_rpc_error
+from .messages import InferResult
 from .state import State
+
+T = TypeVar("T")
 
 
 class _Sender(Protocol):
@@ -79,46 +86,15 @@ class _Status(grpc.RpcError):
         return self._details
 
 
-class _StreamBase:
-    def __init__(
-        self, model: str, version: int, state: State | None, bidi: bool, outputs: Sequence[str] | None
-    ):
-        self.model = model
-        self.version = version  # 0 until the first answer pins the version that made the state
-        self._state = state
-        self.bidi = bidi
-        # The state always comes back: the stream carries it (and resumes a broken call from it).
-        self.outputs = None if outputs is None else [*dict.fromkeys([*outputs, "state"])]
+class _Broken(Exception):
+    """The server ended the call in a way a new call may get past (_RESUMABLE)."""
 
-    @property
-    def state(self) -> State | None:
-        """The state after the last chunk (None before the first): yours to save, restore or fork."""
-        return self._state
-
-    def save(self) -> bytes:
-        """The current state as bytes; `client.stream(model, state=State.from_bytes(data))` resumes it."""
-        if self._state is None:
-            raise ValueError("nothing to save: no chunk has been fed yet")
-        return self._state.to_bytes()
-
-    def _request(self, chunk: Any, lengths: Any, send_state: bool):
-        state = self._state if send_state else None
-        return infer_request(self.model, chunk, state, lengths, self.version, self.outputs)
-
-    @staticmethod
-    def _timed_out(timeout: float | None) -> DeadlineExceededError:
-        return DeadlineExceededError(
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            f"no answer within {timeout:g} s; the stream's call was closed and the next feed opens a "
-            "new one from the last state",
-        )
-
-    def _keep(self, result: InferResult) -> InferResult:
-        self._state, self.version = result.state, result.version
-        return result
+    def __init__(self, error: LstmServeClientError):
+        super().__init__(str(error))
+        self.error = error
 
 
-class Stream(_StreamBase):
+class Stream(Carry):
     def __init__(
         self,
         client: _Sender,
@@ -127,51 +103,89 @@ class Stream(_StreamBase):
         state: State | None = None,
         bidi: bool = False,
         outputs: Sequence[str] | None = None,
+        state_every: int = 1,
     ):
-        super().__init__(model, version, state, bidi, outputs)
+        super().__init__(model, version, state, bidi, outputs, state_every)
         self._client = client
         self._requests: queue.SimpleQueue | None = None
         self._responses: Any = None
 
     def feed(self, chunk: Any, lengths: Any = None) -> InferResult:
-        """Run the next chunk, (batch, time, input_size), from the carried state; returns its result."""
+        """Run the next chunk, (batch, time, input_size), from the carried state; returns its result
+        (its `state` is None on the chunks that did not ask for it: state_every)."""
+        request = self._request(chunk, lengths)
         if not self.bidi:
-            return self._keep(self._client.send(self._request(chunk, lengths, send_state=True)))
-        for attempt in range(2):
-            fresh = self._responses is None
-            if fresh:
-                self._requests = queue.SimpleQueue()
-                self._responses = self._client.stub.StreamInfer(
-                    iter(self._requests.get, None), metadata=self._client.metadata
-                )
-            assert self._requests is not None
-            # Within one call the server holds the state; a new call starts from ours.
-            self._requests.put(self._request(chunk, lengths, send_state=fresh))
-            timeout, responses = self._client.timeout, self._responses
-            # A call has no per-message deadline: a timer cancels it if this chunk's answer is late.
-            timer = threading.Timer(timeout, responses.cancel) if timeout else None
+            return self._keep(self._client.send(request))
+        return self._take(request, self._resuming(lambda: self._send(request)))
+
+    def checkpoint(self) -> State | None:
+        """The state after every chunk fed so far. With chunks pending it is asked of the server: a
+        zero-step chunk on the open call, or, if none is open, a replay of the kept chunks."""
+        if self._window.kept:
+            self._resuming(self._settle)
+        return self._state
+
+    def _settle(self) -> None:
+        if self._responses is None:
+            self._send(None)  # the replay asks for the state of each chunk
+        else:
+            self._settled(self._exchange(self._window.checkpoint(self.version)))
+
+    def _resuming(self, run: Callable[[], T]) -> T:
+        """run(), and once more on a new call if the server ended this one (idle, stopping)."""
+        try:
+            return run()
+        except _Broken:
+            pass
+        try:
+            return run()
+        except _Broken as broken:
+            raise broken.error from None
+
+    def _send(self, request: pb.InferRequest | None) -> Any:
+        """Send request on the open call; a new call first replays the kept chunks from the state."""
+        if self._responses is None:
+            self._requests = queue.SimpleQueue()
+            self._responses = self._client.stub.StreamInfer(
+                iter(self._requests.get, None), metadata=self._client.metadata
+            )
+            self._fresh = True
+            while self._window.kept:
+                self._replayed(self._exchange(self._window.replay(self.version)))
+        return None if request is None else self._exchange(request)
+
+    def _exchange(self, request: pb.InferRequest) -> InferResult:
+        """One request on the open call, and its answer within the client's timeout."""
+        assert self._requests is not None
+        self._requests.put(self._stamp(request))
+        timeout, responses = self._client.timeout, self._responses
+        # A call has no per-message deadline: a timer cancels it if this answer is late.
+        timer = threading.Timer(timeout, responses.cancel) if timeout else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            return InferResult.from_proto(next(responses))
+        except grpc.RpcError as error:
+            self._drop()
+            if timer is not None and timer.finished.is_set():
+                raise _timed_out(timeout) from None
+            if error.code() in _RESUMABLE:
+                raise _Broken(from_rpc_error(error)) from None
+            raise from_rpc_error(error) from None
+        except StopIteration:
+            self._drop()
+            raise ServerError(grpc.StatusCode.UNKNOWN, "the server ended the stream") from None
+        finally:
             if timer is not None:
-                timer.daemon = True
-                timer.start()
-            try:
-                return self._keep(InferResult.from_proto(next(responses)))
-            except grpc.RpcError as error:
-                self._drop()
-                if timer is not None and timer.finished.is_set():
-                    raise self._timed_out(timeout) from None
-                if error.code() not in _RESUMABLE or attempt:
-                    raise from_rpc_error(error) from None
-            except StopIteration:
-                self._drop()
-                raise ServerError(grpc.StatusCode.UNKNOWN, "the server ended the stream") from None
-            finally:
-                if timer is not None:
-                    timer.cancel()
-        raise AssertionError("unreachable")
+                timer.cancel()
 
     def fork(self) -> Stream:
         """A second stream that continues from this one's state; the two then go their own ways."""
-        return Stream(self._client, self.model, self.version, self._state, self.bidi, self.outputs)
+        self._refuse_pending("fork()")
+        return Stream(
+            self._client, self.model, self.version, self._state, self.bidi, self.outputs, self.state_every
+        )
 
     def _drop(self) -> None:
         """Forget a call that failed or timed out (cancelled, in case the server still holds it)."""
@@ -180,7 +194,14 @@ class Stream(_StreamBase):
         self._requests, self._responses = None, None
 
     def close(self) -> None:
-        """End the open StreamInfer call, if any (the state is kept)."""
+        """Fetch the state if chunks are pending (so `state` is final), then end the open call. The
+        stream may still be fed afterwards: the next chunk opens a new call."""
+        try:
+            self.checkpoint()
+        finally:
+            self._end_call()
+
+    def _end_call(self) -> None:
         responses, requests = self._responses, self._requests
         self._requests, self._responses = None, None
         if responses is None or requests is None:
@@ -200,11 +221,12 @@ class Stream(_StreamBase):
     def __enter__(self) -> Stream:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, error_type: object, *exc_info: object) -> None:
+        # Leaving by an exception ends the call without asking the server for anything more.
+        self._end_call() if error_type is not None else self.close()
 
 
-class AsyncStream(_StreamBase):
+class AsyncStream(Carry):
     def __init__(
         self,
         client: _AsyncSender,
@@ -213,8 +235,9 @@ class AsyncStream(_StreamBase):
         state: State | None = None,
         bidi: bool = False,
         outputs: Sequence[str] | None = None,
+        state_every: int = 1,
     ):
-        super().__init__(model, version, state, bidi, outputs)
+        super().__init__(model, version, state, bidi, outputs, state_every)
         self._client = client
         self._call: Any = None
 
@@ -222,36 +245,62 @@ class AsyncStream(_StreamBase):
         if not self.bidi:  # through infer: a coalescing client gathers it with other streams' chunks
             answer = self._client.infer(self.model, chunk, self._state, lengths, self.version, self.outputs)
             return self._keep(await answer)
-        for attempt in range(2):
-            fresh = self._call is None
-            if fresh:
-                self._call = self._client.stub.StreamInfer(metadata=self._client.metadata)
-            call, request = self._call, self._request(chunk, lengths, send_state=fresh)
-            try:
-                response = await asyncio.wait_for(self._exchange(request), self._client.timeout)
-            except asyncio.TimeoutError:
-                self._drop()
-                raise self._timed_out(self._client.timeout) from None
-            except (grpc.RpcError, asyncio.InvalidStateError):
-                # InvalidStateError: the server had already ended the call (idle, or stopping) when
-                # this chunk was written; its status says why.
-                self._drop()
-                code = await call.code()
-                if code not in _RESUMABLE or attempt:
-                    raise from_rpc_error(_Status(code, await call.details())) from None
-                continue
-            if response is grpc.aio.EOF:
-                self._drop()
-                raise ServerError(grpc.StatusCode.UNKNOWN, "the server ended the stream")
-            return self._keep(InferResult.from_proto(response))
-        raise AssertionError("unreachable")
+        request = self._request(chunk, lengths)
+        return self._take(request, await self._resuming(lambda: self._send(request)))
 
-    async def _exchange(self, request) -> Any:
-        await self._call.write(request)
-        return await self._call.read()
+    async def checkpoint(self) -> State | None:
+        if self._window.kept:
+            await self._resuming(self._settle)
+        return self._state
+
+    async def _settle(self) -> None:
+        if self._call is None:
+            await self._send(None)
+        else:
+            self._settled(await self._exchange(self._window.checkpoint(self.version)))
+
+    async def _resuming(self, run: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await run()
+        except _Broken:
+            pass
+        try:
+            return await run()
+        except _Broken as broken:
+            raise broken.error from None
+
+    async def _send(self, request: pb.InferRequest | None) -> Any:
+        if self._call is None:
+            self._call = self._client.stub.StreamInfer(metadata=self._client.metadata)
+            self._fresh = True
+            while self._window.kept:
+                self._replayed(await self._exchange(self._window.replay(self.version)))
+        return None if request is None else await self._exchange(request)
+
+    async def _exchange(self, request: pb.InferRequest) -> InferResult:
+        call = self._call
+        try:
+            response = await asyncio.wait_for(_write_read(call, self._stamp(request)), self._client.timeout)
+        except asyncio.TimeoutError:
+            self._drop()
+            raise _timed_out(self._client.timeout) from None
+        except (grpc.RpcError, asyncio.InvalidStateError):
+            # InvalidStateError: the server had already ended the call (idle, or stopping) when
+            # this request was written; its status says why.
+            self._drop()
+            code = await call.code()
+            error = from_rpc_error(_Status(code, await call.details()))
+            raise (_Broken(error) if code in _RESUMABLE else error) from None
+        if response is grpc.aio.EOF:
+            self._drop()
+            raise ServerError(grpc.StatusCode.UNKNOWN, "the server ended the stream")
+        return InferResult.from_proto(response)
 
     def fork(self) -> AsyncStream:
-        return AsyncStream(self._client, self.model, self.version, self._state, self.bidi, self.outputs)
+        self._refuse_pending("fork()")
+        return AsyncStream(
+            self._client, self.model, self.version, self._state, self.bidi, self.outputs, self.state_every
+        )
 
     def _drop(self) -> None:
         if self._call is not None:
@@ -259,6 +308,12 @@ class AsyncStream(_StreamBase):
         self._call = None
 
     async def close(self) -> None:
+        try:
+            await self.checkpoint()
+        finally:
+            await self._end_call()
+
+    async def _end_call(self) -> None:
         call, self._call = self._call, None
         if call is None:
             return
@@ -270,5 +325,18 @@ class AsyncStream(_StreamBase):
     async def __aenter__(self) -> AsyncStream:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    async def __aexit__(self, error_type: object, *exc_info: object) -> None:
+        await (self._end_call() if error_type is not None else self.close())
+
+
+def _timed_out(timeout: float | None) -> DeadlineExceededError:
+    return DeadlineExceededError(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        f"no answer within {timeout:g} s; the stream's call was closed and the next feed opens a "
+        "new one from the last state",
+    )
+
+
+async def _write_read(call: Any, request: pb.InferRequest) -> Any:
+    await call.write(request)
+    return await call.read()
