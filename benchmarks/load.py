@@ -13,16 +13,23 @@ from lstmserve.client import AsyncClient
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
 
+MODES = ("unary", "bidi", "bidi-sparse", "coalesced", "wide", "kserve")
+STATE_EVERY = 8  # bidi-sparse: the chunks per state the stream asks for
+
 
 @dataclass(frozen=True)
 class Load:
+    """N streams of `chunk` steps per call, in one of MODES."""
+
     model: str
     version: int
     input_size: int
     streams: int
     chunk: int  # steps per call
-    # unary or bidi (lstmserve.v1); coalesced (unary, one AsyncClient(coalesce=True) gathering the
-    # streams' feeds into few calls: each feed counts as a call here); or kserve (ModelInfer)
+    # unary or bidi (lstmserve.v1); bidi-sparse (bidi asking for the state every STATE_EVERY chunks);
+    # coalesced (unary, one AsyncClient(coalesce=True) gathering the streams' feeds into few calls:
+    # each feed counts as a call here); wide (ONE caller whose calls carry `streams` rows, the
+    # streams' states stacked: a call moves streams x chunk steps); or kserve (ModelInfer)
     mode: str
     seconds: float
     warmup: float = 0.5
@@ -76,8 +83,11 @@ def run_load(address: str, load: Load, connection: Connection = PLAINTEXT) -> Lo
 
 async def _run(address: str, load: Load, connection: Connection) -> LoadResult:
     rng = np.random.default_rng(0)
-    chunks = [rng.random((1, load.chunk, load.input_size), dtype=np.float32) for _ in range(load.streams)]
-    latencies: list[list[float]] = [[] for _ in range(load.streams)]
+    # wide: one caller, its call's rows are the streams
+    rows, callers_count = (load.streams, 1) if load.mode == "wide" else (1, load.streams)
+    # (rows, chunk, input_size) per caller
+    chunks = [rng.random((rows, load.chunk, load.input_size), dtype=np.float32) for _ in range(callers_count)]
+    latencies: list[list[float]] = [[] for _ in range(callers_count)]
     # A local subchannel pool: otherwise gRPC shares one connection among identical channels.
     options = [("grpc.use_local_subchannel_pool", 1)]
     callers: list
@@ -100,7 +110,14 @@ async def _run(address: str, load: Load, connection: Connection) -> LoadResult:
     try:
         start = time.perf_counter()
         measure_from, stop_at = start + load.warmup, start + load.warmup + load.seconds
-        loop = {"unary": _unary, "coalesced": _unary, "bidi": _bidi, "kserve": _kserve}[load.mode]
+        loop = {
+            "unary": _unary,
+            "coalesced": _unary,
+            "wide": _unary,
+            "bidi": _bidi,
+            "bidi-sparse": _bidi,
+            "kserve": _kserve,
+        }[load.mode]
         await asyncio.gather(
             *(
                 loop(callers[i % len(callers)], load, chunk, measure_from, stop_at, out)
@@ -111,7 +128,8 @@ async def _run(address: str, load: Load, connection: Connection) -> LoadResult:
         for closable in closing:
             await closable.close()
     window = min(time.perf_counter(), stop_at) - measure_from
-    return LoadResult(np.array([t for stream in latencies for t in stream]), window, load.chunk)
+    steps = rows * load.chunk
+    return LoadResult(np.array([t for stream in latencies for t in stream]), window, steps)
 
 
 async def _unary(client, load: Load, chunk, measure_from: float, stop_at: float, out: list[float]) -> None:
@@ -124,7 +142,11 @@ async def _unary(client, load: Load, chunk, measure_from: float, stop_at: float,
 
 
 async def _bidi(client, load: Load, chunk, measure_from: float, stop_at: float, out: list[float]) -> None:
-    async with client.stream(load.model, load.version, bidi=True) as stream:
+    if load.mode == "bidi-sparse":
+        stream = client.stream(load.model, load.version, bidi=True, state_every=STATE_EVERY)
+    else:
+        stream = client.stream(load.model, load.version, bidi=True)
+    async with stream:
         while (now := time.perf_counter()) < stop_at:
             await stream.feed(chunk)
             if now >= measure_from:

@@ -56,7 +56,9 @@ class BenchOptions:
     many: int = setting(
         64, f"the 'many streams' count (default %(default)s; soak {SoakOptions.streams})", flag="--streams"
     )
-    sweep: tuple[int, ...] = setting((1, 4, 16, 64), "stream counts to plot")
+    sweep: tuple[int, ...] = setting(
+        (1, 4, 16, 64, 256), "stream counts of the first model's one-step sweep, with 1, --streams and 4x it"
+    )
     chunks: tuple[int, ...] = setting((1, 28), "steps per call")
     seconds: float = setting(3.0, "measured seconds per scenario")
     warmup: float = 0.5

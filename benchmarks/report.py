@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+
+from .load import STATE_EVERY
+from .plot import plot
 
 
 def find(results: dict, **match) -> dict:
@@ -17,7 +21,7 @@ def verdicts(results: dict) -> list[dict]:
     """One row per target: what was measured, the ratio, the target and whether it was met."""
     many = results["options"]["many"]
     chunks = results["options"]["chunks"]
-    rows = []
+    rows: list[dict] = []
 
     def add(what: str, value: float, target: str, met: bool, detail: str) -> None:
         rows.append({"what": what, "value": value, "target": target, "met": met, "detail": detail})
@@ -61,6 +65,7 @@ def verdicts(results: dict) -> list[dict]:
                 ratio >= 1.5,
                 f"bidi {bidi['calls_per_s']:.0f} vs unary {ours['calls_per_s']:.0f} calls/s",
             )
+    _sweep_verdicts(results, add)
     startup = results["startup"]
     add(
         "server peak RSS (MB)",
@@ -77,6 +82,98 @@ def verdicts(results: dict) -> list[dict]:
         "median of 3 starts",
     )
     return rows
+
+
+def _sweep_verdicts(results: dict, add: Callable[[str, float, str, bool, str], None]) -> None:
+    """Issue 13's targets, on the first model's one-step sweep: coalesced, wide and sparse-state
+    streams against this run's separate calls and the echo; few streams against the echo; and
+    throughput that never falls as streams are added."""
+    many = results["options"]["many"]
+    first = results["scenarios"][0]
+    key = f"{first['model']}:{first['version']}"
+
+    def get(mode: str, streams: int, server: str = "lstmserve") -> dict:
+        return find(
+            results,
+            model=first["model"],
+            version=first["version"],
+            server=server,
+            mode=mode,
+            streams=streams,
+            chunk=1,
+        )
+
+    unary = get("unary", many)
+    coalesced = get("coalesced", 4 * many)
+    ratio = coalesced["steps_per_s"] / unary["steps_per_s"]
+    add(
+        f"{key} coalesced {4 * many} streams x 1 step steps/s",
+        ratio,
+        f">= 10 x unary {many} streams",
+        ratio >= 10,
+        f"{coalesced['steps_per_s']:.0f} vs {unary['steps_per_s']:.0f} steps/s (this run's separate calls)",
+    )
+    add(
+        f"{key} coalesced {4 * many} streams x 1 step p99 per feed (ms)",
+        coalesced["p99_ms"],
+        "<= 10 ms",
+        coalesced["p99_ms"] <= 10,
+        f"p50 {coalesced['p50_ms']:.2f} ms",
+    )
+
+    wide, echo = get("wide", many), get("wide", many, "echo")
+    ratio = wide["steps_per_s"] / echo["steps_per_s"]
+    add(
+        f"{key} wide: 1 call of {many} streams x 1 step, steps/s",
+        ratio,
+        ">= 0.95 x echo",
+        ratio >= 0.95,
+        f"{wide['steps_per_s']:.0f} vs echo {echo['steps_per_s']:.0f} steps/s",
+    )
+    ratio = wide["p50_ms"] / echo["p50_ms"]
+    add(
+        f"{key} wide: 1 call of {many} streams x 1 step, p50",
+        ratio,
+        "<= 1.1 x echo",
+        ratio <= 1.1,
+        f"{wide['p50_ms']:.3f} vs echo {echo['p50_ms']:.3f} ms",
+    )
+
+    sparse, bidi = get("bidi-sparse", many), get("bidi", many)
+    echoes = get("bidi-sparse", many, "echo"), get("bidi", many, "echo")
+    ratio = sparse["calls_per_s"] / bidi["calls_per_s"]
+    add(
+        f"{key} bidi {many} streams, state every {STATE_EVERY} chunks: chunks/s",
+        ratio,
+        ">= 2 x plain bidi (this run's)",
+        ratio >= 2,
+        f"{sparse['calls_per_s']:.0f} vs {bidi['calls_per_s']:.0f} chunks/s; "
+        f"echo {echoes[0]['calls_per_s']:.0f} vs {echoes[1]['calls_per_s']:.0f}",
+    )
+
+    counts = sorted({s["streams"] for s in results["scenarios"] if s["mode"] == "wide"})
+    for mode in ("unary", "bidi"):
+        for streams in (n for n in (4, 16) if n in counts):
+            ours, echo = get(mode, streams), get(mode, streams, "echo")
+            ratio = ours["calls_per_s"] / echo["calls_per_s"]
+            add(
+                f"{key} {mode} {streams} streams x 1 step calls/s",
+                ratio,
+                ">= 0.8 x echo",
+                ratio >= 0.8,
+                f"{ours['calls_per_s']:.0f} vs echo {echo['calls_per_s']:.0f} calls/s",
+            )
+    for mode in ("unary", "bidi", "bidi-sparse", "coalesced", "wide"):
+        steps = [get(mode, n)["steps_per_s"] for n in counts]
+        falls = [(b / a, n) for a, b, n in zip(steps, steps[1:], counts[1:])]
+        worst, at = min(falls)
+        add(
+            f"{key} {mode} steps/s over {', '.join(map(str, counts))} streams",
+            worst,
+            ">= 1 x the count before (never falls)",
+            worst >= 1,
+            f"{', '.join(f'{v:.0f}' for v in steps)} steps/s; the worst step {worst:.2f} x, to {at} streams",
+        )
 
 
 def table(results: dict) -> str:
@@ -115,43 +212,3 @@ def write(results: dict, out: Path) -> tuple[Path, Path]:
     png_path = out / "bench.png"
     plot(results, png_path)
     return json_path, png_path
-
-
-def plot(results: dict, path: Path) -> None:
-    """Latency and throughput against streams: the first model, one-step chunks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    first = results["scenarios"][0]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for server, mode, style in (
-        ("lstmserve", "unary", "o-"),
-        ("lstmserve", "bidi", "s-"),
-        ("lstmserve", "coalesced", "^-"),
-        ("echo", "unary", "o--"),
-        ("echo", "bidi", "s--"),
-    ):
-        points = sorted(
-            (s["streams"], s["result"])
-            for s in results["scenarios"]
-            if (s["model"], s["version"], s["chunk"], s["server"], s["mode"])
-            == (first["model"], first["version"], 1, server, mode)
-        )
-        streams = [p[0] for p in points]
-        left.plot(streams, [p[1]["p50_ms"] for p in points], style, label=f"{server} {mode}")
-        right.plot(streams, [p[1]["calls_per_s"] for p in points], style, label=f"{server} {mode}")
-    for axis, label in ((left, "p50 latency per call (ms)"), (right, "calls per second")):
-        axis.set_xscale("log", base=2)
-        axis.set_xlabel("concurrent streams (one step per call)")
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-    right.legend()
-    fig.suptitle(
-        f"lstmserve vs a bare gRPC echo: {first['model']}:{first['version']}, "
-        f"{results['machine']['cpus']} CPUs (client and server share them)"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -3,6 +3,10 @@
 Floors, measured in the same run on the same machine:
 - in-process onnxruntime on the same file: batch-1 latency and the batched ceiling (steps/s);
 - a bare grpc.aio echo of the same payload (benchmarks/echo.py): the cost of gRPC and the client.
+
+Every model runs unary, bidi and KServe at 1 stream and --streams; the first model's one-step
+chunks are swept over stream counts (sweep_counts) in every mode of load.py, coalesced, sparse-state
+bidi and wide calls included, for the plot and issue 13's targets.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ class Scenario:
     model: str
     version: int
     server: str  # lstmserve (batching on), unbatched (batching off) or echo
-    mode: str
-    streams: int
+    mode: str  # one of load.MODES
+    streams: int  # wide: the rows of each call
     chunk: int
     result: dict[str, float] = field(default_factory=dict)
 
@@ -46,15 +50,12 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
     say(f"{len(plan)} scenarios of {options.seconds:g} s; floors first")
 
     floors = {}
-    for name, version, path, _ in models:
+    for index, (name, version, path, _) in enumerate(models):
         key = f"{name}:{version}"
-        floors[key] = {f"batch1_chunk{c}": onnxruntime_floor(path, c, 1) for c in options.chunks}
-        floors[key].update(
-            {
-                f"batch{options.many}_chunk{c}": onnxruntime_floor(path, c, options.many)
-                for c in options.chunks
-            }
-        )
+        batches = {(1, c) for c in options.chunks} | {(options.many, c) for c in options.chunks}
+        if index == 0:  # the sweep's ceiling: batch N, one step
+            batches |= {(n, 1) for n in sweep_counts(options)}
+        floors[key] = {f"batch{b}_chunk{c}": onnxruntime_floor(path, c, b) for b, c in sorted(batches)}
         say(
             f"onnxruntime in-process {key}: batch 1 x 1 step "
             f"p50 {floors[key]['batch1_chunk1']['p50_ms']:.3f} ms"
@@ -77,37 +78,38 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
             scenario.mode,
             options.seconds,
             options.warmup,
-            min(options.connections, scenario.streams),
+            1 if scenario.mode == "wide" else min(options.connections, scenario.streams),
         )
         scenario.result = run_load(address, load, connection).summary()
         done[0] += 1
         r = scenario.result
         say(
             f"[{done[0]}/{len(plan)}] {scenario.server:<10} {scenario.model}:{scenario.version} "
-            f"{scenario.mode:<5} "
+            f"{scenario.mode:<11} "
             f"{scenario.streams:>3} streams x {scenario.chunk:>2} steps: p50 {r['p50_ms']:.2f} ms, "
-            f"{r['calls_per_s']:.0f} calls/s"
+            f"{r['calls_per_s']:.0f} calls/s, {r['steps_per_s']:.0f} steps/s"
         )
 
     sizes = {(name, version): size for name, version, _, size in models}
     with tempfile.TemporaryDirectory() as folder:
         canned = {}
+        # Room for the sweep's bidi streams (the default is 64); a --server-arg given later wins.
+        room = ("--max-streams", str(max(64, *sweep_counts(options))))
         for server_name, args in (
-            ("lstmserve", options.server_args),
-            ("unbatched", (*security, "--max-batch-rows", "0")),
+            ("lstmserve", (*room, *options.server_args)),
+            ("unbatched", (*room, *security, "--max-batch-rows", "0")),
         ):
             server = ServerProcess.lstmserve(repository, *args)
             try:
                 if server_name == "lstmserve":
-                    canned = _canned_responses(server.address, models, options.chunks, Path(folder), secure)
+                    canned = _canned_responses(server.address, models, options, Path(folder), secure)
                 for scenario in (s for s in plan if s.server == server_name):
                     run(server.address, scenario, sizes[scenario.model, scenario.version])
             finally:
                 server.terminate()
-        for (name, version, chunk), response_file in canned.items():
-            echo = ServerProcess(
-                [sys.executable, "-m", "lstmserve.benchmarks.echo", "--response", str(response_file)]
-            )
+        for (name, version, chunk), response_files in canned.items():
+            responses = [arg for path in response_files for arg in ("--response", str(path))]
+            echo = ServerProcess([sys.executable, "-m", "lstmserve.benchmarks.echo", *responses])
             try:
                 for scenario in plan:
                     if (scenario.server, scenario.model, scenario.version, scenario.chunk) == (
@@ -164,39 +166,53 @@ def parse_model(spec: str, repository: Path) -> tuple[str, int, Path, int]:
     return name, number, path, int(input_size)
 
 
+def sweep_counts(options: BenchOptions) -> list[int]:
+    """The stream counts of the first model's one-step sweep: --sweep, with 1, --streams and 4x that."""
+    return sorted({1, options.many, 4 * options.many} | set(options.sweep))
+
+
+# The sweep's modes beyond unary and bidi, first model and one-step chunks only; the echo answers
+# each but coalesced (its calls' rows vary: the echo's wide calls are its ceiling).
+SWEEP_MODES = ("coalesced", "bidi-sparse", "wide")
+
+
 def _plan(options: BenchOptions, models) -> list[Scenario]:
     plan = []
     for index, (name, version, _, _) in enumerate(models):
         for chunk in options.chunks:
+            sweep = index == 0 and chunk == 1
+            counts = sweep_counts(options) if sweep else [1, options.many]
             for mode in ("unary", "bidi"):
-                counts = sorted(
-                    {1, options.many} | (set(options.sweep) if index == 0 and chunk == 1 else set())
-                )
                 for streams in counts:
                     plan.append(Scenario(name, version, "lstmserve", mode, streams, chunk))
                     plan.append(Scenario(name, version, "echo", mode, streams, chunk))
                 plan.append(Scenario(name, version, "unbatched", mode, options.many, chunk))
             for streams in (1, options.many):  # the standard protocol, same server (no echo of it)
                 plan.append(Scenario(name, version, "lstmserve", "kserve", streams, chunk))
-            if index == 0 and chunk == 1:  # many streams of one process, gathered by the client
-                for streams in (options.many, 4 * options.many):
-                    plan.append(Scenario(name, version, "lstmserve", "coalesced", streams, chunk))
+            for mode in SWEEP_MODES if sweep else ():
+                for streams in counts:
+                    plan.append(Scenario(name, version, "lstmserve", mode, streams, chunk))
+                    if mode != "coalesced":
+                        plan.append(Scenario(name, version, "echo", mode, streams, chunk))
     return plan
 
 
 def _canned_responses(
-    address: str, models, chunks, folder: Path, connection: Connection
-) -> dict[tuple[str, int, int], Path]:
-    """The real server's answer to a one-row chunk, which the echo will send back to every call."""
-    files = {}
+    address: str, models, options: BenchOptions, folder: Path, connection: Connection
+) -> dict[tuple[str, int, int], list[Path]]:
+    """The real server's answers to a chunk of zeros, one per row count the echo will be sent (one
+    row; the first model's one-step sweep: each count, for its wide calls), one-row answer first."""
+    files: dict[tuple[str, int, int], list[Path]] = {}
     with Client(address, credentials=connection.credentials, token=connection.token) as client:
-        for name, version, _, input_size in models:
-            for chunk in chunks:
-                request = infer_request(name, np.zeros((1, chunk, input_size)), version=version)
-                path = folder / f"{name}-{version}-{chunk}.pb"
-                answer = client.stub.Infer(request, metadata=client.metadata)
-                path.write_bytes(answer.SerializeToString())
-                files[name, version, chunk] = path
+        for index, (name, version, _, input_size) in enumerate(models):
+            for chunk in options.chunks:
+                rows = sweep_counts(options) if index == 0 and chunk == 1 else [1]
+                for n in rows:  # 1 is first: the echo's answer to any count it was not given
+                    request = infer_request(name, np.zeros((n, chunk, input_size)), version=version)
+                    path = folder / f"{name}-{version}-{chunk}-{n}.pb"
+                    answer = client.stub.Infer(request, metadata=client.metadata)
+                    path.write_bytes(answer.SerializeToString())
+                    files.setdefault((name, version, chunk), []).append(path)
     return files
 
 

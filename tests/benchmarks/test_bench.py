@@ -37,23 +37,58 @@ def test_bench_runs_end_to_end_in_quick_mode(repository, tmp_path):
     results = json.loads((out / "bench.json").read_text())
     servers = {s["server"] for s in results["scenarios"]}
     assert servers == {"lstmserve", "unbatched", "echo"}
-    assert {s["mode"] for s in results["scenarios"]} == {"unary", "bidi", "kserve", "coalesced"}
+    modes = {"unary", "bidi", "kserve", "coalesced", "bidi-sparse", "wide"}
+    assert {s["mode"] for s in results["scenarios"]} == modes
+    # The first model's one-step sweep (--quick: 1, --streams 4 and 4x that) in every mode, the
+    # echo's too but for coalesced; the other model has none of the sweep's own modes.
+    for mode in modes - {"kserve"}:
+        for server in ("lstmserve", "echo") if mode != "coalesced" else ("lstmserve",):
+            counts = {
+                s["streams"]
+                for s in results["scenarios"]
+                if (s["model"], s["server"], s["mode"], s["chunk"]) == (DIGITS, server, mode, 1)
+            }
+            assert counts == {1, 4, 16}, (server, mode)
+    assert not {"coalesced", "bidi-sparse", "wide"} & {
+        s["mode"] for s in results["scenarios"] if s["model"] == CHARS or s["chunk"] != 1
+    }
     for scenario in results["scenarios"]:
         result = scenario["result"]
         assert result["calls"] > 0, scenario
         # The stopwatch and the call count must agree. Each stream calls one call after another, so
-        # by Little's law the mean latency is streams / calls_per_s (within a call per stream at the
+        # by Little's law the mean latency is callers / calls_per_s (within a call per caller at the
         # window's edges); at least half the calls take p50 or more, so p50 <= 2 x the mean. A
-        # latency in the wrong unit, or timed around the wrong thing, misses this by far.
-        mean_ms = 1e3 * scenario["streams"] / result["calls_per_s"]
+        # latency in the wrong unit, or timed around the wrong thing, misses this by far. A wide
+        # load is one caller whose calls carry every stream as a row.
+        wide = scenario["mode"] == "wide"
+        mean_ms = 1e3 * (1 if wide else scenario["streams"]) / result["calls_per_s"]
         assert 0 < result["p50_ms"] <= 2 * 1.5 * mean_ms, (mean_ms, scenario)
-        assert result["steps_per_s"] == pytest.approx(result["calls_per_s"] * scenario["chunk"]), scenario
+        steps_per_call = scenario["chunk"] * (scenario["streams"] if wide else 1)
+        assert result["steps_per_s"] == pytest.approx(result["calls_per_s"] * steps_per_call), scenario
     assert set(results["floors"]) == {f"{DIGITS}:1", f"{CHARS}:2"}
+    # the sweep's ceiling: in-process onnxruntime at batch N, one step
+    assert {"batch1_chunk1", "batch4_chunk1", "batch16_chunk1"} <= set(results["floors"][f"{DIGITS}:1"])
     assert results["startup"]["seconds_to_serving_median"] > 0 and results["startup"]["peak_rss_mb"] > 0
     targets = [v["what"] for v in results["verdicts"]]
     assert any("unary 1 stream x 1 step p50" in t for t in targets) and any(
         "bidi vs unary" in t for t in targets
     )
+    first = f"{DIGITS}:1"
+    for target in (
+        f"{first} coalesced 16 streams x 1 step steps/s",  # >= 10 x unary at --streams
+        f"{first} coalesced 16 streams x 1 step p99 per feed (ms)",
+        f"{first} wide: 1 call of 4 streams x 1 step, steps/s",  # against the echo's wide calls
+        f"{first} wide: 1 call of 4 streams x 1 step, p50",
+        f"{first} bidi 4 streams, state every 8 chunks: chunks/s",
+        *(f"{first} {mode} {n} streams x 1 step calls/s" for mode in ("unary", "bidi") for n in (4, 16)),
+        *(
+            f"{first} {mode} steps/s over 1, 4, 16 streams"
+            for mode in ("unary", "bidi", "bidi-sparse", "coalesced", "wide")
+        ),
+    ):
+        assert target in targets, (target, targets)
+    for row in results["verdicts"]:
+        assert row["value"] > 0 and isinstance(row["met"], bool), row
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| target | measured | goal | met | detail |" in done.stdout
 
