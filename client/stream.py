@@ -24,7 +24,13 @@ import grpc
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .carry import Carry
-from .errors import DeadlineExceededError, LstmServeClientError, ServerError, from_rpc_error
+from .errors import (
+    DeadlineExceededError,
+    LstmServeClientError,
+    ServerError,
+    UnavailableError,
+    from_rpc_error,
+)
 from .messages import InferResult
 from .state import State
 
@@ -284,6 +290,9 @@ class AsyncStream(Carry):
         except asyncio.TimeoutError:
             self._drop()
             raise _timed_out(self._client.timeout) from None
+        except _LostWrite:
+            self._drop()
+            raise _Broken(UnavailableError(grpc.StatusCode.UNAVAILABLE, _LostWrite.details)) from None
         except (grpc.RpcError, asyncio.InvalidStateError):
             # InvalidStateError: the server had already ended the call (idle, or stopping) when
             # this request was written; its status says why.
@@ -337,6 +346,19 @@ def _timed_out(timeout: float | None) -> DeadlineExceededError:
     )
 
 
+class _LostWrite(Exception):
+    """grpc.aio reports a write onto a call whose connection is gone (a replica killed) as INTERNAL,
+    "Internal error from Core", hiding the status the call ended with (grpc/grpc#36066): the call
+    was lost, not refused, so a new call may get past it."""
+
+    details = "the stream's connection was lost while sending a chunk"
+
+
 async def _write_read(call: Any, request: pb.InferRequest) -> Any:
-    await call.write(request)
+    try:
+        await call.write(request)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.INTERNAL:
+            raise _LostWrite from error
+        raise
     return await call.read()
