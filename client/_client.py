@@ -12,7 +12,7 @@ import numpy as np
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
-from .coalesce import Coalescer
+from .coalesce import Coalescer, ThreadCoalescer
 from .errors import rpc_errors
 from .messages import InferResult, ModelInfo, infer_request
 from .state import State
@@ -89,12 +89,17 @@ class Client(_Connection):
         max_message_bytes: int = 64 << 20,
         options: Sequence[tuple[str, Any]] = (),
         token: str | None = None,
+        coalesce: bool = True,
     ):
         """target: "host:port" (or any gRPC target, e.g. "dns:///svc:50051"); timeout: seconds per call;
         credentials: TLS (tls_credentials(...)), or None for plaintext; options: extra gRPC channel
         arguments, e.g. ("grpc.lb_policy_name", "round_robin") to spread calls over every address of a
-        headless Service; token: the bearer token a server with --auth-tokens asks for."""
+        headless Service; token: the bearer token a server with --auth-tokens asks for; coalesce:
+        chunks that threads send for one model version while a call of it is in flight go together
+        as one request when it returns (client/coalesce.py): far fewer calls for many streams, no
+        wait and no cost for a lone one."""
         super().__init__(grpc, target, timeout, credentials, max_message_bytes, options, token)
+        self.coalescer = ThreadCoalescer(self.send) if coalesce else None
 
     def infer(
         self,
@@ -108,6 +113,9 @@ class Client(_Connection):
         """Run one chunk. input: (batch, time, input_size); state: a previous result's state, or None
         for zero state; lengths: (batch,) valid steps per row, or None for full length; outputs: which
         of "output", "logits", "state" to send back, or None for all (the rest come back as None)."""
+        if self.coalescer is not None:
+            x, lengths = _arrays(input, lengths)
+            return self.coalescer.infer(model, x, state, lengths, version, _names(outputs))
         return self.send(infer_request(model, input, state, lengths, version, outputs))
 
     def send(self, request: pb.InferRequest) -> InferResult:
@@ -149,6 +157,8 @@ class Client(_Connection):
         return ModelInfo.from_proto(info)
 
     def close(self) -> None:
+        if self.coalescer is not None:
+            self.coalescer.close()
         self._channel.close()
 
     def __enter__(self) -> Client:
@@ -170,11 +180,10 @@ class AsyncClient(_Connection):
         max_message_bytes: int = 64 << 20,
         options: Sequence[tuple[str, Any]] = (),
         token: str | None = None,
-        coalesce: bool = False,
+        coalesce: bool = True,
     ):
-        """As Client; coalesce: concurrent one-chunk calls of different streams of a model version
-        are sent as one request while a call is in flight (client/coalesce.py): far fewer calls for
-        many streams, no wait for a lone one."""
+        """As Client; coalesce: chunks that tasks send for one model version while a call of it is
+        in flight go together as one request when it returns."""
         super().__init__(grpc.aio, target, timeout, credentials, max_message_bytes, options, token)
         self.coalescer = Coalescer(self._send_one) if coalesce else None
 
@@ -188,9 +197,8 @@ class AsyncClient(_Connection):
         outputs: Sequence[str] | None = None,
     ) -> InferResult:
         if self.coalescer is not None:
-            x = np.asarray(input, np.float32)
-            lengths = None if lengths is None else np.asarray(lengths, np.int32)
-            return await self.coalescer.infer(model, x, state, lengths, version, tuple(outputs or ()))
+            x, lengths = _arrays(input, lengths)
+            return await self.coalescer.infer(model, x, state, lengths, version, _names(outputs))
         return await self.send(infer_request(model, input, state, lengths, version, outputs))
 
     async def send(self, request: pb.InferRequest) -> InferResult:
@@ -237,3 +245,13 @@ class AsyncClient(_Connection):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _arrays(input: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    return np.asarray(input, np.float32), None if lengths is None else np.asarray(lengths, np.int32)
+
+
+def _names(outputs: Sequence[str] | None) -> tuple[str, ...]:
+    if isinstance(outputs, str):  # infer_request says so too, but a lone stream's chunk must not differ
+        raise TypeError(f'outputs is a list of names, e.g. ["{outputs}"], not a string')
+    return tuple(outputs or ())

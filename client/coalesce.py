@@ -1,10 +1,13 @@
-"""Coalescing: many streams of one model in one process sent as few calls (AsyncClient(coalesce=True)).
+"""Coalescing: many streams of one model in one process sent as few calls (on by default in Client and
+AsyncClient; coalesce=False turns it off).
 
-While a call is in flight, the chunks other streams send for the same model version are gathered; when
-it returns, they go as one request: one row per stream's row, chunks padded to the longest with their
-own lengths in `sequence_lengths`, states stacked; the answer is split back. The server's semantics
-(each row stops at its own length: outputs zero past it, state frozen) make this exact. A lone stream
-never waits: with nothing in flight its chunk goes at once.
+The first chunk for a model version goes at once, as its own call, from the caller's own thread or
+task: a lone stream never waits and pays nothing more. While that call is in flight, the chunks other
+streams send for the same model version are gathered; when it returns, they go as one request (sent
+by a task of their own in AsyncClient, a thread of the coalescer's in Client): one row per stream's
+row, chunks padded to the longest with their own lengths in `sequence_lengths`, states stacked; the
+answer is split back. The server's semantics (each row stops at its own length: outputs zero past it,
+state frozen) make this exact.
 
 Bounds: at most `max_rows` rows per call, and chunks only within 2x of each other's length (padding
 never more than doubles a call). A gathered call the server refuses as a whole for a reason one row
@@ -17,8 +20,11 @@ one, every request to it goes alone.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import numpy as np
@@ -26,11 +32,12 @@ import numpy as np
 from lstmserve.codec import write_state, write_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
-from .errors import LstmServeClientError
+from .errors import LstmServeClientError, ServerError
 from .messages import InferResult, infer_request
 from .state import State
 
 _ROW_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
+MAX_ROWS = 256  # rows of one gathered call
 
 
 @dataclass(eq=False)  # compared by identity: it holds arrays
@@ -43,7 +50,7 @@ class _Waiting:
     x: np.ndarray  # (rows, steps, input_size) float32
     lengths: np.ndarray | None
     state: State | None
-    answer: asyncio.Future
+    answer: Any = None  # an asyncio.Future (AsyncClient) or a concurrent Future (Client), once queued
 
     @property
     def rows(self) -> int:
@@ -60,55 +67,27 @@ class _Waiting:
 @dataclass
 class _Lane:
     waiting: list[_Waiting] = field(default_factory=list)
-    busy: bool = False
+    busy: bool = False  # a call of this lane is in flight
 
 
-class Coalescer:
-    def __init__(self, send: Callable[[pb.InferRequest], Awaitable[InferResult]], max_rows: int = 256):
-        self._send, self.max_rows = send, max_rows
+class _Gathering:
+    """What both coalescers share: lanes of stackable chunks, and how a batch is taken from one."""
+
+    def __init__(self, max_rows: int):
+        self.max_rows = max_rows
         self._lanes: dict[tuple, _Lane] = {}
         self.calls = 0  # requests sent (for tests and the bench)
         self.sealing = False  # the server seals its states: one sealed state cannot be split by rows
 
-    async def infer(
-        self,
-        model: str,
-        x: np.ndarray,
-        state: State | None,
-        lengths: np.ndarray | None,
-        version: int,
-        outputs: tuple[str, ...],
-    ) -> InferResult:
-        """One stream's chunk: gathered with other streams' while a call is in flight."""
-        loop = asyncio.get_running_loop()
-        waiting = _Waiting(model, version, outputs, x, lengths, state, loop.create_future())
-        if self.sealing or x.ndim != 3 or (state is not None and state.sealed):
-            self.calls += 1
-            return await self._send(waiting.request())  # alone: nothing to stack it with
-        # Only chunks that stack: the same model version, outputs, state's maker and features.
-        key = (model, version, outputs, state.fingerprint if state is not None else "", x.shape[2])
-        lane = self._lanes.setdefault(key, _Lane())
-        lane.waiting.append(waiting)
-        if not lane.busy:
-            lane.busy = True
-            loop.create_task(self._drain(key, lane))
-        return await waiting.answer
-
-    async def _drain(self, key: tuple, lane: _Lane) -> None:
-        try:
-            while lane.waiting:
-                batch = self._take(lane)
-                await self._run(batch)
-        except BaseException as exc:  # a bug here, or the loop closing: nobody may wait forever
-            for waiting in lane.waiting:
-                if not waiting.answer.done():
-                    waiting.answer.set_exception(exc)
-            lane.waiting.clear()
-            raise
-        finally:
-            lane.busy = False
-            if not lane.waiting:
-                self._lanes.pop(key, None)
+    def _lane(self, waiting: _Waiting) -> tuple[tuple, _Lane] | None:
+        """The lane of chunks this one stacks with (the same model version, outputs, state's maker
+        and features), or None if it can only go alone."""
+        state = waiting.state
+        if self.sealing or waiting.x.ndim != 3 or (state is not None and state.sealed):
+            return None
+        fingerprint = state.fingerprint if state is not None else ""
+        key = (waiting.model, waiting.version, waiting.outputs, fingerprint, waiting.x.shape[2])
+        return key, self._lanes.setdefault(key, _Lane())
 
     def _take(self, lane: _Lane) -> list[_Waiting]:
         """The oldest chunk, and those after it within max_rows and 2x of its length."""
@@ -125,6 +104,70 @@ class Coalescer:
                 lane.waiting.remove(waiting)
         return batch
 
+    def _idle(self, key: tuple, lane: _Lane) -> bool:
+        """The lane's call has ended: True if nothing waits (the lane is then gone)."""
+        if lane.waiting:
+            return False
+        lane.busy = False
+        self._lanes.pop(key, None)
+        return True
+
+    def _answered(self, batch: list[_Waiting], merged: InferResult) -> bool:
+        """Each chunk's share of a gathered answer delivered; False if the answer cannot be split."""
+        if merged.state is not None and merged.state.sealed:
+            self.sealing = True
+            return False
+        for waiting, result in zip(batch, _split(merged, batch)):
+            _settle(waiting, result)
+        return True
+
+
+class Coalescer(_Gathering):
+    """AsyncClient's: gathered calls are sent by a task of the lane's, so no caller's cancellation
+    reaches the others' chunks."""
+
+    def __init__(self, send: Callable[[pb.InferRequest], Awaitable[InferResult]], max_rows: int = MAX_ROWS):
+        super().__init__(max_rows)
+        self._send = send
+
+    async def infer(
+        self,
+        model: str,
+        x: np.ndarray,
+        state: State | None,
+        lengths: np.ndarray | None,
+        version: int,
+        outputs: tuple[str, ...],
+    ) -> InferResult:
+        """One stream's chunk: sent at once if its lane is idle, else gathered with others'."""
+        waiting = _Waiting(model, version, outputs, x, lengths, state)
+        lane = self._lane(waiting)
+        if lane is None:
+            self.calls += 1
+            return await self._send(waiting.request())  # alone: nothing to stack it with
+        key, queue = lane
+        if queue.busy:
+            waiting.answer = asyncio.get_running_loop().create_future()
+            queue.waiting.append(waiting)
+            return await waiting.answer
+        queue.busy = True
+        try:
+            self.calls += 1
+            return await self._send(waiting.request())
+        finally:
+            if not self._idle(key, queue):  # what gathered meanwhile goes in a task of its own
+                asyncio.get_running_loop().create_task(self._drain(key, queue))
+
+    async def _drain(self, key: tuple, lane: _Lane) -> None:
+        try:
+            while not self._idle(key, lane):
+                await self._run(self._take(lane))
+        except BaseException as exc:  # a bug here, or the loop closing: nobody may wait forever
+            _fail(lane.waiting, exc)
+            lane.waiting.clear()
+            self._idle(key, lane)
+            raise
+
     async def _run(self, batch: list[_Waiting]) -> None:
         live = [waiting for waiting in batch if not waiting.answer.done()]  # a caller gone: skip it
         if not live:
@@ -132,30 +175,114 @@ class Coalescer:
         self.calls += 1
         try:
             if len(live) == 1:
-                results = [await self._send(live[0].request())]
-            else:
-                merged = await self._send(_merge(live))
-                if merged.state is not None and merged.state.sealed:  # cannot be split: each alone
-                    self.sealing = True
-                    await asyncio.gather(*(self._run([waiting]) for waiting in live))
-                    return
-                results = _split(merged, live)
+                _settle(live[0], await self._send(live[0].request()))
+            elif not self._answered(live, await self._send(_merge(live))):
+                await asyncio.gather(*(self._run([waiting]) for waiting in live))  # sealed: each alone
         except LstmServeClientError as exc:
             if len(live) > 1 and exc.code in _ROW_ERRORS:
                 await asyncio.gather(*(self._run([waiting]) for waiting in live))  # whose was it?
-                return
-            for waiting in live:
-                if not waiting.answer.done():
-                    waiting.answer.set_exception(exc)
-            return
+            else:
+                _fail(live, exc)
         except BaseException as exc:
-            for waiting in live:
-                if not waiting.answer.done():
-                    waiting.answer.set_exception(exc)
+            _fail(live, exc)
             raise
-        for waiting, result in zip(live, results):
-            if not waiting.answer.done():
-                waiting.answer.set_result(result)
+
+
+class ThreadCoalescer(_Gathering):
+    """Client's: callers on many threads. Gathered calls are sent by the coalescer's own threads."""
+
+    def __init__(self, send: Callable[[pb.InferRequest], InferResult], max_rows: int = MAX_ROWS):
+        super().__init__(max_rows)
+        self._send = send
+        self._lock = threading.Lock()
+        self._senders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lstmserve-coalesce")
+
+    def infer(
+        self,
+        model: str,
+        x: np.ndarray,
+        state: State | None,
+        lengths: np.ndarray | None,
+        version: int,
+        outputs: tuple[str, ...],
+    ) -> InferResult:
+        waiting = _Waiting(model, version, outputs, x, lengths, state)
+        with self._lock:
+            lane = self._lane(waiting)
+            lead = lane is None or not lane[1].busy
+            if lane is not None and lead:
+                lane[1].busy = True
+            elif lane is not None:
+                waiting.answer = Future()
+                lane[1].waiting.append(waiting)
+        if not lead:
+            return waiting.answer.result()  # the lane's call bounds the wait (the client's timeout)
+        try:
+            self.calls += 1
+            return self._send(waiting.request())
+        finally:
+            if lane is not None:
+                self._hand_over(*lane)
+
+    def _hand_over(self, key: tuple, lane: _Lane) -> None:
+        """The lead call has ended: what gathered meanwhile goes from a thread of the coalescer's."""
+        with self._lock:
+            if self._idle(key, lane):
+                return
+            try:
+                self._senders.submit(self._drain, key, lane)
+            except RuntimeError:  # the client was closed while they waited
+                closed = ServerError(grpc.StatusCode.CANCELLED, "the client was closed")
+                _fail(lane.waiting, closed)
+                lane.waiting.clear()
+                self._idle(key, lane)
+
+    def _drain(self, key: tuple, lane: _Lane) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if self._idle(key, lane):
+                        return
+                    batch = self._take(lane)
+                self._run(batch)
+        except BaseException as exc:  # a bug here: nobody may wait forever
+            with self._lock:
+                _fail(lane.waiting, exc)
+                lane.waiting.clear()
+                self._idle(key, lane)
+            raise
+
+    def _run(self, batch: list[_Waiting]) -> None:
+        self.calls += 1
+        try:
+            if len(batch) == 1:
+                _settle(batch[0], self._send(batch[0].request()))
+            elif not self._answered(batch, self._send(_merge(batch))):
+                for waiting in batch:  # sealed: each alone
+                    self._run([waiting])
+        except LstmServeClientError as exc:
+            if len(batch) > 1 and exc.code in _ROW_ERRORS:
+                for waiting in batch:  # whose was it?
+                    self._run([waiting])
+            else:
+                _fail(batch, exc)
+        except BaseException as exc:
+            _fail(batch, exc)
+            raise
+
+    def close(self) -> None:
+        self._senders.shutdown(wait=False, cancel_futures=False)
+
+
+def _settle(waiting: _Waiting, result: InferResult) -> None:
+    if not waiting.answer.done():  # done: an async caller went away
+        waiting.answer.set_result(result)
+
+
+def _fail(batch: list[_Waiting], exc: BaseException) -> None:
+    for waiting in batch:
+        if not waiting.answer.done():
+            waiting.answer.set_exception(exc)
 
 
 def _merge(batch: list[_Waiting]) -> pb.InferRequest:

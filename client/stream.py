@@ -44,7 +44,15 @@ class _Sender(Protocol):
     timeout: float | None
     metadata: Any
 
-    def send(self, request: pb.InferRequest) -> InferResult: ...
+    def infer(
+        self,
+        model: str,
+        input: Any,
+        state: State | None,
+        lengths: Any,
+        version: int,
+        outputs: Sequence[str] | None,
+    ) -> InferResult: ...
 
 
 class _AsyncSender(Protocol):
@@ -119,9 +127,11 @@ class Stream(Carry):
     def feed(self, chunk: Any, lengths: Any = None) -> InferResult:
         """Run the next chunk, (batch, time, input_size), from the carried state; returns its result
         (its `state` is None on the chunks that did not ask for it: state_every)."""
+        if not self.bidi:  # through infer: a coalescing client gathers it with other streams' chunks
+            return self._keep(
+                self._client.infer(self.model, chunk, self._state, lengths, self.version, self.outputs)
+            )
         request = self._request(chunk, lengths)
-        if not self.bidi:
-            return self._keep(self._client.send(request))
         return self._take(request, self._resuming(lambda: self._send(request)))
 
     def checkpoint(self) -> State | None:

@@ -1,9 +1,13 @@
-"""AsyncClient(coalesce=True) against the real server: many streams' chunks go as few calls, each
-stream's answers equal separate calls, one stream's bad chunk fails only that stream, rows bounded."""
+"""Coalescing (on by default in Client and AsyncClient) against the real server: many streams' chunks
+go as few calls, each stream's answers equal separate calls, one stream's bad chunk fails only that
+stream, rows bounded, a lone stream never held back."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -106,3 +110,96 @@ def test_a_chunk_with_the_wrong_features_is_refused_alone(server):
     results = asyncio.run(main())
     assert isinstance(results[1], InvalidArgumentError) and "4 features" in results[1].details
     assert all(r.output.shape == (1, 2, 7) for i, r in enumerate(results) if i != 1)
+
+
+# Client (threads): the same gathering, by ThreadCoalescer.
+
+
+def test_threads_streams_equal_separate_calls_in_fewer_calls(server):
+    xs, cuts = sequences(2)
+    with Client(server.address) as client:  # coalescing is on by default
+
+        def one(x, cut):
+            stream = client.stream(CHARS, version=1)
+            answers, start = [], 0
+            for end in cut:
+                answers.append(stream.feed(x[:, start:end]))
+                start = end
+            return answers
+
+        with ThreadPoolExecutor(STREAMS) as threads:
+            answers = list(threads.map(one, xs, cuts))
+        calls = client.coalescer.calls
+        assert calls < STREAMS * CHUNKS / 2, calls
+        for x, streamed in zip(xs, answers):
+            whole = client.infer(CHARS, x, version=1)
+            output = np.concatenate([answer.output for answer in streamed], axis=1)
+            np.testing.assert_allclose(output, whole.output, atol=1e-6, rtol=0)
+            for (c, h), (c1, h1) in zip(streamed[-1].state.layers, whole.state.layers):
+                np.testing.assert_allclose(c, c1, atol=1e-6, rtol=0)
+                np.testing.assert_allclose(h, h1, atol=1e-6, rtol=0)
+
+
+def held_first_call(client: Client, waiting: int) -> threading.Event:
+    """The coalescer's first call waits until `waiting` chunks have gathered behind it (so the test
+    does not depend on timing); the real server answers every call."""
+    coalescer, send = client.coalescer, client.coalescer._send
+    first = threading.Event()
+
+    def send_when_gathered(request):
+        if not first.is_set():
+            first.set()
+            deadline = time.monotonic() + 10
+            while sum(len(lane.waiting) for lane in coalescer._lanes.values()) < waiting:
+                assert time.monotonic() < deadline, "the chunks never gathered"
+                time.sleep(0.001)
+        return send(request)
+
+    coalescer._send = send_when_gathered
+    return first
+
+
+def test_threads_one_bad_chunk_fails_that_stream_only(server):
+    good = np.ones((1, 3, 5), np.float32)
+    bad = good.copy()
+    bad[0, 1, 2] = np.inf
+    with Client(server.address) as client:
+        first = held_first_call(client, waiting=8)
+        with ThreadPoolExecutor(9) as threads:
+            lead = threads.submit(client.infer, CHARS, good, version=1)
+            first.wait(10)
+            chunks = [bad if i == 3 else good for i in range(8)]
+            feeds = [threads.submit(client.infer, CHARS, chunk, version=1) for chunk in chunks]
+            lead.result()
+            errors = [feed.exception() for feed in feeds]
+        assert client.coalescer.calls >= 3  # the lead, the gathered call, then each row alone
+        want = client.infer(CHARS, good, version=1).output
+    assert isinstance(errors[3], InvalidArgumentError) and "NaN or Inf" in errors[3].details
+    for i, feed in enumerate(feeds):
+        if i != 3:
+            np.testing.assert_allclose(feed.result().output, want, atol=1e-6, rtol=0)
+
+
+def test_a_lone_stream_sends_each_chunk_at_once(server):
+    with Client(server.address) as client:
+        stream = client.stream(CHARS, version=1)
+        for _ in range(5):
+            stream.feed(np.ones((1, 2, 5)))
+        assert client.coalescer.calls == 5  # no call was held back or merged
+
+
+def test_closing_the_client_fails_what_still_waits(server):
+    client = Client(server.address)
+    first = held_first_call(client, waiting=2)
+    with ThreadPoolExecutor(3) as threads:
+        lead = threads.submit(client.infer, CHARS, np.ones((1, 2, 5)), version=1)
+        first.wait(10)
+        waiting = [threads.submit(client.infer, CHARS, np.ones((1, 2, 5)), version=1) for _ in range(2)]
+        while sum(len(lane.waiting) for lane in client.coalescer._lanes.values()) < 2:
+            time.sleep(0.001)
+        client.coalescer.close()  # as Client.close() does, before the lead call returns
+        lead.result()
+        for feed in waiting:
+            error = feed.exception(10)
+            assert error is not None and "closed" in str(error)
+    client.close()
