@@ -3,7 +3,7 @@
 Unary mode (the default) sends the state with every chunk, so each chunk can land on any replica.
 Bidi mode keeps one StreamInfer call open and lets the server hold the state between chunks. By
 default every response still carries it; with `state_every=k` only every k-th does, and the chunks
-in between are kept (client/window.py). When the call breaks, the next feed opens a new call from the
+in between are kept (client/carry.py). When the call breaks, the next feed opens a new call from the
 last state held, replays the kept chunks, then sends its own: the outputs are those of an unbroken
 stream. `checkpoint()` fetches the state after the last chunk without feeding another (a zero-step
 chunk on the open call); `close()` does so when chunks are pending. The client's timeout bounds each
