@@ -131,9 +131,7 @@ class Carry:
             )
 
     def _request(self, chunk: Any, lengths: Any) -> pb.InferRequest:
-        """A unary chunk's request, which brings the state; a bidi chunk's, which may not."""
-        if not self.bidi:
-            return infer_request(self.model, chunk, self._state, lengths, self.version, self.outputs)
+        """A bidi chunk's request: no state (the call's first request gets it: _stamp)."""
         return infer_request(self.model, chunk, None, lengths, self.version, self._window.outputs())
 
     def _stamp(self, request: pb.InferRequest) -> pb.InferRequest:
