@@ -4,7 +4,8 @@
        │  a bounded queue per model version: past max_queue_rows, RESOURCE_EXHAUSTED at once
        ▼
     the lane's worker task (started when work arrives at an idle lane, gone when the queue empties)
-       │  waits max_delay for more if the lane is busy (its last batch ended just now), then takes
+       │  if the lane is busy (its last batch ended just now), lets the calls that have reached the
+       │  server join, a loop turn at a time, until a turn brings none (at most max_delay); then takes
        │  the oldest request and those that fit with it: max_batch_rows, padded rows x steps within
        │  max_batch_row_steps, chunk lengths within 2x of each other
        ▼
@@ -22,6 +23,10 @@ NOTE: no thread hop for small runs. Measured here, handing a one-step call to a 
 its own coroutine, small batches run on the loop, and only runs larger than `max_inline_steps`
 (rows x steps) leave it. The worker is a task, not the callers taking turns to lead: a turn handed
 to a caller that was cancelled before it woke up wedged the lane for good.
+
+NOTE: no fixed wait for company. Sleeping max_delay (2 ms) whenever calls queued made a few streams
+pay it on every call: at 4 bidi streams 1.5k chunks/s (p50 3 ms) against 5.4k with the turn-by-turn
+gathering, which stops as soon as a turn brings no call; at 64 streams bidi 5.4k -> 9.4k.
 """
 
 from __future__ import annotations
@@ -172,10 +177,8 @@ class _Lane:
         loop = asyncio.get_running_loop()
         try:
             while self.waiting:
-                if gather and self.queued_rows < self.batcher.max_batch_rows:
-                    # Under load, wait for the next calls to join: gRPC hands a server its calls one
-                    # loop turn at a time, so without a wait batches stay at one call.
-                    await asyncio.sleep(self.batcher.max_delay)
+                if gather:
+                    await self._gather(loop)
                 batch = self._take()
                 if not batch:
                     continue
@@ -201,6 +204,16 @@ class _Lane:
             raise
         finally:
             self.worker = None
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Let the calls that have reached the server join, a loop turn at a time (gRPC hands them
+        over one per turn), until a turn brings none, the batch is full, or max_delay has passed."""
+        deadline = loop.time() + self.batcher.max_delay
+        while self.queued_rows < self.batcher.max_batch_rows and loop.time() < deadline:
+            waiting = len(self.waiting)
+            await asyncio.sleep(0)
+            if len(self.waiting) == waiting:
+                return
 
     def stalled(self, seconds: float) -> bool:
         """Work has waited, with no batch ending, for over `seconds`."""

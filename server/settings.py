@@ -32,7 +32,8 @@ class Settings:
     inference_threads: int = setting(0, "threads for runs too long for the event loop; 0 = one per core")
     max_batch_rows: int = setting(64, "rows merged into one onnxruntime run; 0 turns batching off")
     max_delay_ms: float = setting(
-        2.0, "how long a batch may wait for more calls; only while calls arrive faster than that"
+        2.0,
+        "longest a batch gathers calls that reached the server; it stops at a loop turn that brings none",
     )
     max_queue_rows: int = setting(1024, "rows waiting per model version before RESOURCE_EXHAUSTED")
     max_inline_steps: int = setting(256, "runs of up to rows x steps this size stay on the event loop thread")

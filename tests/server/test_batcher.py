@@ -124,7 +124,8 @@ def test_queue_full_over_grpc_is_resource_exhausted_and_the_server_recovers(repo
     ).start()
     try:
         x = np.random.default_rng(5).standard_normal((2, 400, 5)).astype(np.float32)
-        with Client(server.address) as client, ThreadPoolExecutor(16) as pool:
+        # Separate calls (coalesce=False): the server's queue is under test, not the client's gathering.
+        with Client(server.address, coalesce=False) as client, ThreadPoolExecutor(16) as pool:
 
             def call(_):
                 try:
@@ -226,13 +227,20 @@ def test_a_cancelled_caller_never_wedges_the_lane(models, point):
             await until(executor.started.is_set)
             victim = asyncio.ensure_future(batcher.run(runtime, feeds[1]))
             await until(lambda: lane_of(batcher, runtime).queued_rows == 1)
+            lane, seen = lane_of(batcher, runtime), {}
+            gather = lane._gather
+
+            async def cancelled_while_gathering(loop):
+                # The lane has just run, so its worker gathers company for the victim's batch, a loop
+                # turn at a time: one batch ran, the worker is on, the victim still waits in the queue.
+                seen.update(batches=batcher.batches, queued=queued(feeds[1]), done=victim.done())
+                victim.cancel()
+                await gather(loop)
+
+            lane._gather = cancelled_while_gathering
             executor.gate.set()
-            await head  # the lane has just run, so the victim's batch now waits max_delay for company
-            await asyncio.sleep(0.01)  # within the 0.2 s wait
-            # Gathering: one batch ran, the worker is still on, the victim still waits in the queue.
-            assert batcher.batches == 1 and lane_of(batcher, runtime).worker is not None
-            assert queued(feeds[1]) and not victim.done()
-            victim.cancel()
+            await head
+            assert seen == {"batches": 1, "queued": True, "done": False}
             others = [head, asyncio.ensure_future(batcher.run(runtime, feeds[2]))]
         else:
             head = asyncio.ensure_future(batcher.run(runtime, feeds[0]))
