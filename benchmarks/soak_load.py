@@ -105,7 +105,8 @@ class SoakLoad:
         channel = grpc.aio.insecure_channel(address)
         self.kserve = kserve_grpc.GRPCInferenceServiceStub(channel)
         try:
-            async with AsyncClient(address, timeout=CALL_TIMEOUT) as self.client:
+            # Separate calls (coalesce=False): every call is checked, and the server must see each once.
+            async with AsyncClient(address, timeout=CALL_TIMEOUT, coalesce=False) as self.client:
                 await asyncio.gather(*(self._stream(index) for index in range(streams)))
         finally:
             await channel.close()

@@ -38,6 +38,15 @@ from .state import State
 
 _ROW_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
 MAX_ROWS = 256  # rows of one gathered call
+# A gathered call's request and answer stay within _MESSAGE_BYTES (the answer judged from the bytes
+# per row-step of the lane's last answer), to fit the server's --max-message-bytes (4 MiB by default)
+# with room to spare: a refused gathered call costs a round trip, then one call per chunk. Until an
+# answer is seen, padded rows x steps stay within _ROW_STEPS_UNSEEN.
+# A server with smaller messages refuses a gathered call as too big; the lane's budget is then halved
+# below that call's size, so it happens once, not every round.
+_MESSAGE_BYTES = 2 << 20
+_ROW_STEPS_UNSEEN = 4096
+_ROW_STEPS = 32768  # the server's --max-request-row-steps, by default
 
 
 @dataclass(eq=False)  # compared by identity: it holds arrays
@@ -76,33 +85,74 @@ class _Gathering:
     def __init__(self, max_rows: int):
         self.max_rows = max_rows
         self._lanes: dict[tuple, _Lane] = {}
+        self._row_step_bytes: dict[tuple, float] = {}  # per lane key: its last answer's bytes per row-step
+        self._budget: dict[tuple, float] = {}  # per lane key, where a server refused _MESSAGE_BYTES
         self.calls = 0  # requests sent (for tests and the bench)
         self.sealing = False  # the server seals its states: one sealed state cannot be split by rows
 
-    def _lane(self, waiting: _Waiting) -> tuple[tuple, _Lane] | None:
-        """The lane of chunks this one stacks with (the same model version, outputs, state's maker
-        and features), or None if it can only go alone."""
+    def _key(self, waiting: _Waiting) -> tuple | None:
+        """What chunks that stack share (the same model version, outputs, state's maker and
+        features), or None for a chunk that can only go alone."""
         state = waiting.state
         if self.sealing or waiting.x.ndim != 3 or (state is not None and state.sealed):
             return None
         fingerprint = state.fingerprint if state is not None else ""
-        key = (waiting.model, waiting.version, waiting.outputs, fingerprint, waiting.x.shape[2])
-        return key, self._lanes.setdefault(key, _Lane())
+        return (waiting.model, waiting.version, waiting.outputs, fingerprint, waiting.x.shape[2])
 
-    def _take(self, lane: _Lane) -> list[_Waiting]:
-        """The oldest chunk, and those after it within max_rows and 2x of its length."""
+    def _lane(self, waiting: _Waiting) -> tuple[tuple, _Lane] | None:
+        key = self._key(waiting)
+        return None if key is None else (key, self._lanes.setdefault(key, _Lane()))
+
+    def _take(self, key: tuple, lane: _Lane) -> list[_Waiting]:
+        """The oldest chunk, and those after it within max_rows, the answer's bytes and 2x of its
+        length."""
         first = lane.waiting[0]
         low, high = max(first.steps // 2, 1), first.steps * 2
+        budget = self._budget.get(key, _MESSAGE_BYTES)
         batch: list[_Waiting] = []
-        rows = 0
+        rows = longest = 0
         for waiting in list(lane.waiting):
-            if rows + waiting.rows > self.max_rows and batch:
+            joined, padded = rows + waiting.rows, max(longest, waiting.steps)
+            if batch and (joined > self.max_rows or self._bytes(key, waiting, joined, padded) > budget):
                 break
             if waiting is first or (low <= waiting.steps <= high):
                 batch.append(waiting)
-                rows += waiting.rows
+                rows, longest = joined, padded
                 lane.waiting.remove(waiting)
         return batch
+
+    def _bytes(self, key: tuple, waiting: _Waiting, rows: int, steps: int) -> float:
+        """The larger of a gathered call's request and answer, as far as known; past the server's
+        row-steps, infinite."""
+        per_row_step = self._row_step_bytes.get(key)
+        limit = _ROW_STEPS if per_row_step is not None else _ROW_STEPS_UNSEEN
+        if rows * steps > limit:
+            return float("inf")
+        request = rows * steps * waiting.x.shape[2] * 4  # float32 inputs: the bulk of it
+        return max(request, rows * steps * (per_row_step or 0.0))
+
+    def _refused(self, batch: list[_Waiting], error: LstmServeClientError) -> bool:
+        """Whether a gathered call's refusal may be one row's fault, or its size (then the lane's
+        budget shrinks below it): either way each chunk goes again alone."""
+        too_big = error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in error.details
+        if len(batch) < 2 or not (too_big or error.code in _ROW_ERRORS):
+            return False
+        key = self._key(batch[0])
+        if key is not None:
+            rows, steps = sum(w.rows for w in batch), max(w.steps for w in batch)
+            self._budget[key] = self._bytes(key, batch[0], rows, steps) / 2
+        return True
+
+    def _learn(self, waiting: _Waiting, result: InferResult, rows: int, steps: int) -> InferResult:
+        """Keep the answer's bytes per row-step for the lane's next gathered calls."""
+        key = self._key(waiting)
+        if key is not None:
+            arrays = [result.output, result.logits]
+            if result.state is not None and not result.state.sealed:
+                arrays += [array for layer in result.state.layers for array in layer]
+            answer = sum(array.nbytes for array in arrays if array is not None)
+            self._row_step_bytes[key] = max(answer / max(rows * steps, 1), 1.0)
+        return result
 
     def _idle(self, key: tuple, lane: _Lane) -> bool:
         """The lane's call has ended: True if nothing waits (the lane is then gone)."""
@@ -117,6 +167,7 @@ class _Gathering:
         if merged.state is not None and merged.state.sealed:
             self.sealing = True
             return False
+        self._learn(batch[0], merged, sum(waiting.rows for waiting in batch), max(w.steps for w in batch))
         for waiting, result in zip(batch, _split(merged, batch)):
             _settle(waiting, result)
         return True
@@ -153,7 +204,7 @@ class Coalescer(_Gathering):
         queue.busy = True
         try:
             self.calls += 1
-            return await self._send(waiting.request())
+            return self._learn(waiting, await self._send(waiting.request()), waiting.rows, waiting.steps)
         finally:
             if not self._idle(key, queue):  # what gathered meanwhile goes in a task of its own
                 asyncio.get_running_loop().create_task(self._drain(key, queue))
@@ -161,7 +212,7 @@ class Coalescer(_Gathering):
     async def _drain(self, key: tuple, lane: _Lane) -> None:
         try:
             while not self._idle(key, lane):
-                await self._run(self._take(lane))
+                await self._run(self._take(key, lane))
         except BaseException as exc:  # a bug here, or the loop closing: nobody may wait forever
             _fail(lane.waiting, exc)
             lane.waiting.clear()
@@ -179,7 +230,7 @@ class Coalescer(_Gathering):
             elif not self._answered(live, await self._send(_merge(live))):
                 await asyncio.gather(*(self._run([waiting]) for waiting in live))  # sealed: each alone
         except LstmServeClientError as exc:
-            if len(live) > 1 and exc.code in _ROW_ERRORS:
+            if self._refused(live, exc):
                 await asyncio.gather(*(self._run([waiting]) for waiting in live))  # whose was it?
             else:
                 _fail(live, exc)
@@ -219,7 +270,8 @@ class ThreadCoalescer(_Gathering):
             return waiting.answer.result()  # the lane's call bounds the wait (the client's timeout)
         try:
             self.calls += 1
-            return self._send(waiting.request())
+            result = self._send(waiting.request())
+            return result if lane is None else self._learn(waiting, result, waiting.rows, waiting.steps)
         finally:
             if lane is not None:
                 self._hand_over(*lane)
@@ -243,7 +295,7 @@ class ThreadCoalescer(_Gathering):
                 with self._lock:
                     if self._idle(key, lane):
                         return
-                    batch = self._take(lane)
+                    batch = self._take(key, lane)
                 self._run(batch)
         except BaseException as exc:  # a bug here: nobody may wait forever
             with self._lock:
@@ -261,7 +313,7 @@ class ThreadCoalescer(_Gathering):
                 for waiting in batch:  # sealed: each alone
                     self._run([waiting])
         except LstmServeClientError as exc:
-            if len(batch) > 1 and exc.code in _ROW_ERRORS:
+            if self._refused(batch, exc):
                 for waiting in batch:  # whose was it?
                     self._run([waiting])
             else:

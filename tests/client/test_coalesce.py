@@ -203,3 +203,32 @@ def test_closing_the_client_fails_what_still_waits(server):
             error = feed.exception(10)
             assert error is not None and "closed" in str(error)
     client.close()
+
+
+def test_gathered_calls_stay_within_the_servers_row_steps(server):
+    """24 chunks of 2000 steps could never go as one call (48000 padded row-steps, over the server's
+    32768): they are gathered into calls within it. This server takes messages of 1 MiB only, so the
+    first gathered call (16 rows, 1.8 MB of answer) is refused and resent row by row, once: the lane's
+    budget shrinks below it."""
+    sizes: list[tuple[int, int]] = []
+    with Client(server.address) as client:
+        first = held_first_call(client, waiting=24)
+        send_held = client.coalescer._send
+
+        def recording(request):
+            sizes.append((request.input.shape[0], request.input.shape[1]))
+            return send_held(request)
+
+        client.coalescer._send = recording
+        x = np.random.default_rng(3).standard_normal((1, 2000, 5)).astype(np.float32)
+        with ThreadPoolExecutor(25) as threads:
+            lead = threads.submit(client.infer, CHARS, x, version=1)
+            first.wait(10)
+            feeds = [threads.submit(client.infer, CHARS, x, version=1) for _ in range(24)]
+            answers = [lead.result(), *(feed.result() for feed in feeds)]
+    assert all(rows * steps <= 32768 for rows, steps in sizes), sizes
+    resent = sum(rows for rows, _ in sizes) - 25
+    assert resent <= 16 and len(sizes) < 25, sizes  # gathered; at most one call refused
+    assert max(rows for rows, _ in sizes[-3:]) > 1, sizes  # and gathering goes on after it
+    for answer in answers[1:]:
+        np.testing.assert_allclose(answer.output, answers[0].output, atol=1e-6, rtol=0)

@@ -61,7 +61,8 @@ def settle(server, baseline: float, seconds: float = 5.0) -> float:
 
 def test_big_and_many_requests_stay_under_the_manifest_limit(server):
     limit, baseline = manifest_limit_mb(), server.memory_mb()["rss_mb"]
-    with Client(server.address, timeout=60) as client:
+    # Separate calls (coalesce=False): what the server holds for many at once is under test.
+    with Client(server.address, timeout=60, coalesce=False) as client:
         # A 20-byte request for 2**27 rows, and one legal-sized message of 131000 steps: refused from
         # their shapes, before anything is allocated.
         bomb = pb.InferRequest(model="digits", input=pb.Tensor(dtype=pb.FLOAT32, shape=[2**27, 0, 8]))
@@ -136,5 +137,5 @@ def test_streams_that_never_read_hold_little_and_give_it_back(server):
     assert written[0] < 80 * 40, written
     assert during["peak_rss_mb"] < limit, (during, limit)
     assert settle(server, baseline) < baseline + RECOVERED_MB, (server.memory_mb(), baseline)
-    with Client(server.address, timeout=10) as client:
+    with Client(server.address, timeout=10, coalesce=False) as client:
         assert client.infer("digits", np.zeros((1, 8, 8), np.float32)).logits.shape == (1, 10)
