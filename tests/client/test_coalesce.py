@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from lstmserve.client import AsyncClient, Client, InvalidArgumentError
+from lstmserve.client.coalesce import IN_FLIGHT
 
 from ..conftest import CHARS
 
@@ -140,19 +141,22 @@ def test_threads_streams_equal_separate_calls_in_fewer_calls(server):
                 np.testing.assert_allclose(h, h1, atol=1e-6, rtol=0)
 
 
-def held_first_call(client: Client, waiting: int) -> threading.Event:
-    """The coalescer's first call waits until `waiting` chunks have gathered behind it (so the test
-    does not depend on timing); the real server answers every call."""
+def held_calls(client: Client, feeds: int) -> threading.Event:
+    """The coalescer's calls wait until the chunks of `feeds` callers, bar the IN_FLIGHT - 1 that go
+    at once beside the first, have gathered behind them (so the test does not depend on timing); the
+    real server answers every call. Returns an event set when the first call is being sent."""
     coalescer, send = client.coalescer, client.coalescer._send
-    first = threading.Event()
+    first, released = threading.Event(), threading.Event()
+    waiting = feeds - (IN_FLIGHT - 1)
 
     def send_when_gathered(request):
-        if not first.is_set():
-            first.set()
-            deadline = time.monotonic() + 10
-            while sum(len(lane.waiting) for lane in coalescer._lanes.values()) < waiting:
-                assert time.monotonic() < deadline, "the chunks never gathered"
-                time.sleep(0.001)
+        first.set()
+        deadline = time.monotonic() + 10
+        while not released.is_set():
+            if sum(len(lane.waiting) for lane in coalescer._lanes.values()) >= waiting:
+                released.set()
+            assert time.monotonic() < deadline, "the chunks never gathered"
+            time.sleep(0.001)
         return send(request)
 
     coalescer._send = send_when_gathered
@@ -164,7 +168,7 @@ def test_threads_one_bad_chunk_fails_that_stream_only(server):
     bad = good.copy()
     bad[0, 1, 2] = np.inf
     with Client(server.address) as client:
-        first = held_first_call(client, waiting=8)
+        first = held_calls(client, feeds=8)
         with ThreadPoolExecutor(9) as threads:
             lead = threads.submit(client.infer, CHARS, good, version=1)
             first.wait(10)
@@ -190,15 +194,17 @@ def test_a_lone_stream_sends_each_chunk_at_once(server):
 
 def test_closing_the_client_fails_what_still_waits(server):
     client = Client(server.address)
-    first = held_first_call(client, waiting=2)
-    with ThreadPoolExecutor(3) as threads:
+    feeds = IN_FLIGHT + 1  # all but IN_FLIGHT - 1 of them wait behind the lead calls
+    first = held_calls(client, feeds=feeds)
+    with ThreadPoolExecutor(feeds + 1) as threads:
         lead = threads.submit(client.infer, CHARS, np.ones((1, 2, 5)), version=1)
         first.wait(10)
-        waiting = [threads.submit(client.infer, CHARS, np.ones((1, 2, 5)), version=1) for _ in range(2)]
+        sent = [threads.submit(client.infer, CHARS, np.ones((1, 2, 5)), version=1) for _ in range(feeds)]
         while sum(len(lane.waiting) for lane in client.coalescer._lanes.values()) < 2:
             time.sleep(0.001)
-        client.coalescer.close()  # as Client.close() does, before the lead call returns
+        client.coalescer.close()  # as Client.close() does, before the lead calls return
         lead.result()
+        waiting = sent[IN_FLIGHT - 1 :]
         for feed in waiting:
             error = feed.exception(10)
             assert error is not None and "closed" in str(error)
@@ -207,28 +213,34 @@ def test_closing_the_client_fails_what_still_waits(server):
 
 def test_gathered_calls_stay_within_the_servers_row_steps(server):
     """24 chunks of 2000 steps could never go as one call (48000 padded row-steps, over the server's
-    32768): they are gathered into calls within it. This server takes messages of 1 MiB only, so the
-    first gathered call (16 rows, 1.8 MB of answer) is refused and resent row by row, once: the lane's
-    budget shrinks below it."""
+    32768): they are gathered into calls within it. This server takes messages of 1 MiB only, so a
+    gathered call of 16 rows (1.8 MB of answer) is refused and resent row by row: once, for the
+    lane's budget shrinks below it, and the next round's gathered calls all go through."""
     sizes: list[tuple[int, int]] = []
+    x = np.random.default_rng(3).standard_normal((1, 2000, 5)).astype(np.float32)
     with Client(server.address) as client:
-        first = held_first_call(client, waiting=24)
-        send_held = client.coalescer._send
+        send = client.coalescer._send
 
         def recording(request):
             sizes.append((request.input.shape[0], request.input.shape[1]))
-            return send_held(request)
+            return send(request)
 
         client.coalescer._send = recording
-        x = np.random.default_rng(3).standard_normal((1, 2000, 5)).astype(np.float32)
-        with ThreadPoolExecutor(25) as threads:
-            lead = threads.submit(client.infer, CHARS, x, version=1)
-            first.wait(10)
-            feeds = [threads.submit(client.infer, CHARS, x, version=1) for _ in range(24)]
-            answers = [lead.result(), *(feed.result() for feed in feeds)]
-    assert all(rows * steps <= 32768 for rows, steps in sizes), sizes
-    resent = sum(rows for rows, _ in sizes) - 25
-    assert resent <= 16 and len(sizes) < 25, sizes  # gathered; at most one call refused
-    assert max(rows for rows, _ in sizes[-3:]) > 1, sizes  # and gathering goes on after it
-    for answer in answers[1:]:
-        np.testing.assert_allclose(answer.output, answers[0].output, atol=1e-6, rtol=0)
+        rounds = []
+        for _ in range(2):
+            sizes.clear()
+            first = held_calls(client, feeds=24)
+            with ThreadPoolExecutor(25) as threads:
+                lead = threads.submit(client.infer, CHARS, x, version=1)
+                first.wait(10)
+                feeds = [threads.submit(client.infer, CHARS, x, version=1) for _ in range(24)]
+                answers = [lead.result(), *(feed.result() for feed in feeds)]
+            client.coalescer._send = recording
+            rounds.append(list(sizes))
+            for answer in answers[1:]:
+                np.testing.assert_allclose(answer.output, answers[0].output, atol=1e-6, rtol=0)
+    for sent in rounds:
+        assert all(rows * steps <= 32768 for rows, steps in sent), sent
+        assert len(sent) < 25, sent  # gathered
+    assert sum(rows for rows, _ in rounds[0]) - 25 <= 16, rounds[0]  # at most one call refused
+    assert sum(rows for rows, _ in rounds[1]) == 25, rounds[1]  # none: the budget learned
