@@ -10,6 +10,7 @@ Needs grpcio, protobuf and numpy only: no torch, no onnxruntime.
 """
 
 from ._client import AsyncClient, Client
+from .async_stream import AsyncStream
 from .errors import (
     AuthenticationError,
     DeadlineExceededError,
@@ -24,7 +25,7 @@ from .errors import (
 )
 from .messages import InferResult, ModelInfo
 from .state import State
-from .stream import AsyncStream, Stream
+from .stream import Stream
 from .tls import tls_credentials
 
 __all__ = [

@@ -12,11 +12,12 @@ import numpy as np
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
+from .async_stream import AsyncStream
 from .coalesce import Coalescer, ThreadCoalescer
 from .errors import rpc_errors
 from .messages import InferResult, ModelInfo, infer_request
 from .state import State
-from .stream import AsyncStream, Stream
+from .stream import Stream
 
 DEFAULT_TARGET = "127.0.0.1:50051"  # where `make serve` listens
 _SERVICE = "lstmserve.v1.LSTMService"

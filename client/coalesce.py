@@ -23,188 +23,19 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 import numpy as np
 
-from lstmserve.codec import write_state, write_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .errors import LstmServeClientError, ServerError
-from .messages import InferResult, infer_request
+from .gathering import MAX_ROWS, Gathering, Lane, Waiting, fail, merge, settle
+from .messages import InferResult
 from .state import State
 
-_ROW_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
-MAX_ROWS = 256  # rows of one gathered call
-# Calls of one lane at once: a chunk that finds them all in flight waits to go with the next. Measured
-# at 256 streams of the 2x128 model on two cores, 2 or 3 (the client gathering one call while the
-# server computes another) gained nothing over 1: the client's own Python per chunk is the bound.
-IN_FLIGHT = 1
-# A gathered call's request and answer stay within _MESSAGE_BYTES (the answer judged from the bytes
-# per row-step of the lane's last answer), to fit the server's --max-message-bytes (4 MiB by default)
-# with room to spare: a refused gathered call costs a round trip, then one call per chunk. Until an
-# answer is seen, padded rows x steps stay within _ROW_STEPS_UNSEEN.
-# A server with smaller messages refuses a gathered call as too big; the lane's budget is then halved
-# below that call's size, so it happens once, not every round.
-_MESSAGE_BYTES = 2 << 20
-_ROW_STEPS_UNSEEN = 4096
-_ROW_STEPS = 32768  # the server's --max-request-row-steps, by default
 
-
-@dataclass(eq=False)  # compared by identity: it holds arrays
-class _Waiting:
-    """One stream's chunk, as arrays: stacked with others' without a message of its own."""
-
-    model: str
-    version: int
-    outputs: tuple[str, ...]
-    x: np.ndarray  # (rows, steps, input_size) float32
-    lengths: np.ndarray | None
-    state: State | None
-    answer: Any = None  # an asyncio.Future (AsyncClient) or a concurrent Future (Client), once queued
-
-    @property
-    def rows(self) -> int:
-        return self.x.shape[0]
-
-    @property
-    def steps(self) -> int:
-        return self.x.shape[1]
-
-    def request(self) -> pb.InferRequest:
-        return infer_request(self.model, self.x, self.state, self.lengths, self.version, self.outputs)
-
-
-@dataclass
-class _Lane:
-    waiting: list[_Waiting] = field(default_factory=list)
-    in_flight: int = 0  # calls of this lane now, lead calls and gathered ones (at most IN_FLIGHT)
-
-
-class _Gathering:
-    """What both coalescers share: lanes of stackable chunks, and how a batch is taken from one."""
-
-    def __init__(self, max_rows: int):
-        self.max_rows = max_rows
-        self._lanes: dict[tuple, _Lane] = {}
-        self._row_step_bytes: dict[tuple, float] = {}  # per lane key: its last answer's bytes per row-step
-        self._budget: dict[tuple, float] = {}  # per lane key, where a server refused _MESSAGE_BYTES
-        self.calls = 0  # requests sent (for tests and the bench)
-        self.sealing = False  # the server seals its states: one sealed state cannot be split by rows
-
-    def _key(self, waiting: _Waiting) -> tuple | None:
-        """What chunks that stack share (the same model version, outputs, state's maker and
-        features), or None for a chunk that can only go alone."""
-        state = waiting.state
-        if self.sealing or waiting.x.ndim != 3 or (state is not None and state.sealed):
-            return None
-        fingerprint = state.fingerprint if state is not None else ""
-        return (waiting.model, waiting.version, waiting.outputs, fingerprint, waiting.x.shape[2])
-
-    def _lane(self, waiting: _Waiting) -> tuple[tuple, _Lane] | None:
-        key = self._key(waiting)
-        return None if key is None else (key, self._lanes.setdefault(key, _Lane()))
-
-    def _take(self, key: tuple, lane: _Lane) -> list[_Waiting]:
-        """The oldest chunk, and those after it within max_rows, the answer's bytes and 2x of its
-        length."""
-        if not lane.waiting:  # another drain of the lane took them
-            return []
-        first = lane.waiting[0]
-        low, high = max(first.steps // 2, 1), first.steps * 2
-        budget = self._budget.get(key, _MESSAGE_BYTES)
-        batch: list[_Waiting] = []
-        rows = longest = 0
-        for waiting in list(lane.waiting):
-            joined, padded = rows + waiting.rows, max(longest, waiting.steps)
-            if batch and (joined > self.max_rows or self._bytes(key, waiting, joined, padded) > budget):
-                break
-            if waiting is first or (low <= waiting.steps <= high):
-                batch.append(waiting)
-                rows, longest = joined, padded
-                lane.waiting.remove(waiting)
-        return batch
-
-    def _bytes(self, key: tuple, waiting: _Waiting, rows: int, steps: int) -> float:
-        """The larger of a gathered call's request and answer, as far as known; past the server's
-        row-steps, infinite."""
-        per_row_step = self._row_step_bytes.get(key)
-        limit = _ROW_STEPS if per_row_step is not None else _ROW_STEPS_UNSEEN
-        if rows * steps > limit:
-            return float("inf")
-        request = rows * steps * waiting.x.shape[2] * 4  # float32 inputs: the bulk of it
-        return max(request, rows * steps * (per_row_step or 0.0))
-
-    def _refused(self, batch: list[_Waiting], error: LstmServeClientError) -> bool:
-        """Whether a gathered call's refusal may be one row's fault, or its size (then the lane's
-        budget shrinks below it): either way each chunk goes again alone."""
-        too_big = error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in error.details
-        if len(batch) < 2 or not (too_big or error.code in _ROW_ERRORS):
-            return False
-        key = self._key(batch[0])
-        if key is not None:
-            rows, steps = sum(w.rows for w in batch), max(w.steps for w in batch)
-            self._budget[key] = self._bytes(key, batch[0], rows, steps) / 2
-        return True
-
-    def _learn(self, waiting: _Waiting, result: InferResult, rows: int, steps: int) -> InferResult:
-        """Keep the answer's bytes per row-step for the lane's next gathered calls."""
-        key = self._key(waiting)
-        if key is not None:
-            arrays = [result.output, result.logits]
-            if result.state is not None and not result.state.sealed:
-                arrays += [array for layer in result.state.layers for array in layer]
-            answer = sum(array.nbytes for array in arrays if array is not None)
-            self._row_step_bytes[key] = max(answer / max(rows * steps, 1), 1.0)
-        return result
-
-    def _leads(self, key: tuple, lane: _Lane, waiting: _Waiting) -> bool:
-        """A chunk arrives: True if it goes at once as a call of its own (a slot is free and nothing
-        waits), else it waits, and a free slot, if any, goes to a drain of what waits (the caller
-        then starts one: _drain)."""
-        if not lane.waiting and lane.in_flight < IN_FLIGHT:
-            lane.in_flight += 1
-            return True
-        lane.waiting.append(waiting)
-        return False
-
-    def _drains(self, lane: _Lane) -> bool:
-        """Chunks wait and a slot is free: True if the caller must start a drain, which holds it."""
-        if lane.waiting and lane.in_flight < IN_FLIGHT:
-            lane.in_flight += 1
-            return True
-        return False
-
-    def _release(self, key: tuple, lane: _Lane) -> bool:
-        """A call of the lane has ended: True if its slot passes on to what waits (a drain goes on,
-        or a lead call's caller starts one); else the slot is free, and the lane gone once idle."""
-        if lane.waiting:
-            return True
-        lane.in_flight -= 1
-        if lane.in_flight == 0:
-            self._lanes.pop(key, None)
-        return False
-
-    def _abandon(self, key: tuple, lane: _Lane, exc: BaseException) -> None:
-        """A drain fails (a bug, the loop closing, the client closed): nobody may wait forever."""
-        _fail(lane.waiting, exc)
-        lane.waiting.clear()
-        self._release(key, lane)
-
-    def _answered(self, batch: list[_Waiting], merged: InferResult) -> bool:
-        """Each chunk's share of a gathered answer delivered; False if the answer cannot be split."""
-        if merged.state is not None and merged.state.sealed:
-            self.sealing = True
-            return False
-        self._learn(batch[0], merged, sum(waiting.rows for waiting in batch), max(w.steps for w in batch))
-        for waiting, result in zip(batch, _split(merged, batch)):
-            _settle(waiting, result)
-        return True
-
-
-class Coalescer(_Gathering):
+class Coalescer(Gathering):
     """AsyncClient's: gathered calls are sent by a task of the lane's, so no caller's cancellation
     reaches the others' chunks."""
 
@@ -222,7 +53,7 @@ class Coalescer(_Gathering):
         outputs: tuple[str, ...],
     ) -> InferResult:
         """One stream's chunk: sent at once if its lane is idle, else gathered with others'."""
-        waiting = _Waiting(model, version, outputs, x, lengths, state)
+        waiting = Waiting(model, version, outputs, x, lengths, state)
         lane = self._lane(waiting)
         if lane is None:
             self.calls += 1
@@ -241,7 +72,7 @@ class Coalescer(_Gathering):
             if self._release(key, queue):  # what gathered meanwhile goes in a task of its own
                 loop.create_task(self._drain(key, queue))
 
-    async def _drain(self, key: tuple, lane: _Lane) -> None:
+    async def _drain(self, key: tuple, lane: Lane) -> None:
         """Send what waits, batch after batch, in the slot it was given, until nothing waits."""
         try:
             while True:
@@ -252,27 +83,27 @@ class Coalescer(_Gathering):
             self._abandon(key, lane, exc)
             raise
 
-    async def _run(self, batch: list[_Waiting]) -> None:
+    async def _run(self, batch: list[Waiting]) -> None:
         live = [waiting for waiting in batch if not waiting.answer.done()]  # a caller gone: skip it
         if not live:
             return
         self.calls += 1
         try:
             if len(live) == 1:
-                _settle(live[0], await self._send(live[0].request()))
-            elif not self._answered(live, await self._send(_merge(live))):
+                settle(live[0], await self._send(live[0].request()))
+            elif not self._answered(live, await self._send(merge(live))):
                 await asyncio.gather(*(self._run([waiting]) for waiting in live))  # sealed: each alone
         except LstmServeClientError as exc:
             if self._refused(live, exc):
                 await asyncio.gather(*(self._run([waiting]) for waiting in live))  # whose was it?
             else:
-                _fail(live, exc)
+                fail(live, exc)
         except BaseException as exc:
-            _fail(live, exc)
+            fail(live, exc)
             raise
 
 
-class ThreadCoalescer(_Gathering):
+class ThreadCoalescer(Gathering):
     """Client's: callers on many threads. Gathered calls are sent by the coalescer's own threads."""
 
     def __init__(self, send: Callable[[pb.InferRequest], InferResult], max_rows: int = MAX_ROWS):
@@ -290,7 +121,7 @@ class ThreadCoalescer(_Gathering):
         version: int,
         outputs: tuple[str, ...],
     ) -> InferResult:
-        waiting = _Waiting(model, version, outputs, x, lengths, state)
+        waiting = Waiting(model, version, outputs, x, lengths, state)
         with self._lock:
             lane = self._lane(waiting)
             if lane is not None and not self._leads(*lane, waiting):
@@ -309,14 +140,14 @@ class ThreadCoalescer(_Gathering):
                     if self._release(*lane):
                         self._start_drain(*lane)
 
-    def _start_drain(self, key: tuple, lane: _Lane) -> None:
+    def _start_drain(self, key: tuple, lane: Lane) -> None:
         """What waits goes from a thread of the coalescer's (called with the lock held)."""
         try:
             self._senders.submit(self._drain, key, lane)
         except RuntimeError:  # the client was closed while they waited
             self._abandon(key, lane, ServerError(grpc.StatusCode.CANCELLED, "the client was closed"))
 
-    def _drain(self, key: tuple, lane: _Lane) -> None:
+    def _drain(self, key: tuple, lane: Lane) -> None:
         try:
             while True:
                 with self._lock:
@@ -330,14 +161,14 @@ class ThreadCoalescer(_Gathering):
                 self._abandon(key, lane, exc)
             raise
 
-    def _run(self, batch: list[_Waiting]) -> None:
+    def _run(self, batch: list[Waiting]) -> None:
         if not batch:
             return
         self.calls += 1
         try:
             if len(batch) == 1:
-                _settle(batch[0], self._send(batch[0].request()))
-            elif not self._answered(batch, self._send(_merge(batch))):
+                settle(batch[0], self._send(batch[0].request()))
+            elif not self._answered(batch, self._send(merge(batch))):
                 for waiting in batch:  # sealed: each alone
                     self._run([waiting])
         except LstmServeClientError as exc:
@@ -345,71 +176,10 @@ class ThreadCoalescer(_Gathering):
                 for waiting in batch:  # whose was it?
                     self._run([waiting])
             else:
-                _fail(batch, exc)
+                fail(batch, exc)
         except BaseException as exc:
-            _fail(batch, exc)
+            fail(batch, exc)
             raise
 
     def close(self) -> None:
         self._senders.shutdown(wait=False, cancel_futures=False)
-
-
-def _settle(waiting: _Waiting, result: InferResult) -> None:
-    if not waiting.answer.done():  # done: an async caller went away
-        waiting.answer.set_result(result)
-
-
-def _fail(batch: list[_Waiting], exc: BaseException) -> None:
-    for waiting in batch:
-        if not waiting.answer.done():
-            waiting.answer.set_exception(exc)
-
-
-def _merge(batch: list[_Waiting]) -> pb.InferRequest:
-    """One request of every chunk's rows: zero-padded to the longest, lengths kept per row."""
-    steps = max(waiting.steps for waiting in batch)
-    rows = sum(waiting.rows for waiting in batch)
-    x = np.zeros((rows, steps, batch[0].x.shape[2]), np.float32)
-    lengths, at = [], 0
-    for waiting in batch:
-        x[at : at + waiting.rows, : waiting.steps] = waiting.x
-        at += waiting.rows
-        own = waiting.lengths
-        lengths.append(np.full(waiting.rows, waiting.steps, np.int32) if own is None else own)
-    first = batch[0]
-    merged = pb.InferRequest(model=first.model, version=first.version, outputs=first.outputs)
-    write_tensor(merged.input, x)
-    write_tensor(merged.sequence_lengths, np.concatenate(lengths).astype(np.int32))
-    if first.state is not None:  # the key holds the fingerprint: all have a state, or none
-        states = [waiting.state.layers for waiting in batch]  # type: ignore[union-attr]
-        stacked = [
-            (
-                np.concatenate([layers[i][0] for layers in states]),
-                np.concatenate([layers[i][1] for layers in states]),
-            )
-            for i in range(len(states[0]))
-        ]
-        write_state(merged.state, first.state.fingerprint, stacked)
-    return merged
-
-
-def _split(result: InferResult, batch: list[_Waiting]) -> list[InferResult]:
-    """Each request's rows back, per-step outputs cut to its own chunk's length."""
-    results, at = [], 0
-    for waiting in batch:
-        rows = slice(at, at + waiting.rows)
-        at += waiting.rows
-        state = None
-        if result.state is not None:
-            layers = tuple((c[rows], h[rows]) for c, h in result.state.layers)
-            state = State(result.state.fingerprint, layers)
-        output, logits = _cut(result.output, rows, waiting.steps), _cut(result.logits, rows, waiting.steps)
-        results.append(InferResult(output, logits, state, result.model, result.version))
-    return results
-
-
-def _cut(array: np.ndarray | None, rows: slice, steps: int) -> np.ndarray | None:
-    if array is None:
-        return None
-    mine = array[rows]
-    return mine[:, :steps] if mine.ndim == 3 else mine  # per-step outputs: this chunk's steps only

@@ -13,10 +13,9 @@ opens a new one from the state the client holds.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -28,7 +27,6 @@ from .errors import (
     DeadlineExceededError,
     LstmServeClientError,
     ServerError,
-    UnavailableError,
     from_rpc_error,
 )
 from .messages import InferResult
@@ -55,39 +53,17 @@ class _Sender(Protocol):
     ) -> InferResult: ...
 
 
-class _AsyncSender(Protocol):
-    stub: Any
-    timeout: float | None
-    metadata: Any
-
-    def infer(
-        self,
-        model: str,
-        input: Any,
-        state: State | None,
-        lengths: Any,
-        version: int,
-        outputs: Sequence[str] | None,
-    ) -> Awaitable[InferResult]: ...
-
-
 # A stream ends by half-closing its call, so the server finishes it with OK; cancelling it instead
 # leaks a little memory in grpc.aio servers (~120 bytes a stream, grpc/grpc#43360) and counts as
 # CANCELLED. Cancelled after all if the server does not end the call within this long.
-_CLOSE_SECONDS = 1.0
+CLOSE_SECONDS = 1.0
 
 # A call the server ended (idle, stopping; or cancelled by a stopping server's gRPC) is reopened once,
 # from the state the stream holds. The client's own timeout is told apart before this is asked.
-_RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
-async def _finish(call: Any) -> None:
-    await call.done_writing()
-    while await call.read() is not grpc.aio.EOF:
-        pass
-
-
-class _Status(grpc.RpcError):
+class CallStatus(grpc.RpcError):
     """A finished call's status, in the shape from_rpc_error reads."""
 
     def __init__(self, code: grpc.StatusCode, details: str | None):
@@ -100,8 +76,8 @@ class _Status(grpc.RpcError):
         return self._details
 
 
-class _Broken(Exception):
-    """The server ended the call in a way a new call may get past (_RESUMABLE)."""
+class Broken(Exception):
+    """The server ended the call in a way a new call may get past (RESUMABLE)."""
 
     def __init__(self, error: LstmServeClientError):
         super().__init__(str(error))
@@ -151,11 +127,11 @@ class Stream(Carry):
         """run(), and once more on a new call if the server ended this one (idle, stopping)."""
         try:
             return run()
-        except _Broken:
+        except Broken:
             pass
         try:
             return run()
-        except _Broken as broken:
+        except Broken as broken:
             raise broken.error from None
 
     def _send(self, request: pb.InferRequest | None) -> Any:
@@ -185,9 +161,9 @@ class Stream(Carry):
         except grpc.RpcError as error:
             self._drop()
             if timer is not None and timer.finished.is_set():
-                raise _timed_out(timeout) from None
-            if error.code() in _RESUMABLE:
-                raise _Broken(from_rpc_error(error)) from None
+                raise timed_out(timeout) from None
+            if error.code() in RESUMABLE:
+                raise Broken(from_rpc_error(error)) from None
             raise from_rpc_error(error) from None
         except StopIteration:
             self._drop()
@@ -223,7 +199,7 @@ class Stream(Carry):
         if responses is None or requests is None:
             return
         requests.put(None)  # no more requests: the server ends the call with OK
-        timer = threading.Timer(_CLOSE_SECONDS, responses.cancel)  # unless it cannot say so promptly
+        timer = threading.Timer(CLOSE_SECONDS, responses.cancel)  # unless it cannot say so promptly
         timer.daemon = True
         timer.start()
         try:
@@ -242,133 +218,9 @@ class Stream(Carry):
         self._end_call() if error_type is not None else self.close()
 
 
-class AsyncStream(Carry):
-    def __init__(
-        self,
-        client: _AsyncSender,
-        model: str,
-        version: int = 0,
-        state: State | None = None,
-        bidi: bool = False,
-        outputs: Sequence[str] | None = None,
-        state_every: int = 1,
-    ):
-        super().__init__(model, version, state, bidi, outputs, state_every)
-        self._client = client
-        self._call: Any = None
-
-    async def feed(self, chunk: Any, lengths: Any = None) -> InferResult:
-        if not self.bidi:  # through infer: a coalescing client gathers it with other streams' chunks
-            answer = self._client.infer(self.model, chunk, self._state, lengths, self.version, self.outputs)
-            return self._keep(await answer)
-        request = self._request(chunk, lengths)
-        return self._take(request, await self._resuming(lambda: self._send(request)))
-
-    async def checkpoint(self) -> State | None:
-        if self._window.kept:
-            await self._resuming(self._settle)
-        return self._state
-
-    async def _settle(self) -> None:
-        if self._call is None:
-            await self._send(None)
-        else:
-            self._settled(await self._exchange(self._window.checkpoint(self.version)))
-
-    async def _resuming(self, run: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await run()
-        except _Broken:
-            pass
-        try:
-            return await run()
-        except _Broken as broken:
-            raise broken.error from None
-
-    async def _send(self, request: pb.InferRequest | None) -> Any:
-        if self._call is None:
-            self._call = self._client.stub.StreamInfer(metadata=self._client.metadata)
-            self._fresh = True
-            while self._window.kept:
-                self._replayed(await self._exchange(self._window.replay(self.version)))
-        return None if request is None else await self._exchange(request)
-
-    async def _exchange(self, request: pb.InferRequest) -> InferResult:
-        call = self._call
-        try:
-            response = await asyncio.wait_for(_write_read(call, self._stamp(request)), self._client.timeout)
-        except asyncio.TimeoutError:
-            self._drop()
-            raise _timed_out(self._client.timeout) from None
-        except _LostWrite:
-            self._drop()
-            raise _Broken(UnavailableError(grpc.StatusCode.UNAVAILABLE, _LostWrite.details)) from None
-        except (grpc.RpcError, asyncio.InvalidStateError):
-            # InvalidStateError: the server had already ended the call (idle, or stopping) when
-            # this request was written; its status says why.
-            self._drop()
-            code = await call.code()
-            error = from_rpc_error(_Status(code, await call.details()))
-            raise (_Broken(error) if code in _RESUMABLE else error) from None
-        if response is grpc.aio.EOF:
-            self._drop()
-            raise ServerError(grpc.StatusCode.UNKNOWN, "the server ended the stream")
-        return InferResult.from_proto(response)
-
-    def fork(self) -> AsyncStream:
-        self._refuse_pending("fork()")
-        return AsyncStream(
-            self._client, self.model, self.version, self._state, self.bidi, self.outputs, self.state_every
-        )
-
-    def _drop(self) -> None:
-        if self._call is not None:
-            self._call.cancel()
-        self._call = None
-
-    async def close(self) -> None:
-        try:
-            await self.checkpoint()
-        finally:
-            await self._end_call()
-
-    async def _end_call(self) -> None:
-        call, self._call = self._call, None
-        if call is None:
-            return
-        try:
-            await asyncio.wait_for(_finish(call), _CLOSE_SECONDS)
-        except (asyncio.TimeoutError, grpc.RpcError):
-            call.cancel()
-
-    async def __aenter__(self) -> AsyncStream:
-        return self
-
-    async def __aexit__(self, error_type: object, *exc_info: object) -> None:
-        await (self._end_call() if error_type is not None else self.close())
-
-
-def _timed_out(timeout: float | None) -> DeadlineExceededError:
+def timed_out(timeout: float | None) -> DeadlineExceededError:
     return DeadlineExceededError(
         grpc.StatusCode.DEADLINE_EXCEEDED,
         f"no answer within {timeout:g} s; the stream's call was closed and the next feed opens a "
         "new one from the last state",
     )
-
-
-class _LostWrite(Exception):
-    """grpc.aio reports a write onto a call whose connection is gone (a replica killed) as INTERNAL,
-    "Internal error from Core", hiding the status the call ended with (grpc/grpc#36066): the call
-    was lost, not refused, so a new call may get past it."""
-
-    details = "the stream's connection was lost while sending a chunk"
-
-
-async def _write_read(call: Any, request: pb.InferRequest) -> Any:
-    try:
-        await call.write(request)
-    except grpc.RpcError as error:
-        if error.code() == grpc.StatusCode.INTERNAL:
-            raise _LostWrite from error
-        raise
-    return await call.read()

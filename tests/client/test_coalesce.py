@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lstmserve.client import AsyncClient, Client, InvalidArgumentError
-from lstmserve.client.coalesce import IN_FLIGHT
+from lstmserve.client.gathering import IN_FLIGHT
 
 from ..conftest import CHARS
 
