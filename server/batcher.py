@@ -26,8 +26,8 @@ to a caller that was cancelled before it woke up wedged the lane for good.
 
 NOTE: no fixed wait for company. Sleeping max_delay (2 ms) whenever calls queued made a few streams
 pay it on every call (4 bidi streams: 1.5k chunks/s, p50 3 ms); stopping at the first loop turn that
-brought no call made batches of unary calls too small at 64 streams (0.8x). The gathering waits
-while calls keep joining, and stops _GATHER_GAP after the last one.
+brought no call made batches of unary calls too small at 64 streams (0.8x). It waits while calls
+keep joining, and stops _GATHER_GAP after the last one.
 """
 
 from __future__ import annotations
@@ -50,10 +50,11 @@ Feed = dict[str, np.ndarray]
 # A call that arrives this soon after the lane's last batch ended means calls are queuing up. A lone
 # stream's next call comes a whole round trip later (~1 ms here) and so never waits.
 _BUSY_WINDOW = 0.25e-3
-# A gathering batch stops waiting for company when no call has joined for this long. Measured (lstm2x128,
-# one-step chunks, interleaved runs): against sleeping max_delay (2 ms) whenever calls queue, bidi at 4
-# streams 1.5k -> 3.6k chunks/s and at 16 3.6k -> 6.3k, unary and KServe at 64 streams unchanged
-# (0.97-1.02x); 0.1-0.2 ms made bidi faster still but gathered too few KServe calls (0.8-0.9x).
+# A gathering batch stops waiting for company when no call has joined for this long. Measured on
+# lstm2x128, one-step chunks, against an older checkout's 2 ms sleep whenever calls queued
+# (python -m lstmserve.benchmarks.ab): bidi at 4 streams 2.3x, at 16 1.7x; unary and KServe at 64
+# streams 0.97-1.04x. Stopping at the first loop turn that brought no call, even only after batches
+# of fewer than 3 or 8 requests, made unary and KServe batches at 64 streams too small (0.7-0.9x).
 _GATHER_GAP = 0.3e-3
 
 
