@@ -81,10 +81,12 @@ class Gathering:
         """What chunks that stack share (the same model version, outputs, state's maker and
         features), or None for a chunk that can only go alone."""
         state = waiting.state
-        if self.sealing or waiting.x.ndim != 3 or (state is not None and state.sealed):
+        if self.sealing or not _stackable(waiting):
             return None
         fingerprint = state.fingerprint if state is not None else ""
-        return (waiting.model, waiting.version, waiting.outputs, fingerprint, waiting.x.shape[2])
+        # The state's per-layer sizes too: arrays of other sizes could not be stacked at all.
+        sizes = () if state is None else tuple((c.shape[1], h.shape[1]) for c, h in state.layers)
+        return (waiting.model, waiting.version, waiting.outputs, fingerprint, waiting.x.shape[2], sizes)
 
     def _lane(self, waiting: Waiting) -> tuple[tuple, Lane] | None:
         key = self._key(waiting)
@@ -126,8 +128,11 @@ class Gathering:
         too_big = error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in error.details
         if len(batch) < 2 or not (too_big or error.code in _ROW_ERRORS):
             return False
+        # NOTE: only a refusal that names a size limit (the server's "(--max-message-bytes)",
+        # "(--max-request-row-steps)", ...) shrinks the budget: one row's NaN or foreign state set it
+        # to half of that small call, and the lane never gathered again.
         key = self._key(batch[0])
-        if key is not None:
+        if key is not None and (too_big or "(--max-" in error.details):
             rows, steps = sum(w.rows for w in batch), max(w.steps for w in batch)
             self._budget[key] = self._bytes(key, batch[0], rows, steps) / 2
         return True
@@ -185,6 +190,29 @@ class Gathering:
         for waiting, result in zip(batch, _split(merged, batch)):
             settle(waiting, result)
         return True
+
+
+def _stackable(waiting: Waiting) -> bool:
+    """Whether a chunk's rows may share a call: at least one row, a length per row within its own
+    steps, a float32 unsealed state of one row per row. Else it goes alone and the server judges it
+    as sent. NOTE: merged, such a chunk was accepted wrongly (a length reaching into the padding of
+    a longer chunk; state rows lent to or borrowed from another chunk) or broke the merge, failing
+    every chunk gathered with it."""
+    x, lengths, state = waiting.x, waiting.lengths, waiting.state
+    if x.ndim != 3 or x.shape[0] == 0:
+        return False
+    rows, steps = x.shape[:2]
+    if lengths is not None and (lengths.shape != (rows,) or lengths.min() < 0 or lengths.max() > steps):
+        return False
+    if state is None:
+        return True
+    if state.sealed or not state.layers:
+        return False
+    return all(
+        array.ndim == 2 and array.shape[0] == rows and array.dtype == np.float32
+        for layer in state.layers
+        for array in layer
+    )
 
 
 def settle(waiting: Waiting, result: InferResult) -> None:

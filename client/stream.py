@@ -149,14 +149,14 @@ class Stream(Carry):
     def _exchange(self, request: pb.InferRequest) -> InferResult:
         """One request on the open call, and its answer within the client's timeout."""
         assert self._requests is not None
-        self._requests.put(self._stamp(request))
         timeout, responses = self._client.timeout, self._responses
         # A call has no per-message deadline: a timer cancels it if this answer is late.
         timer = threading.Timer(timeout, responses.cancel) if timeout else None
-        if timer is not None:
-            timer.daemon = True
-            timer.start()
         try:
+            self._requests.put(self._stamp(request))
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
             return InferResult.from_proto(next(responses))
         except grpc.RpcError as error:
             self._drop()
@@ -168,6 +168,12 @@ class Stream(Carry):
         except StopIteration:
             self._drop()
             raise ServerError(grpc.StatusCode.UNKNOWN, "the server ended the stream") from None
+        except BaseException:
+            # NOTE: interrupted (KeyboardInterrupt, a signal handler's exception) with this answer
+            # unread: left open, the call gave the next feed this chunk's answer. A new call resumes
+            # from the state held instead, replaying the kept chunks.
+            self._drop()
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
