@@ -15,7 +15,7 @@ from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 from .async_stream import AsyncStream
 from .coalesce import Coalescer, ThreadCoalescer
 from .errors import rpc_errors
-from .messages import InferResult, ModelInfo, infer_request
+from .messages import InferResult, ModelInfo, infer_request, lengths_array
 from .state import State
 from .stream import Stream
 
@@ -249,7 +249,7 @@ class AsyncClient(_Connection):
 
 
 def _arrays(input: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    return np.asarray(input, np.float32), None if lengths is None else np.asarray(lengths, np.int32)
+    return np.asarray(input, np.float32), None if lengths is None else lengths_array(lengths)
 
 
 def _names(outputs: Sequence[str] | None) -> tuple[str, ...]:

@@ -29,12 +29,24 @@ def infer_request(
     request = pb.InferRequest(model=model, version=version, outputs=outputs or ())
     write_tensor(request.input, np.asarray(input, np.float32))  # in place: no copy of the bytes
     if lengths is not None:
-        write_tensor(request.sequence_lengths, np.asarray(lengths, np.int32))
+        write_tensor(request.sequence_lengths, lengths_array(lengths))
     if state is not None and state.sealed:
         request.state.fingerprint, request.state.sealed = state.fingerprint, state.sealed
     elif state is not None:
         write_state(request.state, state.fingerprint, state.layers)
     return request
+
+
+def lengths_array(lengths: Any) -> np.ndarray:
+    """Per-row lengths as integers: int32, or int64 where a value does not fit (the server then
+    refuses it by name; a cast would wrap 2**32 + 2 to 2 and run the wrong steps silently)."""
+    array = np.asarray(lengths)
+    if array.size == 0:
+        return array.astype(np.int32)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be integers, got {array.dtype}")
+    fits = np.iinfo(np.int32).min <= array.min() and array.max() <= np.iinfo(np.int32).max
+    return array.astype(np.int32 if fits else np.int64)
 
 
 @dataclass(frozen=True)

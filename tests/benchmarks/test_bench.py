@@ -125,3 +125,29 @@ def test_bench_measures_servers_that_want_tls_a_token_and_seal_states(repository
     results = json.loads((out / "bench.json").read_text())
     for scenario in results["scenarios"]:
         assert scenario["result"]["calls"] > 0, scenario  # every server answered through its guard
+
+
+def test_the_ab_runs_an_older_checkouts_server_from_its_own_files(tmp_path):
+    """benchmarks/ab.py lays an older checkout out as the installed package and puts it first on the
+    server's path: its server, client and protocol modules must come from there, not from here."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lstmserve.benchmarks.ab import installed_layout
+
+    checkout = Path(__file__).resolve().parents[2]  # this checkout, standing in for an older one
+    layout = installed_layout(checkout, tmp_path / "before")
+    probe = (
+        "import lstmserve.server.batcher as b, lstmserve.client.coalesce as c, "
+        "lstmserve.proto.v1.lstmserve_pb2 as p; print(b.__file__, c.__file__, p.__file__)"
+    )
+    found = subprocess.run(
+        [sys.executable, "-P", "-c", probe],
+        env={"PYTHONPATH": str(layout)},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.split()
+    assert all(path.startswith(str(layout)) for path in found), found

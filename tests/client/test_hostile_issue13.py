@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from lstmserve.client import AsyncClient, Client, InvalidArgumentError
+from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.server.settings import Settings
 
 from ..conftest import CHARS, DIGITS
@@ -108,12 +109,6 @@ def test_an_empty_batch_is_refused_even_beside_others(server):
     np.testing.assert_allclose(results[1].output, alone(server, good).output, atol=1e-6, rtol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # "DID NOT RAISE": the chunk was answered
-    reason="client/_client.py _arrays and client/messages.py infer_request cast lengths with "
-    "np.asarray(lengths, np.int32), which wraps int64 values silently; outside this pass's files",
-)
 @pytest.mark.parametrize("coalesce", [True, False])
 def test_int64_lengths_past_int32_are_refused_not_wrapped(server, coalesce):
     """2**32 + 2 became 2: the chunk ran as if 2 of its 3 steps were asked for. The server takes
@@ -407,3 +402,13 @@ def test_a_random_mix_of_chunks_gathered_gets_what_each_gets_alone(server, seed)
             assert (a is None) == (b is None), i
             if a is not None:
                 np.testing.assert_allclose(a, b, atol=1e-5, rtol=0, err_msg=f"chunk {i}")
+
+
+def test_lengths_that_are_not_integers_are_refused_by_the_client():
+    """1.5 steps was cast to 1 silently; no server is needed to refuse it."""
+    from lstmserve.client.messages import infer_request
+
+    with pytest.raises(TypeError, match="lengths must be integers, got float64"):
+        infer_request(CHARS, np.ones((1, 3, 5), np.float32), lengths=[1.5])
+    wide = infer_request(CHARS, np.ones((1, 3, 5), np.float32), lengths=[2**32 + 2])
+    assert wide.sequence_lengths.dtype == pb.INT64  # sent as it is, for the server to refuse by name
