@@ -67,7 +67,8 @@ class Coalescer(Gathering):
             return await waiting.answer
         try:
             self.calls += 1
-            return self._learn(waiting, await self._send(waiting.request()), waiting.rows, waiting.steps)
+            result = await self._send(waiting.request())
+            return self._learn(key, result, waiting.rows, waiting.steps, again=False)
         finally:
             if self._release(key, queue):  # what gathered meanwhile goes in a task of its own
                 loop.create_task(self._drain(key, queue))
@@ -133,7 +134,11 @@ class ThreadCoalescer(Gathering):
         try:
             self.calls += 1
             result = self._send(waiting.request())
-            return result if lane is None else self._learn(waiting, result, waiting.rows, waiting.steps)
+            return (
+                result
+                if lane is None
+                else self._learn(lane[0], result, waiting.rows, waiting.steps, again=False)
+            )
         finally:
             if lane is not None:
                 with self._lock:

@@ -137,10 +137,12 @@ class Gathering:
             self._budget[key] = self._bytes(key, batch[0], rows, steps) / 2
         return True
 
-    def _learn(self, waiting: Waiting, result: InferResult, rows: int, steps: int) -> InferResult:
-        """Keep the answer's bytes per row-step for the lane's next gathered calls."""
-        key = self._key(waiting)
-        if key is not None:
+    def _learn(
+        self, key: tuple | None, result: InferResult, rows: int, steps: int, again: bool = True
+    ) -> InferResult:
+        """Keep the answer's bytes per row-step for the lane's next gathered calls (`again`: even if
+        known; a lone stream's calls learn it once, and pay nothing more)."""
+        if key is not None and (again or key not in self._row_step_bytes):
             arrays = [result.output, result.logits]
             if result.state is not None and not result.state.sealed:
                 arrays += [array for layer in result.state.layers for array in layer]
@@ -186,7 +188,8 @@ class Gathering:
         if merged.state is not None and merged.state.sealed:
             self.sealing = True
             return False
-        self._learn(batch[0], merged, sum(waiting.rows for waiting in batch), max(w.steps for w in batch))
+        rows, steps = sum(waiting.rows for waiting in batch), max(waiting.steps for waiting in batch)
+        self._learn(self._key(batch[0]), merged, rows, steps)
         for waiting, result in zip(batch, _split(merged, batch)):
             settle(waiting, result)
         return True
