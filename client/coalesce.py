@@ -111,7 +111,9 @@ class ThreadCoalescer(Gathering):
         super().__init__(max_rows)
         self._send = send
         self._lock = threading.Lock()
-        self._senders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lstmserve-coalesce")
+        # One drain per busy lane (model version, outputs, ...) at a time: lanes beyond the threads
+        # would queue behind each other's calls. Threads start only as lanes need them.
+        self._senders = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lstmserve-coalesce")
 
     def infer(
         self,
