@@ -5,7 +5,6 @@ stream, rows bounded, a lone stream never held back."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +15,7 @@ from lstmserve.client import AsyncClient, Client, InvalidArgumentError
 from lstmserve.client.gathering import IN_FLIGHT
 
 from ..conftest import CHARS
+from .held_sends import held
 
 STREAMS, CHUNKS = 24, 5
 
@@ -25,6 +25,17 @@ def sequences(seed: int):
     cuts = [np.cumsum(rng.integers(1, 5, CHUNKS)) for _ in range(STREAMS)]
     xs = [rng.standard_normal((1, int(c[-1]), 5)).astype(np.float32) for c in cuts]
     return xs, cuts
+
+
+def assert_like_whole_calls(client: Client, xs, answers) -> None:
+    """Each stream's chunked answers equal one call of its whole sequence (outputs, final state)."""
+    for x, streamed in zip(xs, answers):
+        whole = client.infer(CHARS, x, version=1)
+        output = np.concatenate([answer.output for answer in streamed], axis=1)
+        np.testing.assert_allclose(output, whole.output, atol=1e-6, rtol=0)
+        for (c, h), (c1, h1) in zip(streamed[-1].state.layers, whole.state.layers):
+            np.testing.assert_allclose(c, c1, atol=1e-6, rtol=0)
+            np.testing.assert_allclose(h, h1, atol=1e-6, rtol=0)
 
 
 def test_coalesced_streams_equal_separate_calls_in_fewer_calls(server):
@@ -47,13 +58,7 @@ def test_coalesced_streams_equal_separate_calls_in_fewer_calls(server):
     answers, calls = asyncio.run(main())
     assert calls < STREAMS * CHUNKS / 2, calls  # gathered: far fewer calls than feeds
     with Client(server.address) as separate:
-        for x, streamed in zip(xs, answers):
-            whole = separate.infer(CHARS, x, version=1)
-            output = np.concatenate([answer.output for answer in streamed], axis=1)
-            np.testing.assert_allclose(output, whole.output, atol=1e-6, rtol=0)
-            for (c, h), (c1, h1) in zip(streamed[-1].state.layers, whole.state.layers):
-                np.testing.assert_allclose(c, c1, atol=1e-6, rtol=0)
-                np.testing.assert_allclose(h, h1, atol=1e-6, rtol=0)
+        assert_like_whole_calls(separate, xs, answers)
 
 
 def test_one_streams_bad_chunk_fails_that_stream_only(server):
@@ -132,35 +137,7 @@ def test_threads_streams_equal_separate_calls_in_fewer_calls(server):
             answers = list(threads.map(one, xs, cuts))
         calls = client.coalescer.calls
         assert calls < STREAMS * CHUNKS / 2, calls
-        for x, streamed in zip(xs, answers):
-            whole = client.infer(CHARS, x, version=1)
-            output = np.concatenate([answer.output for answer in streamed], axis=1)
-            np.testing.assert_allclose(output, whole.output, atol=1e-6, rtol=0)
-            for (c, h), (c1, h1) in zip(streamed[-1].state.layers, whole.state.layers):
-                np.testing.assert_allclose(c, c1, atol=1e-6, rtol=0)
-                np.testing.assert_allclose(h, h1, atol=1e-6, rtol=0)
-
-
-def held_calls(client: Client, feeds: int) -> threading.Event:
-    """The coalescer's calls wait until the chunks of `feeds` callers, bar the IN_FLIGHT - 1 that go
-    at once beside the first, have gathered behind them (so the test does not depend on timing); the
-    real server answers every call. Returns an event set when the first call is being sent."""
-    coalescer, send = client.coalescer, client.coalescer._send
-    first, released = threading.Event(), threading.Event()
-    waiting = feeds - (IN_FLIGHT - 1)
-
-    def send_when_gathered(request):
-        first.set()
-        deadline = time.monotonic() + 10
-        while not released.is_set():
-            if sum(len(lane.waiting) for lane in coalescer._lanes.values()) >= waiting:
-                released.set()
-            assert time.monotonic() < deadline, "the chunks never gathered"
-            time.sleep(0.001)
-        return send(request)
-
-    coalescer._send = send_when_gathered
-    return first
+        assert_like_whole_calls(client, xs, answers)
 
 
 def test_threads_one_bad_chunk_fails_that_stream_only(server):
@@ -168,7 +145,7 @@ def test_threads_one_bad_chunk_fails_that_stream_only(server):
     bad = good.copy()
     bad[0, 1, 2] = np.inf
     with Client(server.address) as client:
-        first = held_calls(client, feeds=8)
+        first = held(client, chunks=8)
         with ThreadPoolExecutor(9) as threads:
             lead = threads.submit(client.infer, CHARS, good, version=1)
             first.wait(10)
@@ -195,7 +172,7 @@ def test_a_lone_stream_sends_each_chunk_at_once(server):
 def test_closing_the_client_fails_what_still_waits(server):
     client = Client(server.address)
     feeds = IN_FLIGHT + 1  # all but IN_FLIGHT - 1 of them wait behind the lead calls
-    first = held_calls(client, feeds=feeds)
+    first = held(client, chunks=feeds)
     with ThreadPoolExecutor(feeds + 1) as threads:
         lead = threads.submit(client.infer, CHARS, np.ones((1, 2, 5)), version=1)
         first.wait(10)
@@ -229,7 +206,7 @@ def test_gathered_calls_stay_within_the_servers_row_steps(server):
         rounds = []
         for _ in range(2):
             sizes.clear()
-            first = held_calls(client, feeds=24)
+            first = held(client, chunks=24)
             with ThreadPoolExecutor(25) as threads:
                 lead = threads.submit(client.infer, CHARS, x, version=1)
                 first.wait(10)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,31 +20,7 @@ from lstmserve.server.settings import Settings
 
 from ..conftest import CHARS, DIGITS
 from ..servers import InProcessServer
-
-
-def held(client: Client, chunks: int) -> threading.Event:
-    """The coalescer's sends wait until each of `chunks` callers (the lead call aside) waits in a lane
-    or sends alone, so whether they are merged does not depend on timing; then all go to the real
-    server. Returns an event set when the lead call is being sent."""
-    coalescer, send = client.coalescer, client.coalescer._send
-    first, released, lock = threading.Event(), threading.Event(), threading.Lock()
-    sending = [0]
-
-    def send_when_gathered(request):
-        with lock:
-            sending[0] += 1
-        first.set()
-        deadline = time.monotonic() + 10
-        while not released.is_set():
-            waiting = sum(len(lane.waiting) for lane in list(coalescer._lanes.values()))
-            if waiting + sending[0] - 1 >= chunks:
-                released.set()
-            assert time.monotonic() < deadline, "the chunks never gathered"
-            time.sleep(0.001)
-        return send(request)
-
-    coalescer._send = send_when_gathered
-    return first
+from .held_sends import held
 
 
 def gathered(
