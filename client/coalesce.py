@@ -60,10 +60,8 @@ class Coalescer(Gathering):
             return await self._send(waiting.request())  # alone: nothing to stack it with
         key, queue = lane
         loop = asyncio.get_running_loop()
-        if not self._leads(key, queue, waiting):
+        if not self._leads(queue, waiting):
             waiting.answer = loop.create_future()
-            if self._drains(queue):
-                loop.create_task(self._drain(key, queue))
             return await waiting.answer
         try:
             self.calls += 1
@@ -74,7 +72,7 @@ class Coalescer(Gathering):
                 loop.create_task(self._drain(key, queue))
 
     async def _drain(self, key: tuple, lane: Lane) -> None:
-        """Send what waits, batch after batch, in the slot it was given, until nothing waits."""
+        """Send what waits, batch after batch, until nothing waits (the lane is busy meanwhile)."""
         try:
             while True:
                 await self._run(self._take(key, lane))
@@ -127,10 +125,8 @@ class ThreadCoalescer(Gathering):
         waiting = Waiting(model, version, outputs, x, lengths, state)
         with self._lock:
             lane = self._lane(waiting)
-            if lane is not None and not self._leads(*lane, waiting):
+            if lane is not None and not self._leads(lane[1], waiting):
                 waiting.answer = Future()
-                if self._drains(lane[1]):
-                    self._start_drain(*lane)
         if waiting.answer is not None:
             return waiting.answer.result()  # the lane's calls bound the wait (the client's timeout)
         try:
@@ -169,8 +165,6 @@ class ThreadCoalescer(Gathering):
             raise
 
     def _run(self, batch: list[Waiting]) -> None:
-        if not batch:
-            return
         self.calls += 1
         try:
             if len(batch) == 1:

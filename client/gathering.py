@@ -21,10 +21,6 @@ from .state import State
 
 _ROW_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
 MAX_ROWS = 256  # rows of one gathered call
-# Calls of one lane at once: a chunk that finds them all in flight waits to go with the next. Measured
-# at 256 streams of the 2x128 model on two cores, 2 or 3 (the client gathering one call while the
-# server computes another) gained nothing over 1: the client's own Python per chunk is the bound.
-IN_FLIGHT = 1
 # A gathered call's request and answer stay within _MESSAGE_BYTES (the answer judged from the bytes
 # per row-step of the lane's last answer), to fit the server's --max-message-bytes (4 MiB by default)
 # with room to spare: a refused gathered call costs a round trip, then one call per chunk. Until an
@@ -63,7 +59,11 @@ class Waiting:
 @dataclass
 class Lane:
     waiting: list[Waiting] = field(default_factory=list)
-    in_flight: int = 0  # calls of this lane now, lead calls and gathered ones (at most IN_FLIGHT)
+    # A call of this lane is in flight: what arrives meanwhile waits to go with the next. One at a
+    # time: measured at 256 streams of the 2x128 model on two cores, allowing 2 or 3 (the client
+    # gathering one call while the server computes another) gained nothing: the client's own Python
+    # per chunk is the bound.
+    busy: bool = False
 
 
 class Gathering:
@@ -95,8 +95,6 @@ class Gathering:
     def _take(self, key: tuple, lane: Lane) -> list[Waiting]:
         """The oldest chunk, and those after it within max_rows, the answer's bytes and 2x of its
         length."""
-        if not lane.waiting:  # another drain of the lane took them
-            return []
         first = lane.waiting[0]
         low, high = max(first.steps // 2, 1), first.steps * 2
         budget = self._budget.get(key, _MESSAGE_BYTES)
@@ -150,31 +148,22 @@ class Gathering:
             self._row_step_bytes[key] = max(answer / max(rows * steps, 1), 1.0)
         return result
 
-    def _leads(self, key: tuple, lane: Lane, waiting: Waiting) -> bool:
-        """A chunk arrives: True if it goes at once as a call of its own (a slot is free and nothing
-        waits), else it waits, and a free slot, if any, goes to a drain of what waits (the caller
-        then starts one: _drain)."""
-        if not lane.waiting and lane.in_flight < IN_FLIGHT:
-            lane.in_flight += 1
+    def _leads(self, lane: Lane, waiting: Waiting) -> bool:
+        """A chunk arrives: True if it goes at once as a call of its own (the lane is idle), else it
+        waits for the call in flight to end."""
+        if not lane.busy:
+            lane.busy = True
             return True
         lane.waiting.append(waiting)
         return False
 
-    def _drains(self, lane: Lane) -> bool:
-        """Chunks wait and a slot is free: True if the caller must start a drain, which holds it."""
-        if lane.waiting and lane.in_flight < IN_FLIGHT:
-            lane.in_flight += 1
-            return True
-        return False
-
     def _release(self, key: tuple, lane: Lane) -> bool:
-        """A call of the lane has ended: True if its slot passes on to what waits (a drain goes on,
-        or a lead call's caller starts one); else the slot is free, and the lane gone once idle."""
+        """A call of the lane has ended: True if what waits goes next (a drain goes on, or a lead
+        call's caller starts one); else the lane is idle, and gone."""
         if lane.waiting:
             return True
-        lane.in_flight -= 1
-        if lane.in_flight == 0:
-            self._lanes.pop(key, None)
+        lane.busy = False
+        self._lanes.pop(key, None)
         return False
 
     def _abandon(self, key: tuple, lane: Lane, exc: BaseException) -> None:
