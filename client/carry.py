@@ -142,7 +142,7 @@ class Carry:
         self._fresh = False
         stamped = pb.InferRequest()
         stamped.CopyFrom(request)  # the kept request stays without a state, to be replayed from any
-        stamped.state.CopyFrom(self._state.to_proto())
+        self._state.write_to(stamped.state)
         return stamped
 
     def _keep(self, result: InferResult) -> InferResult:

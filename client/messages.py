@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from lstmserve.codec import decode_tensor, write_state, write_tensor
+from lstmserve.codec import decode_tensor, write_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .state import State
@@ -30,10 +30,8 @@ def infer_request(
     write_tensor(request.input, np.asarray(input, np.float32))  # in place: no copy of the bytes
     if lengths is not None:
         write_tensor(request.sequence_lengths, lengths_array(lengths))
-    if state is not None and state.sealed:
-        request.state.fingerprint, request.state.sealed = state.fingerprint, state.sealed
-    elif state is not None:
-        write_state(request.state, state.fingerprint, state.layers)
+    if state is not None:
+        state.write_to(request.state)
     return request
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from lstmserve.codec import TensorError, decode_state, encode_state
+from lstmserve.codec import TensorError, decode_state, write_state
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 
@@ -30,9 +30,16 @@ class State:
         return self.layers[0][0].shape[0]
 
     def to_proto(self) -> pb.State:
+        message = pb.State()
+        self.write_to(message)
+        return message
+
+    def write_to(self, target: pb.State) -> None:
+        """The state into a message's own field, in place (codec.write_state says why)."""
         if self.sealed:
-            return pb.State(fingerprint=self.fingerprint, sealed=self.sealed)
-        return encode_state(self.fingerprint, self.layers)
+            target.fingerprint, target.sealed = self.fingerprint, self.sealed
+        else:
+            write_state(target, self.fingerprint, self.layers)
 
     @classmethod
     def from_proto(cls, message: pb.State) -> State:
