@@ -56,7 +56,7 @@ test: $(INSTALLED_DEV) model
 
 lint: $(INSTALLED_DEV)
 	$(BIN)/ruff check .
-	$(BIN)/mypy lstmserve model export server client benchmarks
+	$(BIN)/mypy lstmserve model imports export server client benchmarks
 	$(BIN)/python proto/generate.py --check
 
 clean:

@@ -57,16 +57,19 @@ def publish(
     log: Callable[[str], None] = lambda message: None,
 ) -> ExportResult:
     """Export, verify and write REPOSITORY/NAME/VERSION/model.onnx; nothing is written if a check fails."""
-    root, name = Path(settings.repository), settings.name
-    version = settings.version or max(repository.versions(root, name), default=0) + 1
-    path = repository.model_path(root, name, version)
-    repository.claim(path, force)
-    int8_path = repository.model_path(root, name, version + 1) if settings.quantize else None
-    if int8_path is not None:
-        repository.claim(int8_path, force)
+    return publish_checkpoint(load_checkpoint(checkpoint_path), str(checkpoint_path), settings, force, log)
 
-    checkpoint = load_checkpoint(checkpoint_path)
-    log(f"exporting {checkpoint_path} ({_describe(checkpoint)})")
+
+def publish_checkpoint(
+    checkpoint: Checkpoint,
+    label: str,
+    settings: ExportSettings,
+    force: bool = False,
+    log: Callable[[str], None] = lambda message: None,
+) -> ExportResult:
+    """publish() for a checkpoint in memory (`lstmserve import`); `label` names it in the log."""
+    version, path, int8_path = _claim(settings, force)
+    log(f"exporting {label} ({_describe(checkpoint)})")
     model = export_model(checkpoint.model)
     report = verify_export(model, checkpoint.model)
     log(f"verified: {report.summary()}")
@@ -89,6 +92,18 @@ def publish(
         repository.write_model(result.int8.path, int8)
         log(f"wrote {result.int8.path}")
     return result
+
+
+def _claim(settings: ExportSettings, force: bool) -> tuple[int, Path, Path | None]:
+    """The version to write and its path (and the int8 one's): free, or --force."""
+    root, name = Path(settings.repository), settings.name
+    version = settings.version or max(repository.versions(root, name), default=0) + 1
+    path = repository.model_path(root, name, version)
+    repository.claim(path, force)
+    int8_path = repository.model_path(root, name, version + 1) if settings.quantize else None
+    if int8_path is not None:
+        repository.claim(int8_path, force)
+    return version, path, int8_path
 
 
 def _test_split(checkpoint: Checkpoint, log: Callable[[str], None]) -> SequenceData | None:

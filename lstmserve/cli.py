@@ -18,6 +18,7 @@ from lstmserve.errors import LstmServeError
 # (module, functions that add its subcommands, the extra it needs, its command names)
 _STAGES = (
     ("lstmserve.model.cli", ("add_train",), "train", ("train",)),
+    ("lstmserve.imports.cli", ("add_import",), "train", ("import",)),
     ("lstmserve.export.cli", ("add_export",), "train", ("export",)),
     ("lstmserve.server.cli", ("add_serve",), "serve", ("serve",)),
     ("lstmserve.client.cli", ("add_infer", "add_demo"), "client", ("infer", "demo")),

@@ -1,0 +1,329 @@
+"""TensorFlow 1: a Saver (V2) checkpoint of MultiRNNCell([BasicLSTMCell or LSTMCell ...]) under
+dynamic_rnn, or a single such cell, plus an optional dense head given by variable names.
+
+Read with TensorFlow's own checkpoint reader (the [tf] extra). TF's kernel is (input + H, 4H), rows
+[x; h], gates (i, j, f, o); lstmserve's is (i, f, g, o) with j as g. `forget_bias` is not a variable:
+TF adds it at run time, so it is folded into the f block of the bias. Where Saver's .meta file is
+beside the checkpoint (it is by default), the cell's own graph is read: the forget bias it used, and
+any op a plain LSTM does not have (cell_clip's Minimum/Maximum, a relu activation) is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lstmserve import contract
+from lstmserve.model.config import LSTMConfig
+
+from .errors import ImportRefused
+from .settings import ImportSettings
+from .source import Imported, LayerWeights, check_chain, regate
+
+_CELL = re.compile(r"^(?P<parent>.+?)/(?P<cell>basic_lstm_cell|lstm_cell)/(?P<kind>kernel|weights)$")
+_TF_TO_TORCH = (0, 2, 1, 3)  # (i, j, f, o) -> (i, f, j, o)
+_REFUSED = (  # variable-name marks of cells that do not map, and why
+    (re.compile(r"/w_[ifo]_diag$"), "has peepholes (use_peepholes=True)"),
+    (re.compile(r"/projection/kernel$"), "has a projection (num_proj)"),
+    (re.compile(r"layer_norm|/gamma$"), "is a layer-norm cell"),
+    (re.compile(r"gru_cell"), "is a GRU cell"),
+    (re.compile(r"bidirectional_rnn|/fw/|/bw/"), "is bidirectional"),
+)
+# Ops a BasicLSTMCell or LSTMCell without peepholes, projection or clipping builds in its scope.
+_PLAIN_OPS = {
+    *("Add", "AddV2", "BiasAdd", "ConcatV2", "Const", "Identity", "MatMul", "Mul", "Sigmoid", "Split", "Sub"),
+    *("Tanh", "Fill", "Shape", "ZerosLike"),  # the gates, and the zero state
+    *("ReadVariableOp", "VarHandleOp", "AssignVariableOp", "VarIsInitializedOp", "VariableV2", "Assign"),
+    *("Enter", "Switch", "Merge", "Exit"),  # TF1's own while loops
+}
+_OPTIMIZERS = ("Adam", "Momentum", "RMSProp", "Adagrad", "Adadelta", "Ftrl", "GradientDescent", "save")
+_OP_REASONS = {
+    "Minimum": "clips its cell state (cell_clip)",
+    "Maximum": "clips its cell state (cell_clip)",
+    "ClipByValue": "clips its cell state (cell_clip)",
+}
+
+
+def read_tf1(path: Path, settings: ImportSettings) -> Imported:
+    tf = _tensorflow()
+    prefix = _prefix(tf, path)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except Exception as exc:  # TF raises its own NotFoundError/DataLossError kinds
+        raise ImportRefused(f"{path}: not a readable TF checkpoint ({type(exc).__name__})") from None
+    shapes = reader.get_variable_to_shape_map()
+    cells = _find_cells(path, shapes, settings.scope)
+    layers, names = [], []
+    for parent, cell_name in cells:
+        kernel_name = next(
+            f"{parent}/{cell_name}/{k}"
+            for k in ("kernel", "weights")
+            if f"{parent}/{cell_name}/{k}" in shapes
+        )
+        bias_name = next(
+            (
+                f"{parent}/{cell_name}/{k}"
+                for k in ("bias", "biases")
+                if f"{parent}/{cell_name}/{k}" in shapes
+            ),
+            None,
+        )
+        if bias_name is None:
+            raise ImportRefused(f"{path}: {parent}/{cell_name} has a kernel but no bias variable")
+        kernel = reader.get_tensor(kernel_name).astype(np.float32)
+        bias = reader.get_tensor(bias_name).astype(np.float32)
+        names.append((kernel_name, bias_name))
+        layers.append((kernel, bias))
+    forget_bias, graph_note = _forget_bias(path, prefix, cells, settings)
+    weights = []
+    input_size = layers[0][0].shape[0] - layers[0][0].shape[1] // 4
+    for kernel, bias in layers:
+        hidden = kernel.shape[1] // 4
+        w = regate(kernel, _TF_TO_TORCH, axis=1)  # (in + H, 4H)
+        b = regate(bias, _TF_TO_TORCH, axis=0).copy()
+        b[hidden : 2 * hidden] += forget_bias
+        split = kernel.shape[0] - hidden
+        weights.append(LayerWeights(np.ascontiguousarray(w[:split].T), np.ascontiguousarray(w[split:].T), b))
+    check_chain(weights, input_size, f"{path}")
+    head = _head(path, reader, shapes, settings, weights[-1].hidden)
+    config = LSTMConfig(
+        input_size=int(input_size),
+        hidden_sizes=tuple(int(w.hidden) for w in weights),
+        forget_bias=float(forget_bias),
+        head=settings.head if head is not None else "none",
+        num_outputs=int(head[0].shape[0]) if head is not None else 0,
+    )
+    multi = len(cells) > 1 or re.search(r"/cell_\d+$", cells[0][0]) is not None
+    source: dict[str, Any] = {
+        "format": "tf1",
+        "path": str(prefix),
+        "variables": [n for pair in names for n in pair],
+        "cell": cells[0][1],
+        "forget_bias": forget_bias,
+    }
+    notes = [
+        f"compared with TF {tf.__version__}'s dynamic_rnn over {'MultiRNNCell of ' if multi else ''}"
+        f"{'BasicLSTMCell' if cells[0][1] == 'basic_lstm_cell' else 'LSTMCell'}(forget_bias={forget_bias:g}) "
+        "with sequence_length and the checkpoint's values",
+        graph_note,
+    ]
+    notes += _unused(shapes, names, settings, weights[-1].hidden)
+    return Imported(
+        config, weights, head, source, _reference(tf, reader, names, cells, forget_bias, config, head), notes
+    )
+
+
+def _tensorflow():
+    # TF 2.16+ keeps the TF1 cells (BasicLSTMCell...) in tf_keras, which it uses only when told before import.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise ImportRefused(
+            "reading a TF1 checkpoint needs TensorFlow: pip install 'lstmserve[tf]'"
+        ) from None
+    try:
+        tf.compat.v1.nn.rnn_cell.BasicLSTMCell  # noqa: B018 (raises where the TF1 cells are missing)
+    except (AttributeError, ImportError):
+        raise ImportRefused(
+            "TensorFlow's TF1 cells need tf_keras and TF_USE_LEGACY_KERAS=1 set before "
+            "TensorFlow is imported: pip install 'lstmserve[tf]'"
+        ) from None
+    return tf
+
+
+def _prefix(tf, path: Path) -> str:
+    if path.is_dir():
+        found = tf.train.latest_checkpoint(str(path))
+        if found is None:
+            raise ImportRefused(f"{path}: a folder without a TF checkpoint (no 'checkpoint' file)")
+        return found
+    text = str(path)
+    for suffix in (".index", ".meta"):
+        text = text.removesuffix(suffix)
+    text = re.sub(r"\.data-\d+-of-\d+$", "", text)
+    if not Path(text + ".index").is_file():
+        raise ImportRefused(f"{path}: no {text}.index: give the checkpoint's prefix, e.g. model.ckpt")
+    return text
+
+
+def _find_cells(path: Path, shapes: dict[str, list[int]], scope: str | None) -> list[tuple[str, str]]:
+    """[(parent scope, cell name)] bottom to top; refuses cells that do not map."""
+    names = [n for n in shapes if scope is None or n.startswith(scope.rstrip("/") + "/")]
+    for name in names:
+        for mark, reason in _REFUSED:
+            if mark.search(name) and not _is_slot(name):
+                raise ImportRefused(
+                    f"{path}: the cell of variable {name} {reason}: only plain LSTM cells are served"
+                )
+    found = [(m["parent"], m["cell"]) for n in names if (m := _CELL.match(n)) and not _is_slot(n)]
+    if not found:
+        where = f" under --scope {scope}" if scope else ""
+        raise ImportRefused(f"{path}: no basic_lstm_cell or lstm_cell kernel{where} (missing variables)")
+    groups = sorted({re.sub(r"/cell_\d+$", "", parent) for parent, _ in found})
+    if len(groups) > 1:
+        raise ImportRefused(
+            f"{path}: LSTM cells under several scopes ({', '.join(groups)}): choose one with --scope"
+        )
+    numbered = {int(m.group(1)): cell for parent, cell in found if (m := re.search(r"/cell_(\d+)$", parent))}
+    if not numbered:
+        return found[:1]
+    missing = sorted(set(range(max(numbered) + 1)) - set(numbered))
+    if missing:
+        raise ImportRefused(f"{path}: {groups[0]} has no variables for cell_{missing[0]} (missing variables)")
+    return [(f"{groups[0]}/cell_{index}", numbered[index]) for index in range(len(numbered))]
+
+
+def _is_slot(name: str) -> bool:
+    """An optimizer's copy of a variable (Adam's m and v...), not a variable of the model."""
+    return (
+        re.search(
+            r"/(Adam|Adam_\d|Momentum|RMSProp|RMSProp_\d|Adagrad|Adadelta|Ftrl|ExponentialMovingAverage)$",
+            name,
+        )
+        is not None
+    )
+
+
+def _forget_bias(path: Path, prefix: str, cells, settings: ImportSettings) -> tuple[float, str]:
+    """The forget bias the cell's graph adds (from .meta) or --forget-bias; refuses ops a plain LSTM lacks."""
+    meta = Path(prefix + ".meta")
+    if not meta.is_file():
+        return settings.forget_bias, (
+            f"no {meta.name}: forget_bias {settings.forget_bias:g} taken from "
+            "--forget-bias; cell_clip and activation could not be checked"
+        )
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    graph = meta_graph_pb2.MetaGraphDef()
+    graph.ParseFromString(meta.read_bytes())
+    # The forward pass only: a training graph also holds the gradients ("gradients/..." nodes, "*_grad"
+    # while-loop bodies) and the optimizer's updates, whose ops a plain cell's forward pass lacks.
+    nodes = [
+        n for n in graph.graph_def.node if not n.name.split("/")[0].startswith(("gradients", *_OPTIMIZERS))
+    ]
+    nodes += [
+        n for f in graph.graph_def.library.function if "_grad" not in f.signature.name for n in f.node_def
+    ]
+    found_bias = set()
+    for parent, cell in cells:
+        scope = f"{parent.rsplit('/', 1)[-1]}/{cell}/"  # while-loop bodies may drop the outer scopes
+        for node in nodes:
+            if scope not in node.name or "/Initializer/" in node.name:
+                continue
+            if node.op not in _PLAIN_OPS:
+                reason = _OP_REASONS.get(node.op, f"uses a {node.op} op (a non-default activation?)")
+                raise ImportRefused(f"{path}: {parent}/{cell} {reason}: only plain LSTM cells are served")
+            values = node.attr["value"].tensor.float_val if node.op == "Const" else []
+            if len(values) == 1 and re.search(r"/(Const_1|add/y)$", node.name):
+                found_bias.add(round(float(values[0]), 6))
+    if len(found_bias) != 1:
+        return (
+            settings.forget_bias,
+            f"{meta.name} read: no other ops; forget_bias {settings.forget_bias:g} from --forget-bias",
+        )
+    value = found_bias.pop()
+    if settings.forget_bias != 1.0 and abs(settings.forget_bias - value) > 1e-6:
+        raise ImportRefused(
+            f"{path}: --forget-bias {settings.forget_bias:g}, but the graph in {meta.name} adds {value:g}"
+        )
+    return value, f"{meta.name} read: plain LSTM ops only; forget_bias {value:g} from the graph"
+
+
+def _head(path, reader, shapes, settings: ImportSettings, hidden: int):
+    if settings.head_kernel is None:
+        return None
+    for name in (settings.head_kernel, settings.head_bias):
+        if name is not None and name not in shapes:
+            raise ImportRefused(f"{path}: no variable {name} (missing variables)")
+    kernel = reader.get_tensor(settings.head_kernel).astype(np.float32)
+    if kernel.ndim != 2 or kernel.shape[0] != hidden:
+        raise ImportRefused(
+            f"{path}: head kernel {settings.head_kernel} is {kernel.shape}, needs ({hidden}, outputs)"
+        )
+    bias = (
+        reader.get_tensor(settings.head_bias).astype(np.float32)
+        if settings.head_bias
+        else np.zeros(kernel.shape[1], np.float32)
+    )
+    if bias.shape != (kernel.shape[1],):
+        raise ImportRefused(
+            f"{path}: head bias {settings.head_bias} is {bias.shape}, needs ({kernel.shape[1]},)"
+        )
+    return np.ascontiguousarray(kernel.T), bias
+
+
+def _unused(shapes, names, settings: ImportSettings, hidden: int) -> list[str]:
+    """A note for a (hidden, n) variable that looks like a head nobody asked for."""
+    if settings.head_kernel is not None:
+        return []
+    used = {n for pair in names for n in pair}
+    heads = [
+        n for n, s in shapes.items() if n not in used and not _is_slot(n) and len(s) == 2 and s[0] == hidden
+    ]
+    return (
+        [
+            f"not imported: {', '.join(sorted(heads))} looks like a head; pass --head-kernel "
+            "(and --head-bias, "
+            "--head) to serve it"
+        ]
+        if heads
+        else []
+    )
+
+
+def _reference(tf, reader, names, cells, forget_bias: float, config: LSTMConfig, head):
+    """TF1's dynamic_rnn over the same cells, with the checkpoint's values."""
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf1.placeholder(tf.float32, [None, None, config.input_size])
+        lengths = tf1.placeholder(tf.int32, [None])
+        cell_class = (
+            tf1.nn.rnn_cell.BasicLSTMCell if cells[0][1] == "basic_lstm_cell" else tf1.nn.rnn_cell.LSTMCell
+        )
+        made = [cell_class(size, forget_bias=forget_bias) for size in config.hidden_sizes]
+        multi = len(cells) > 1 or re.search(r"/cell_\d+$", cells[0][0]) is not None
+        states = [
+            tf1.nn.rnn_cell.LSTMStateTuple(
+                tf1.placeholder(tf.float32, [None, n]), tf1.placeholder(tf.float32, [None, n])
+            )
+            for n in config.hidden_sizes
+        ]
+        cell = tf1.nn.rnn_cell.MultiRNNCell(made) if multi else made[0]
+        initial = tuple(states) if multi else states[0]
+        output, final = tf1.nn.dynamic_rnn(cell, x, sequence_length=lengths, initial_state=initial)
+        final = list(final) if multi else [final]
+        logits = None
+        if head is not None:
+            weight, bias = head
+            source = final[-1].h if config.head == "classify_last" else output
+            logits = tf.tensordot(source, tf.constant(weight.T), 1) + tf.constant(bias)
+        variables = [v for v in tf1.global_variables()]
+        session = tf1.Session(graph=graph)
+        for (kernel_name, bias_name), (kernel_var, bias_var) in zip(
+            names, zip(variables[0::2], variables[1::2])
+        ):
+            kernel_var.load(reader.get_tensor(kernel_name), session)
+            bias_var.load(reader.get_tensor(bias_name), session)
+
+    def forward(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        inputs = {x: feed[contract.INPUT], lengths: feed[contract.SEQUENCE_LENGTHS]}
+        for layer, state in enumerate(states):
+            inputs[state.c], inputs[state.h] = (
+                feed[contract.initial_c(layer)],
+                feed[contract.initial_h(layer)],
+            )
+        fetches = {contract.OUTPUT: output}
+        for layer, state in enumerate(final):
+            fetches[contract.final_c(layer)], fetches[contract.final_h(layer)] = state.c, state.h
+        if logits is not None:
+            fetches[contract.LOGITS] = logits
+        return session.run(fetches, inputs)
+
+    return forward

@@ -1,0 +1,246 @@
+"""PyTorch: an nn.LSTM state_dict (any num_layers, bias or not) plus an optional nn.Linear head.
+
+The file is read with `torch.load(weights_only=True)`, so loading it runs no code. Its state_dict may
+be the LSTM's own (`weight_ih_l0`...), a whole module's (`lstm.weight_ih_l0`, `fc.weight`), a dict of
+such dicts, or stacked single-layer nn.LSTMs (`layers.0.weight_ih_l0`, `layers.1...`), chained in
+order. PyTorch's gate order is lstmserve's (i, f, g, o); biases b_ih + b_hh are summed.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from lstmserve import contract
+from lstmserve.model.config import LSTMConfig
+
+from .errors import ImportRefused
+from .source import Imported, LayerWeights, check_chain
+
+_LSTM_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)weight_ih_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
+_GATES = {1: "a plain RNN", 3: "a GRU", 4: "an LSTM"}
+
+
+def read_torch(path: Path, head: str | None = None, prefix: str | None = None) -> Imported:
+    tensors = _flatten(_load(path))
+    prefixes = sorted({m["prefix"] for key in tensors if (m := _LSTM_KEY.match(key))}, key=_natural)
+    if prefix is not None:
+        prefix = prefix if prefix in ("",) or prefix.endswith(".") else prefix + "."
+        if prefix not in prefixes:
+            raise ImportRefused(
+                f"{path}: no LSTM weights under --prefix {prefix!r}; found {prefixes or 'none'}"
+            )
+        prefixes = [prefix]
+    if not prefixes:
+        raise ImportRefused(f"{path}: no nn.LSTM weights (weight_ih_l0) in this state_dict")
+    groups = [_read_group(path, tensors, group) for group in prefixes]
+    layers = [layer for group in groups for layer in group.layers]
+    input_size = layers[0].weight_ih.shape[1]
+    where = f"{path} ({' then '.join(repr(p.rstrip('.') or 'the LSTM') for p in prefixes)})"
+    check_chain(layers, input_size, where)
+    used = {key for group in groups for key in group.keys}
+    head_weights, head_prefix = _find_head(path, tensors, used, layers[-1].hidden, head)
+    if head_weights is not None:
+        used |= {head_prefix + "weight", head_prefix + "bias"}
+    left = sorted(set(tensors) - used)
+    if left:
+        raise ImportRefused(
+            f"{path}: weights that are neither the LSTM nor its head: {', '.join(left[:6])}"
+            f"{', ...' if len(left) > 6 else ''} (an embedding or another layer would be left out)"
+        )
+    config = LSTMConfig(
+        input_size=int(input_size),
+        hidden_sizes=tuple(int(layer.hidden) for layer in layers),
+        head=head if head_weights is not None and head else "none",
+        num_outputs=int(head_weights[0].shape[0]) if head_weights is not None else 0,
+    )
+    source: dict[str, object] = {
+        "format": "torch",
+        "path": str(path),
+        "lstm": [p.rstrip(".") for p in prefixes],
+    }
+    if head_weights is not None:
+        source["head"] = head_prefix.rstrip(".")
+    return Imported(
+        config,
+        layers,
+        head_weights,
+        source,
+        _reference(groups, config, head_weights),
+        notes=["compared with nn.LSTM (and nn.Linear) built from the same state_dict, row by row"],
+    )
+
+
+@dataclass
+class _Group:
+    """One nn.LSTM of the state_dict: its key prefix, its layers, its own entries (keys unchanged)."""
+
+    prefix: str
+    layers: list[LayerWeights]
+    tensors: dict[str, np.ndarray]
+    has_bias: bool
+
+    @property
+    def keys(self) -> set[str]:
+        return set(self.tensors)
+
+
+def _read_group(path: Path, tensors: dict[str, np.ndarray], prefix: str) -> _Group:
+    name = prefix.rstrip(".") or "the state_dict"
+    keys = {key for key in tensors if key.startswith(prefix) and "." not in key[len(prefix) :]}
+    if any(key.endswith("_reverse") for key in keys):
+        raise ImportRefused(
+            f"{path}: {name} is bidirectional (weights *_reverse): only forward LSTMs are served"
+        )
+    if any(key[len(prefix) :].startswith("weight_hr_l") for key in keys):
+        raise ImportRefused(f"{path}: {name} has a projection (proj_size, weight_hr_l*): not supported")
+    count = 1 + max(int(m["layer"]) for key in keys if (m := _LSTM_KEY.match(key)))
+    has_bias = f"{prefix}bias_ih_l0" in tensors
+    layers = []
+    for index in range(count):
+        names = [f"weight_ih_l{index}", f"weight_hh_l{index}"]
+        names += [f"bias_ih_l{index}", f"bias_hh_l{index}"] if has_bias else []
+        missing = [n for n in names if prefix + n not in tensors]
+        if missing:
+            raise ImportRefused(f"{path}: {name} layer {index} lacks {', '.join(missing)}")
+        w_ih, w_hh = tensors[prefix + names[0]], tensors[prefix + names[1]]
+        if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] % w_hh.shape[1]:
+            raise ImportRefused(f"{path}: {name} layer {index}: weight_hh is {w_hh.shape}, not (gates*H, H)")
+        gates = w_hh.shape[0] // w_hh.shape[1]
+        if gates != 4:
+            kind = _GATES.get(gates, f"a cell of {gates} gates")
+            raise ImportRefused(f"{path}: {name} layer {index} is {kind}, not an LSTM: only LSTMs are served")
+        bias = (
+            tensors[prefix + names[2]] + tensors[prefix + names[3]]
+            if has_bias
+            else np.zeros(w_hh.shape[0], np.float32)
+        )
+        layers.append(LayerWeights(w_ih, w_hh, bias))
+    kinds = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if has_bias else [])
+    own = {prefix + f"{kind}_l{index}" for index in range(count) for kind in kinds}
+    return _Group(prefix, layers, {key: tensors[key] for key in sorted(own)}, has_bias)
+
+
+def _find_head(path, tensors, used, hidden, head):
+    """The one nn.Linear whose input is the top layer's hidden size, if any."""
+    candidates = [
+        key[: -len("weight")]
+        for key, value in tensors.items()
+        if key not in used and key.endswith("weight") and value.ndim == 2 and value.shape[1] == hidden
+    ]
+    if len(candidates) > 1:
+        raise ImportRefused(
+            f"{path}: several nn.Linear heads fit the LSTM ({', '.join(candidates)}): keep one"
+        )
+    if not candidates:
+        if head not in (None, "none"):
+            raise ImportRefused(f"{path}: --head {head} given, but no nn.Linear of input size {hidden} found")
+        return None, ""
+    prefix = candidates[0]
+    if head in (None, "none"):
+        raise ImportRefused(
+            f"{path}: found an nn.Linear head at {prefix.rstrip('.') or 'the top'}: say how it is used, "
+            "--head classify_last (logits from the last step) or --head per_step"
+        )
+    weight = tensors[prefix + "weight"]
+    bias = tensors.get(prefix + "bias", np.zeros(weight.shape[0], np.float32))
+    return (weight, bias), prefix
+
+
+def _reference(groups: list[_Group], config: LSTMConfig, head_weights):
+    """nn.LSTM modules with these weights, run one row at a time over that row's own length."""
+    modules = []
+    for group in groups:
+        first = group.layers[0]
+        lstm = nn.LSTM(
+            first.weight_ih.shape[1],
+            first.hidden,
+            num_layers=len(group.layers),
+            bias=group.has_bias,
+            batch_first=True,
+        )
+        lstm.load_state_dict(
+            {k.removeprefix(group.prefix): torch.from_numpy(v) for k, v in group.tensors.items()}
+        )
+        modules.append(lstm.eval())
+    linear = None
+    if head_weights is not None:
+        linear = nn.Linear(head_weights[0].shape[1], head_weights[0].shape[0])
+        linear.load_state_dict(
+            {"weight": torch.from_numpy(head_weights[0]), "bias": torch.from_numpy(head_weights[1])}
+        )
+
+    @torch.no_grad()
+    def forward(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x, lengths = torch.from_numpy(feed[contract.INPUT]), feed[contract.SEQUENCE_LENGTHS]
+        batch, time = x.shape[:2]
+        out = np.zeros((batch, time, config.hidden_sizes[-1]), np.float32)
+        finals = {
+            n: np.array(feed[n.replace("final_", "initial_")])
+            for n in contract.output_names(config.num_layers, False)[1:]
+        }
+        for row in range(batch):
+            length = int(lengths[row])
+            if length == 0:
+                continue  # TF1's dynamic_rnn: a row of length 0 keeps its state
+            y, layer = x[row : row + 1, :length], 0
+            for lstm in modules:
+                n = lstm.num_layers
+                h0 = torch.stack(
+                    [torch.from_numpy(feed[contract.initial_h(layer + i)][row]) for i in range(n)]
+                )
+                c0 = torch.stack(
+                    [torch.from_numpy(feed[contract.initial_c(layer + i)][row]) for i in range(n)]
+                )
+                y, (h, c) = lstm(y, (h0.unsqueeze(1), c0.unsqueeze(1)))
+                for i in range(n):
+                    finals[contract.final_c(layer + i)][row] = c[i, 0].numpy()
+                    finals[contract.final_h(layer + i)][row] = h[i, 0].numpy()
+                layer += n
+            out[row, :length] = y[0].numpy()
+        result = {contract.OUTPUT: out, **finals}
+        if linear is not None:
+            top_h = torch.from_numpy(finals[contract.final_h(config.num_layers - 1)])
+            logits = linear(top_h) if config.head == "classify_last" else linear(torch.from_numpy(out))
+            result[contract.LOGITS] = logits.numpy()
+        return result
+
+    return forward
+
+
+def _load(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise ImportRefused(
+            f"{path}: not a state_dict that torch.load(weights_only=True) reads ({type(exc).__name__}); "
+            "save model.state_dict(), not the module"
+        ) from None
+
+
+def _flatten(data, prefix: str = "") -> dict[str, np.ndarray]:
+    """{name: float32 array} from a state_dict, a dict of state_dicts, or {'state_dict': ...}."""
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):  # a training checkpoint
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise ImportRefused(f"expected a state_dict (a dict of tensors), found {type(data).__name__}")
+    flat: dict[str, np.ndarray] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        elif isinstance(value, torch.Tensor):
+            if value.is_floating_point():
+                flat[name] = value.detach().to(torch.float32).numpy()
+        # other entries (epoch numbers, optimizer settings) carry no weights
+    return flat
+
+
+def _natural(text: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
