@@ -121,6 +121,8 @@ def _open(path: Path):
         raise ImportRefused("reading Keras files needs h5py: pip install 'lstmserve[keras]'") from None
     if zipfile.is_zipfile(path):
         archive = zipfile.ZipFile(path)
+        if "config.json" not in archive.namelist():
+            raise ImportRefused(f"{path}: not a Keras file (a zip without config.json)")
         config = json.loads(archive.read("config.json"))
         metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
         weights_file = h5py.File(_extract(archive, "model.weights.h5"), "r")
@@ -177,7 +179,7 @@ def _layers(path: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
     if kind == "Sequential":
         return inner["layers"] if isinstance(inner, dict) else inner
     if kind in ("Functional", "Model"):
-        if len(inner.get("input_layers", [])) > 1 or _many_outputs(inner.get("output_layers", [])):
+        if _several(inner.get("input_layers", [])) or _several(inner.get("output_layers", [])):
             raise ImportRefused(
                 f"{path}: a model of several inputs or outputs: only one chain of layers is served"
             )
@@ -185,8 +187,9 @@ def _layers(path: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
     raise ImportRefused(f"{path}: a {kind} model: only Sequential and single-chain functional models")
 
 
-def _many_outputs(outputs: list[Any]) -> bool:
-    return bool(outputs) and isinstance(outputs[0], list) and len(outputs) > 1
+def _several(ends: list[Any]) -> bool:
+    """A functional model's input_layers or output_layers: one is ["name", 0, 0], several a list of those."""
+    return bool(ends) and isinstance(ends[0], list) and len(ends) > 1
 
 
 def _walk(path: Path, layers: list[dict[str, Any]]):

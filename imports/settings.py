@@ -27,8 +27,10 @@ class ImportSettings:
     scope: str | None = setting(
         None, "tf1: the variable scope above the cells (default: found, e.g. rnn/multi_rnn_cell)"
     )
-    forget_bias: float = setting(
-        1.0, "tf1: the cells' forget_bias, which TF adds at run time (BasicLSTMCell's default 1.0)"
+    forget_bias: float | None = setting(
+        None,
+        "tf1: the cells' forget_bias, which TF adds at run time (default: read from the .meta graph, "
+        "else BasicLSTMCell's 1.0); refused if the graph says otherwise",
     )
     head_kernel: str | None = setting(None, "tf1: the dense head's kernel variable, (hidden, outputs)")
     head_bias: str | None = setting(None, "tf1: the dense head's bias variable (default: none)")

@@ -78,7 +78,7 @@ def read_tf1(path: Path, settings: ImportSettings) -> Imported:
         bias = reader.get_tensor(bias_name).astype(np.float32)
         names.append((kernel_name, bias_name))
         layers.append((kernel, bias))
-    forget_bias, graph_note = _forget_bias(path, prefix, cells, settings)
+    forget_bias, graph_note = _read_graph(path, prefix, cells, shapes, settings)
     weights = []
     input_size = layers[0][0].shape[0] - layers[0][0].shape[1] // 4
     for kernel, bias in layers:
@@ -190,13 +190,16 @@ def _is_slot(name: str) -> bool:
     )
 
 
-def _forget_bias(path: Path, prefix: str, cells, settings: ImportSettings) -> tuple[float, str]:
-    """The forget bias the cell's graph adds (from .meta) or --forget-bias; refuses ops a plain LSTM lacks."""
+def _read_graph(path: Path, prefix: str, cells, shapes, settings: ImportSettings) -> tuple[float, str]:
+    """The forget bias the cells' graph adds (from .meta, else --forget-bias, else 1.0); refuses ops a
+    plain LSTM lacks, and cell variables the graph has but the checkpoint lacks."""
     meta = Path(prefix + ".meta")
+    given = settings.forget_bias
     if not meta.is_file():
-        return settings.forget_bias, (
-            f"no {meta.name}: forget_bias {settings.forget_bias:g} taken from "
-            "--forget-bias; cell_clip and activation could not be checked"
+        value = 1.0 if given is None else given
+        return value, (
+            f"no {meta.name}: forget_bias {value:g} from "
+            f"{'--forget-bias' if given is not None else 'the default'}; cell_clip and activation not checked"
         )
     from tensorflow.core.protobuf import meta_graph_pb2
 
@@ -210,11 +213,22 @@ def _forget_bias(path: Path, prefix: str, cells, settings: ImportSettings) -> tu
     nodes += [
         n for f in graph.graph_def.library.function if "_grad" not in f.signature.name for n in f.node_def
     ]
+    group = re.sub(r"/cell_\d+$", "", cells[0][0])
+    for node in graph.graph_def.node:
+        match = _CELL.match(node.name)
+        if node.op in ("VarHandleOp", "VariableV2") and match and node.name not in shapes:
+            if re.sub(r"/cell_\d+$", "", match["parent"]) == group:
+                raise ImportRefused(
+                    f"{path}: the graph has {node.name}, the checkpoint does not (missing variables)"
+                )
     found_bias = set()
     for parent, cell in cells:
-        scope = f"{parent.rsplit('/', 1)[-1]}/{cell}/"  # while-loop bodies may drop the outer scopes
+        # A while loop's body names its nodes from inside the loop ("lstm_cell/add/y"); the graph's
+        # own nodes carry the whole scope ("rnn/multi_rnn_cell/cell_0/basic_lstm_cell/...").
+        numbered = re.search(r"(^|/)(cell_\d+)$", parent)
+        scope = re.compile(rf"(^|/){numbered.group(2) + '/' if numbered else ''}{cell}/")
         for node in nodes:
-            if scope not in node.name or "/Initializer/" in node.name:
+            if not scope.search(node.name) or "/Initializer/" in node.name:
                 continue
             if node.op not in _PLAIN_OPS:
                 reason = _OP_REASONS.get(node.op, f"uses a {node.op} op (a non-default activation?)")
@@ -222,16 +236,16 @@ def _forget_bias(path: Path, prefix: str, cells, settings: ImportSettings) -> tu
             values = node.attr["value"].tensor.float_val if node.op == "Const" else []
             if len(values) == 1 and re.search(r"/(Const_1|add/y)$", node.name):
                 found_bias.add(round(float(values[0]), 6))
-    if len(found_bias) != 1:
-        return (
-            settings.forget_bias,
-            f"{meta.name} read: no other ops; forget_bias {settings.forget_bias:g} from --forget-bias",
-        )
+    if len(found_bias) != 1:  # every BasicLSTMCell and LSTMCell adds one, 0.0 included
+        if given is None:
+            raise ImportRefused(
+                f"{path}: the forget bias the cells add was not found in {meta.name} "
+                f"({len(found_bias)} candidates): pass --forget-bias"
+            )
+        return given, f"{meta.name} read: plain LSTM ops; forget_bias {given:g} from --forget-bias"
     value = found_bias.pop()
-    if settings.forget_bias != 1.0 and abs(settings.forget_bias - value) > 1e-6:
-        raise ImportRefused(
-            f"{path}: --forget-bias {settings.forget_bias:g}, but the graph in {meta.name} adds {value:g}"
-        )
+    if given is not None and abs(given - value) > 1e-6:
+        raise ImportRefused(f"{path}: --forget-bias {given:g}, but the graph in {meta.name} adds {value:g}")
     return value, f"{meta.name} read: plain LSTM ops only; forget_bias {value:g} from the graph"
 
 

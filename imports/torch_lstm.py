@@ -92,7 +92,7 @@ class _Group:
 
 
 def _read_group(path: Path, tensors: dict[str, np.ndarray], prefix: str) -> _Group:
-    name = prefix.rstrip(".") or "the state_dict"
+    name = prefix.rstrip(".") or "the state_dict's"
     keys = {key for key in tensors if key.startswith(prefix) and "." not in key[len(prefix) :]}
     if any(key.endswith("_reverse") for key in keys):
         raise ImportRefused(
