@@ -31,6 +31,7 @@ GOOD = {
         "--head",
         "classify_last",
     ),
+    "tf1_encoder": ("tf1_two_scopes/model.ckpt", "--scope", "encoder"),
     "tf1_single": (
         "tf1_single",
         "--head-kernel",
@@ -71,6 +72,7 @@ REFUSED = {
         ("tf1_basic/model.ckpt", "--head-kernel", "dense/kernel", "--head", "classify_last"),
         "no variable dense/kernel (missing variables)",
     ),
+    "tf1_two_scopes": (("tf1_two_scopes/model.ckpt",), "LSTM cells under several scopes (decoder, encoder"),
     "tf1_forget_bias": (("tf1_basic/model.ckpt", "--forget-bias", "0.5"), "--forget-bias 0.5, but the graph"),
 }
 

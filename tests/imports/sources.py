@@ -154,6 +154,29 @@ def tf1_sources(out: Path) -> None:
         var_list=lambda: [v for v in tf1.global_variables() if "cell_1" not in v.name],
     )
     layer_norm(out / "tf1_layer_norm")
+    two_scopes(out)
+
+
+def two_scopes(out: Path) -> None:
+    """An encoder and a decoder in one checkpoint, under their own scopes (--scope picks one)."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        tf1.set_random_seed(2)
+        x = tf1.placeholder(tf.float32, [None, None, INPUTS])
+        cells = [tf1.nn.rnn_cell.BasicLSTMCell(n, forget_bias=0.0) for n in (5, 3)]
+        encoded, state = tf1.nn.dynamic_rnn(
+            tf1.nn.rnn_cell.MultiRNNCell(cells), x, dtype=tf.float32, scope="encoder"
+        )
+        tf1.nn.dynamic_rnn(
+            tf1.nn.rnn_cell.BasicLSTMCell(3), encoded, initial_state=state[-1], scope="decoder"
+        )
+        with tf1.Session(graph=graph) as session:
+            session.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(session, str(out / "tf1_two_scopes" / "model.ckpt"))
+            expect(out, "tf1_encoder", output=session.run(encoded, {x: X}))
 
 
 def layer_norm(folder: Path) -> None:
