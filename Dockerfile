@@ -12,6 +12,7 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY lstmserve/ lstmserve/
 COPY model/ model/
+COPY imports/ imports/
 COPY export/ export/
 COPY proto/ proto/
 COPY server/ server/
