@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from lstmserve import contract
 from lstmserve.model.config import LSTMConfig
 
 from .errors import ImportRefused
-from .source import PROBABILITIES, Imported, LayerWeights, check_chain
+from .source import PROBABILITIES, Imported, LayerWeights, check_chain, check_head
 
 _SKIPPED = {
     "InputLayer",
@@ -48,15 +49,26 @@ def read_keras(path: Path) -> Imported:
     layers_config = _layers(path, config)
     input_size, mask_value, lstms, dense = _walk(path, layers_config)
     layers = []
-    for name, _ in lstms:
+    for name, lstm_config in lstms:
         arrays = weights(name)
-        if len(arrays) not in (2, 3):
+        use_bias = bool(lstm_config.get("use_bias", True))
+        if len(arrays) != 2 + use_bias:
             raise ImportRefused(
                 f"{path}: LSTM {name!r} has {len(arrays)} weight arrays, expected kernel, "
-                "recurrent_kernel and bias"
+                f"recurrent_kernel{' and bias' if use_bias else ''} (use_bias={use_bias})"
             )
         kernel, recurrent = arrays[0], arrays[1]
-        bias = arrays[2] if len(arrays) == 3 else np.zeros(kernel.shape[1], np.float32)
+        if kernel.ndim != 2 or recurrent.ndim != 2:
+            raise ImportRefused(
+                f"{path}: LSTM {name!r} has kernel {kernel.shape} and recurrent_kernel {recurrent.shape}: "
+                "an LSTM's are (input, 4*units) and (units, 4*units)"
+            )
+        if recurrent.shape[0] != lstm_config["units"]:
+            raise ImportRefused(
+                f"{path}: LSTM {name!r} says units={lstm_config['units']}, but its recurrent_kernel "
+                f"is {recurrent.shape}"
+            )
+        bias = arrays[2] if use_bias else np.zeros(kernel.shape[1], np.float32)
         layers.append(LayerWeights(kernel.T, recurrent.T, bias))
     if input_size is None:
         input_size = layers[0].weight_ih.shape[1]
@@ -66,8 +78,14 @@ def read_keras(path: Path) -> Imported:
     if dense is not None:
         dense_name, dense_config, per_step = dense
         arrays = weights(dense_name)
+        if len(arrays) not in (1, 2) or arrays[0].ndim != 2:
+            raise ImportRefused(
+                f"{path}: Dense {dense_name!r} has weights {[a.shape for a in arrays]}, "
+                "expected a kernel (units_in, units) and a bias"
+            )
         kernel = arrays[0]
         bias = arrays[1] if len(arrays) > 1 else np.zeros(kernel.shape[1], np.float32)
+        check_head(kernel.T, bias, layers[-1].hidden, f"{path}: Dense {dense_name!r}")
         head_weights = (kernel.T, bias)
         head_kind = "per_step" if per_step or last_returns_sequences else "classify_last"
         softmax = _activation(dense_config) == "softmax"
@@ -120,21 +138,34 @@ def _open(path: Path):
     except ImportError:
         raise ImportRefused("reading Keras files needs h5py: pip install 'lstmserve[keras]'") from None
     if zipfile.is_zipfile(path):
-        archive = zipfile.ZipFile(path)
+        archive = _zip(path)
         if "config.json" not in archive.namelist():
             raise ImportRefused(f"{path}: not a Keras file (a zip without config.json)")
-        config = json.loads(archive.read("config.json"))
-        metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in archive.namelist() else {}
-        weights_file = h5py.File(_extract(archive, "model.weights.h5"), "r")
+        if "model.weights.h5" not in archive.namelist():
+            raise ImportRefused(f"{path}: a Keras zip without model.weights.h5")
+        config = _json(path, "config.json", _member(path, archive, "config.json"))
+        metadata = (
+            _json(path, "metadata.json", _member(path, archive, "metadata.json"))
+            if "metadata.json" in archive.namelist()
+            else {}
+        )
+        if not isinstance(metadata, dict):
+            raise ImportRefused(f"{path}: metadata.json is a JSON {type(metadata).__name__}, not an object")
+        try:
+            weights_file = h5py.File(_extract(path, archive, "model.weights.h5"), "r")
+        except OSError as exc:
+            raise ImportRefused(f"{path}: its model.weights.h5 is not a readable HDF5 file ({exc})") from None
 
         def weights(name: str) -> list[np.ndarray]:
             group = weights_file.get(f"layers/{name}")
             if group is None:
                 raise ImportRefused(f"{path}: no weights for layer {name!r} in model.weights.h5")
+            if not isinstance(group, h5py.Group):
+                raise ImportRefused(f"{path}: layers/{name} in model.weights.h5 is not a group")
             found: list[tuple[str, np.ndarray]] = []
             group.visititems(
                 lambda key, item: (
-                    found.append((key, np.asarray(item, np.float32)))
+                    found.append((key, _read_array(path, f"layers/{name}/{key}", item)))
                     if isinstance(item, h5py.Dataset)
                     else None
                 )
@@ -153,43 +184,116 @@ def _open(path: Path):
             "its weights (model.save)"
         )
     raw = handle.attrs["model_config"]
-    config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    if not isinstance(raw, (bytes, str)):
+        raise ImportRefused(f"{path}: its model_config is {type(raw).__name__}, not JSON text")
+    config = _json(path, "model_config", raw)
     version = handle.attrs.get("keras_version", b"2")
     version = version.decode() if isinstance(version, bytes) else str(version)
     root = handle["model_weights"] if "model_weights" in handle else handle
 
     def weights_h5(name: str) -> list[np.ndarray]:
-        if name not in root:
+        if not isinstance(name, str) or name not in root or not isinstance(root[name], h5py.Group):
             raise ImportRefused(f"{path}: no weights for layer {name!r}")
         group = root[name]
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
-        return [np.asarray(group[n], np.float32) for n in names]
+        missing = [n for n in names if n not in group]
+        if missing:
+            raise ImportRefused(f"{path}: layer {name!r} names weights it does not hold: {missing[0]!r}")
+        return [_read_array(path, f"{name}/{n}", group[n]) for n in names]
 
     return config, weights_h5, version
 
 
-def _extract(archive: zipfile.ZipFile, member: str) -> str:
+# What reading a damaged zip raises: a bad header or CRC, a bad deflate stream, a cut-off member.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
+# An HDF5 dataset may declare far more values than the file stores (unwritten chunks read as zeros):
+# refuse one that would need more memory than this many times its stored bytes.
+_MAX_EXPANSION = 64
+_MIN_CHECKED_BYTES = 1 << 20
+
+
+def _zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except _ZIP_ERRORS as exc:
+        raise ImportRefused(f"{path}: a damaged zip ({type(exc).__name__}: {exc})") from None
+
+
+def _member(path: Path, archive: zipfile.ZipFile, member: str) -> bytes:
+    try:
+        return archive.read(member)
+    except _ZIP_ERRORS as exc:
+        raise ImportRefused(
+            f"{path}: cannot read {member} from the zip ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _json(path: Path, what: str, raw: bytes | str) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ImportRefused(f"{path}: its {what} is not JSON ({exc})") from None
+
+
+def _read_array(path: Path, where: str, item: Any) -> np.ndarray:
+    """A weight dataset as float32, after checking its kind and size (reading allocates)."""
+    if not hasattr(item, "dtype") or not hasattr(item, "id"):
+        raise ImportRefused(f"{path}: weights {where} are a {type(item).__name__}, not a dataset")
+    if item.dtype.kind not in "fiu":
+        raise ImportRefused(f"{path}: weights {where} hold {item.dtype} values, not numbers")
+    if item.ndim > 2:
+        raise ImportRefused(
+            f"{path}: weights {where} are {item.shape}: Dense and LSTM weights are 1-D or 2-D"
+        )
+    declared, stored = item.size * 4, item.id.get_storage_size()
+    if declared > _MIN_CHECKED_BYTES and declared > _MAX_EXPANSION * stored:
+        raise ImportRefused(
+            f"{path}: weights {where} declare {item.shape} but the file stores {stored} bytes of them"
+        )
+    try:
+        return np.asarray(item, np.float32)
+    except OSError as exc:  # a damaged dataset
+        raise ImportRefused(f"{path}: cannot read weights {where} ({exc})") from None
+
+
+def _extract(path: Path, archive: zipfile.ZipFile, member: str) -> str:
     folder = tempfile.mkdtemp(prefix="lstmserve-keras-")
-    return archive.extract(member, folder)
+    try:
+        return archive.extract(member, folder)
+    except _ZIP_ERRORS as exc:
+        raise ImportRefused(
+            f"{path}: cannot read {member} from the zip ({type(exc).__name__}: {exc})"
+        ) from None
 
 
-def _layers(path: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+def _layers(path: Path, config: Any) -> list[dict[str, Any]]:
+    if not isinstance(config, dict):
+        raise ImportRefused(f"{path}: its model config is a JSON {type(config).__name__}, not an object")
     kind = config.get("class_name")
     inner = config.get("config", {})
-    if kind == "Sequential":
-        return inner["layers"] if isinstance(inner, dict) else inner
-    if kind in ("Functional", "Model"):
+    if kind not in ("Sequential", "Functional", "Model"):
+        raise ImportRefused(f"{path}: a {kind} model: only Sequential and single-chain functional models")
+    if kind != "Sequential" or isinstance(inner, dict):  # Keras 2.0 wrote a Sequential's layers bare
+        if not isinstance(inner, dict):
+            raise ImportRefused(f"{path}: the {kind} model's config is not an object")
         if _several(inner.get("input_layers", [])) or _several(inner.get("output_layers", [])):
             raise ImportRefused(
                 f"{path}: a model of several inputs or outputs: only one chain of layers is served"
             )
-        return inner["layers"]
-    raise ImportRefused(f"{path}: a {kind} model: only Sequential and single-chain functional models")
+        inner = inner.get("layers")
+    if not isinstance(inner, list) or not all(
+        isinstance(layer, dict) and isinstance(layer.get("class_name"), str) for layer in inner
+    ):
+        raise ImportRefused(f"{path}: the {kind} model's config has no list of layers with class_name")
+    for layer in inner:
+        if not isinstance(layer.get("config", {}), dict):
+            raise ImportRefused(f"{path}: layer {layer['class_name']} has a config that is not an object")
+    return inner
 
 
 def _several(ends: list[Any]) -> bool:
     """A functional model's input_layers or output_layers: one is ["name", 0, 0], several a list of those."""
-    return bool(ends) and isinstance(ends[0], list) and len(ends) > 1
+    return isinstance(ends, list) and bool(ends) and isinstance(ends[0], list) and len(ends) > 1
 
 
 def _walk(path: Path, layers: list[dict[str, Any]]):
@@ -205,6 +309,10 @@ def _walk(path: Path, layers: list[dict[str, Any]]):
             )
         if kind == "InputLayer":
             shape = config.get("batch_shape") or config.get("batch_input_shape")
+            if shape is not None and not (
+                isinstance(shape, list) and shape and (shape[-1] is None or _is_count(shape[-1]))
+            ):
+                raise ImportRefused(f"{path}: InputLayer {name!r} has batch_shape {shape!r}")
             input_size = shape[-1] if shape and shape[-1] is not None else None
         elif kind in _SKIPPED:
             continue  # identity at inference
@@ -213,7 +321,12 @@ def _walk(path: Path, layers: list[dict[str, Any]]):
                 raise ImportRefused(
                     f"{path}: Masking layer {name!r} is not first: only a Masking before the LSTMs"
                 )
-            mask_value = float(config.get("mask_value", 0.0))
+            try:
+                mask_value = float(config.get("mask_value", 0.0))
+            except (TypeError, ValueError):
+                raise ImportRefused(
+                    f"{path}: Masking {name!r} has mask_value {config.get('mask_value')!r}"
+                ) from None
         elif kind == "LSTM":
             _check_lstm(path, name, config)
             if lstms and not lstms[-1][1].get("return_sequences", False):
@@ -226,7 +339,8 @@ def _walk(path: Path, layers: list[dict[str, Any]]):
             per_step = kind == "TimeDistributed"
             if per_step:
                 inner = config.get("layer", {})
-                if inner.get("class_name") != "Dense":
+                inner = inner if isinstance(inner, dict) else {"class_name": type(inner).__name__}
+                if inner.get("class_name") != "Dense" or not isinstance(inner.get("config", {}), dict):
                     raise ImportRefused(
                         f"{path}: TimeDistributed {name!r} wraps {inner.get('class_name')}, "
                         "only a Dense head is served"
@@ -255,6 +369,9 @@ def _walk(path: Path, layers: list[dict[str, Any]]):
 
 
 def _check_lstm(path: Path, name: str, config: dict[str, Any]) -> None:
+    units = config.get("units")
+    if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+        raise ImportRefused(f"{path}: LSTM {name!r} has units={units!r}: needs a positive integer")
     activation, recurrent = _activation(config), _activation(config, "recurrent_activation")
     if activation != "tanh":
         raise ImportRefused(f"{path}: LSTM {name!r} uses activation {activation!r}: only tanh is served")
@@ -271,6 +388,10 @@ def _check_lstm(path: Path, name: str, config: dict[str, Any]) -> None:
         )
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _activation(config: dict[str, Any], key: str = "activation") -> str:
     value = config.get(key, "linear")
     if isinstance(value, dict):  # Keras 3 may serialize {"class_name": "function", "config": "tanh"}
@@ -282,10 +403,14 @@ def _activation(config: dict[str, Any], key: str = "activation") -> str:
 def _framework(path, keras_version, lstm_names, dense_name, config, softmax, last_returns_sequences):
     """Keras' forward pass, loaded from the file: its cells with states and masks; and the whole model."""
     keras, tensor, numpy = _keras(keras_version)
-    model = keras.models.load_model(str(path), compile=False)
-    lstm_layers = [model.get_layer(name) for name in lstm_names]
+    try:
+        model = keras.models.load_model(str(path), compile=False)
+        lstm_layers = [model.get_layer(name) for name in lstm_names]
+        dense = model.get_layer(dense_name) if dense_name else None
+    except Exception as exc:  # noqa: BLE001 (what Keras raises on a file it cannot load varies by version)
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ImportRefused(f"{path}: Keras cannot load this file ({type(exc).__name__}: {first})") from None
     rnns = [keras.layers.RNN(layer.cell, return_sequences=True, return_state=True) for layer in lstm_layers]
-    dense = model.get_layer(dense_name) if dense_name else None
 
     def forward(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x, lengths = tensor(feed[contract.INPUT]), feed[contract.SEQUENCE_LENGTHS]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from lstmserve.errors import LstmServeError
+from lstmserve.export import repository as repo
+from lstmserve.export.errors import ExportError
 from lstmserve.export.onnx import export_model
 from lstmserve.export.publish import Published, publish_checkpoint
 from lstmserve.export.settings import ExportSettings
@@ -17,6 +22,8 @@ from .check import ImportReport, check_import
 from .read import read
 from .settings import ImportSettings
 from .source import to_stack
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -41,6 +48,14 @@ def import_model(
     export = ExportSettings(name, str(repository), version) if name else None  # bad names fail first
     if out is not None and Path(out).exists() and not force:
         raise CheckpointError(f"{out} already exists; pass --force to replace it, or choose another --out")
+    if out is not None:
+        _can_write(Path(out), "--out", CheckpointError)
+    if export is not None:  # publish_checkpoint claims it again; here it fails before the slow work
+        root = Path(export.repository)
+        claimed = export.version or max(repo.versions(root, export.name), default=0) + 1
+        target = repo.model_path(root, export.name, claimed)
+        repo.claim(target, force)
+        _can_write(target, "the repository's", ExportError)
     imported = read(source, settings)
     config = imported.config
     log(
@@ -61,8 +76,38 @@ def import_model(
         metrics={"import_check": {"max_scaled_error": report.max_error, "cases": report.cases}},
     )
     result = ImportResult(checkpoint, report)
-    if out is not None:
-        save_checkpoint(out, checkpoint)
-    if export is not None:
-        result.published = publish_checkpoint(checkpoint, str(source), export, force, log).model
+    existed = out is not None and Path(out).exists()
+    try:
+        if out is not None:
+            _writing(lambda: save_checkpoint(out, checkpoint), CheckpointError)
+        if export is not None:
+            published = _writing(
+                lambda: publish_checkpoint(checkpoint, str(source), export, force, log), ExportError
+            )
+            result.published = published.model
+    except BaseException:
+        if out is not None:  # nothing is left behind by an import that failed
+            Path(str(out) + ".tmp").unlink(missing_ok=True)
+            if not existed:
+                Path(out).unlink(missing_ok=True)
+        raise
     return result
+
+
+def _can_write(target: Path, what: str, error: type[LstmServeError]) -> None:
+    """Fail before the slow work where the file cannot be written: a folder in its place, a file where
+    a folder must be, a folder that is not writable."""
+    if target.is_dir():
+        raise error(f"{what} {target} is a folder, not a file")
+    folder = next(p for p in (target.parent, *target.parent.parents) if p.exists() or p == p.parent)
+    if not folder.is_dir():
+        raise error(f"{what} {target}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise error(f"{what} {target}: {folder} is not writable")
+
+
+def _writing(write: Callable[[], T], error: type[LstmServeError]) -> T:
+    try:
+        return write()
+    except OSError as exc:
+        raise error(f"cannot write {exc.filename or ''}: {exc.strerror or exc}") from None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from lstmserve.config import flag_of, setting
@@ -46,6 +47,10 @@ class ImportSettings:
             )
         if self.head is not None and self.head not in HEADS:
             raise ImportRefused(f"unknown {flag_of(self, 'head')} {self.head!r}: choose {', '.join(HEADS)}")
+        if self.forget_bias is not None and not math.isfinite(self.forget_bias):
+            raise ImportRefused(
+                f"{flag_of(self, 'forget_bias')} must be a finite number, got {self.forget_bias}"
+            )
         if self.head_bias is not None and self.head_kernel is None:
             raise ImportRefused(f"{flag_of(self, 'head_bias')} needs {flag_of(self, 'head_kernel')}")
         if self.head_kernel is not None and self.head is None:

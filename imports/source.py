@@ -62,7 +62,16 @@ def check_chain(layers: list[LayerWeights], input_size: int, where: str) -> None
     """Each layer's input is the previous layer's hidden size, and every block has 4 gates."""
     expected_input = input_size
     for index, layer in enumerate(layers):
+        if layer.weight_hh.ndim != 2 or layer.weight_ih.ndim != 2:
+            raise ImportRefused(
+                f"{where} layer {index}: weights are {tuple(layer.weight_ih.shape)} and "
+                f"{tuple(layer.weight_hh.shape)}, an LSTM's are 2-D"
+            )
         hidden = layer.hidden
+        if hidden == 0 or expected_input == 0:
+            raise ImportRefused(
+                f"{where} layer {index}: {expected_input} inputs and {hidden} units, both must be >= 1"
+            )
         shapes = {
             "input weights": (layer.weight_ih.shape, (4 * hidden, expected_input)),
             "recurrent weights": (layer.weight_hh.shape, (4 * hidden, hidden)),
@@ -72,6 +81,29 @@ def check_chain(layers: list[LayerWeights], input_size: int, where: str) -> None
             if tuple(got) != want:
                 raise ImportRefused(f"{where} layer {index}: {name} are {tuple(got)}, an LSTM needs {want}")
         expected_input = hidden
+        for name, values in (
+            ("input weights", layer.weight_ih),
+            ("recurrent weights", layer.weight_hh),
+            ("bias", layer.bias),
+        ):
+            _check_finite(values, f"{where} layer {index}: {name}")
+
+
+def check_head(weight: np.ndarray, bias: np.ndarray, hidden: int, where: str) -> None:
+    """A dense head's weight is (outputs >= 1, hidden), its bias (outputs,), every value finite."""
+    if weight.ndim != 2 or weight.shape[0] == 0 or weight.shape[1] != hidden:
+        raise ImportRefused(f"{where}: head weight is {tuple(weight.shape)}, needs (outputs, {hidden})")
+    if tuple(bias.shape) != (weight.shape[0],):
+        raise ImportRefused(f"{where}: head bias is {tuple(bias.shape)}, needs ({weight.shape[0]},)")
+    _check_finite(weight, f"{where}: head weight")
+    _check_finite(bias, f"{where}: head bias")
+
+
+def _check_finite(values: np.ndarray, what: str) -> None:
+    # A NaN or inf weight would otherwise surface as a puzzling "differs by nan" from the check.
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ImportRefused(f"{what} hold {int(bad.sum())} NaN or infinite values: not a trained model's")
 
 
 def to_stack(imported: Imported) -> LSTMStack:

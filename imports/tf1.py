@@ -22,7 +22,7 @@ from lstmserve.model.config import LSTMConfig
 
 from .errors import ImportRefused
 from .settings import ImportSettings
-from .source import Imported, LayerWeights, check_chain, regate
+from .source import Imported, LayerWeights, check_chain, check_head, regate
 
 _CELL = re.compile(r"^(?P<parent>.+?)/(?P<cell>basic_lstm_cell|lstm_cell)/(?P<kind>kernel|weights)$")
 _TF_TO_TORCH = (0, 2, 1, 3)  # (i, j, f, o) -> (i, f, j, o)
@@ -74,8 +74,9 @@ def read_tf1(path: Path, settings: ImportSettings) -> Imported:
         )
         if bias_name is None:
             raise ImportRefused(f"{path}: {parent}/{cell_name} has a kernel but no bias variable")
-        kernel = reader.get_tensor(kernel_name).astype(np.float32)
-        bias = reader.get_tensor(bias_name).astype(np.float32)
+        _check_cell_shapes(path, kernel_name, shapes[kernel_name], bias_name, shapes[bias_name])
+        kernel = _tensor(path, reader, kernel_name)
+        bias = _tensor(path, reader, bias_name)
         names.append((kernel_name, bias_name))
         layers.append((kernel, bias))
     forget_bias, graph_note = _read_graph(path, prefix, cells, shapes, settings)
@@ -117,6 +118,36 @@ def read_tf1(path: Path, settings: ImportSettings) -> Imported:
     )
 
 
+def _check_cell_shapes(
+    path: Path, kernel_name: str, kernel: list[int], bias_name: str, bias: list[int]
+) -> None:
+    """A cell's kernel is (input + H, 4H) with input >= 1, its bias (4H,): before regate() splits them."""
+    if len(kernel) != 2 or kernel[1] == 0 or kernel[1] % 4 or kernel[0] <= kernel[1] // 4:
+        raise ImportRefused(
+            f"{path}: {kernel_name} is {tuple(kernel)}, an LSTM cell's kernel is (input + H, 4*H) "
+            "with input and H >= 1"
+        )
+    if list(bias) != [kernel[1]]:
+        raise ImportRefused(f"{path}: {bias_name} is {tuple(bias)}, the kernel needs ({kernel[1]},)")
+
+
+def _tensor(path: Path, reader, name: str) -> np.ndarray:
+    """One variable as float32; a missing, cut-off or damaged .data file is refused, naming it."""
+    import tensorflow as tf
+
+    try:
+        value = reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ImportRefused(
+            f"{path}: cannot read {name} from the checkpoint's data ({type(exc).__name__}: {first})"
+        ) from None
+    value = np.asarray(value)
+    if value.dtype.kind not in "fiu":
+        raise ImportRefused(f"{path}: {name} holds {value.dtype} values, not numbers")
+    return value.astype(np.float32)
+
+
 def _tensorflow():
     # TF 2.16+ keeps the TF1 cells (BasicLSTMCell...) in tf_keras, which it uses only when told before import.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -139,7 +170,16 @@ def _tensorflow():
 
 def _prefix(tf, path: Path) -> str:
     if path.is_dir():
-        found = tf.train.latest_checkpoint(str(path))
+        try:
+            found = tf.train.latest_checkpoint(str(path))
+        except (
+            UnicodeDecodeError,
+            ValueError,
+            tf.errors.OpError,
+        ) as exc:  # text_format's ParseError is a ValueError
+            raise ImportRefused(
+                f"{path}: its 'checkpoint' file is not readable ({type(exc).__name__})"
+            ) from None
         if found is None:
             raise ImportRefused(f"{path}: a folder without a TF checkpoint (no 'checkpoint' file)")
         return found
@@ -201,10 +241,16 @@ def _read_graph(path: Path, prefix: str, cells, shapes, settings: ImportSettings
             f"no {meta.name}: forget_bias {value:g} from "
             f"{'--forget-bias' if given is not None else 'the default'}; cell_clip and activation not checked"
         )
+    from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import meta_graph_pb2
 
     graph = meta_graph_pb2.MetaGraphDef()
-    graph.ParseFromString(meta.read_bytes())
+    try:
+        graph.ParseFromString(meta.read_bytes())
+    except DecodeError:
+        raise ImportRefused(
+            f"{path}: {meta.name} is not a MetaGraphDef (damaged?): move it away and pass --forget-bias"
+        ) from None
     # The forward pass only: a training graph also holds the gradients ("gradients/..." nodes, "*_grad"
     # while-loop bodies) and the optimizer's updates, whose ops a plain cell's forward pass lacks.
     nodes = [
@@ -255,13 +301,13 @@ def _head(path, reader, shapes, settings: ImportSettings, hidden: int):
     for name in (settings.head_kernel, settings.head_bias):
         if name is not None and name not in shapes:
             raise ImportRefused(f"{path}: no variable {name} (missing variables)")
-    kernel = reader.get_tensor(settings.head_kernel).astype(np.float32)
+    kernel = _tensor(path, reader, settings.head_kernel)
     if kernel.ndim != 2 or kernel.shape[0] != hidden:
         raise ImportRefused(
             f"{path}: head kernel {settings.head_kernel} is {kernel.shape}, needs ({hidden}, outputs)"
         )
     bias = (
-        reader.get_tensor(settings.head_bias).astype(np.float32)
+        _tensor(path, reader, settings.head_bias)
         if settings.head_bias
         else np.zeros(kernel.shape[1], np.float32)
     )
@@ -269,6 +315,7 @@ def _head(path, reader, shapes, settings: ImportSettings, hidden: int):
         raise ImportRefused(
             f"{path}: head bias {settings.head_bias} is {bias.shape}, needs ({kernel.shape[1]},)"
         )
+    check_head(kernel.T, bias, hidden, f"{path}: head {settings.head_kernel}")
     return np.ascontiguousarray(kernel.T), bias
 
 

@@ -21,14 +21,16 @@ from lstmserve import contract
 from lstmserve.model.config import LSTMConfig
 
 from .errors import ImportRefused
-from .source import Imported, LayerWeights, check_chain
+from .source import Imported, LayerWeights, check_chain, check_head
 
 _LSTM_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)weight_ih_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 _GATES = {1: "a plain RNN", 3: "a GRU", 4: "an LSTM"}
+_WEIGHT_NAME = re.compile(r"(^|\.)(weight|bias)(_(ih|hh|hr)_l\d+(_reverse)?)?$")
+_MAX_DEPTH = 16  # dicts inside dicts: a module's state_dict is flat, a checkpoint nests a few
 
 
 def read_torch(path: Path, head: str | None = None, prefix: str | None = None) -> Imported:
-    tensors = _flatten(_load(path))
+    tensors = _flatten(path, _load(path))
     prefixes = sorted({m["prefix"] for key in tensors if (m := _LSTM_KEY.match(key))}, key=_natural)
     if prefix is not None:
         prefix = prefix if prefix in ("",) or prefix.endswith(".") else prefix + "."
@@ -110,17 +112,24 @@ def _read_group(path: Path, tensors: dict[str, np.ndarray], prefix: str) -> _Gro
         if missing:
             raise ImportRefused(f"{path}: {name} layer {index} lacks {', '.join(missing)}")
         w_ih, w_hh = tensors[prefix + names[0]], tensors[prefix + names[1]]
+        if w_ih.ndim != 2:
+            raise ImportRefused(
+                f"{path}: {name} layer {index}: weight_ih is {w_ih.shape}, not (gates*H, input)"
+            )
         if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] % w_hh.shape[1]:
             raise ImportRefused(f"{path}: {name} layer {index}: weight_hh is {w_hh.shape}, not (gates*H, H)")
         gates = w_hh.shape[0] // w_hh.shape[1]
         if gates != 4:
             kind = _GATES.get(gates, f"a cell of {gates} gates")
             raise ImportRefused(f"{path}: {name} layer {index} is {kind}, not an LSTM: only LSTMs are served")
-        bias = (
-            tensors[prefix + names[2]] + tensors[prefix + names[3]]
-            if has_bias
-            else np.zeros(w_hh.shape[0], np.float32)
-        )
+        bias = np.zeros(w_hh.shape[0], np.float32)
+        for bias_name in names[2:]:
+            if tensors[prefix + bias_name].shape != bias.shape:
+                shape = tensors[prefix + bias_name].shape
+                raise ImportRefused(
+                    f"{path}: {name} layer {index}: {bias_name} is {shape}, not ({bias.shape[0]},)"
+                )
+            bias = bias + tensors[prefix + bias_name]
         layers.append(LayerWeights(w_ih, w_hh, bias))
     kinds = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if has_bias else [])
     own = {prefix + f"{kind}_l{index}" for index in range(count) for kind in kinds}
@@ -150,6 +159,7 @@ def _find_head(path, tensors, used, hidden, head):
         )
     weight = tensors[prefix + "weight"]
     bias = tensors.get(prefix + "bias", np.zeros(weight.shape[0], np.float32))
+    check_head(weight, bias, hidden, f"{path}: nn.Linear {prefix.rstrip('.') or 'the top'}")
     return (weight, bias), prefix
 
 
@@ -224,22 +234,44 @@ def _load(path: Path):
         ) from None
 
 
-def _flatten(data, prefix: str = "") -> dict[str, np.ndarray]:
+def _flatten(path: Path, data, prefix: str = "", depth: int = 0) -> dict[str, np.ndarray]:
     """{name: float32 array} from a state_dict, a dict of state_dicts, or {'state_dict': ...}."""
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):  # a training checkpoint
         data = data["state_dict"]
     if not isinstance(data, dict):
-        raise ImportRefused(f"expected a state_dict (a dict of tensors), found {type(data).__name__}")
+        raise ImportRefused(f"{path}: expected a state_dict (a dict of tensors), found {type(data).__name__}")
+    if depth > _MAX_DEPTH:  # pickle can make a dict that holds itself
+        raise ImportRefused(
+            f"{path}: the state_dict nests dicts more than {_MAX_DEPTH} deep at {prefix[:80]!r}"
+        )
     flat: dict[str, np.ndarray] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
+            flat.update(_flatten(path, value, name + ".", depth + 1))
         elif isinstance(value, torch.Tensor):
             if value.is_floating_point():
-                flat[name] = value.detach().to(torch.float32).numpy()
+                flat[name] = _to_numpy(path, name, value)
+            elif _WEIGHT_NAME.search(name):
+                raise ImportRefused(
+                    f"{path}: {name} holds {value.dtype} values: an LSTM's weights are floating point"
+                )
         # other entries (epoch numbers, optimizer settings) carry no weights
     return flat
+
+
+def _to_numpy(path: Path, name: str, value: torch.Tensor) -> np.ndarray:
+    if value.device.type != "cpu":  # map_location moves real tensors; "meta" ones hold no values
+        raise ImportRefused(f"{path}: {name} is a tensor on the {value.device.type} device, without values")
+    if value.layout != torch.strided:
+        raise ImportRefused(f"{path}: {name} is a {value.layout} tensor: save dense tensors (.to_dense())")
+    # An expand()ed tensor declares more values than its file holds; copying it could take any memory.
+    if value.numel() * value.element_size() > value.untyped_storage().nbytes():
+        raise ImportRefused(
+            f"{path}: {name} declares {tuple(value.shape)} but its storage holds "
+            f"{value.untyped_storage().nbytes() // value.element_size()} values (an expanded tensor)"
+        )
+    return value.detach().to(torch.float32).numpy()
 
 
 def _natural(text: str) -> list:
