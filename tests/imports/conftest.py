@@ -31,6 +31,17 @@ GOOD = {
         "--head",
         "classify_last",
     ),
+    "tf1_old_names": (
+        "tf1_old_names/model.ckpt",
+        "--head-kernel",
+        "head/weights",
+        "--head-bias",
+        "head/biases",
+        "--head",
+        "classify_last",
+        "--forget-bias",
+        "1.0",
+    ),
     "tf1_encoder": ("tf1_two_scopes/model.ckpt", "--scope", "encoder"),
     "tf1_single": (
         "tf1_single",

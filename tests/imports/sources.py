@@ -110,7 +110,7 @@ def tf1_sources(out: Path) -> None:
     tf1 = tf.compat.v1
     cells = tf1.nn.rnn_cell
 
-    def save(name, make_cell, head=None, multi=True, bidirectional=False, var_list=None):
+    def save(name, make_cell, head=None, multi=True, bidirectional=False, var_list=None, meta=True):
         graph = tf.Graph()
         with graph.as_default():
             tf1.set_random_seed(1)
@@ -135,7 +135,7 @@ def tf1_sources(out: Path) -> None:
                 session.run(tf1.global_variables_initializer())
                 folder = out / name
                 saver = tf1.train.Saver(var_list=var_list() if var_list else None)
-                saver.save(session, str(folder / "model.ckpt"))
+                saver.save(session, str(folder / "model.ckpt"), write_meta_graph=meta)
                 if answer:
                     got = session.run(answer, {x: X, lengths: np.full(len(X), X.shape[1])})
                     expect(out, name, **got)
@@ -152,6 +152,17 @@ def tf1_sources(out: Path) -> None:
         "tf1_missing",
         lambda n: cells.BasicLSTMCell(n),
         var_list=lambda: [v for v in tf1.global_variables() if "cell_1" not in v.name],
+    )
+    # TF 1.0-1.2 named a cell's variables weights and biases (kernel and bias since 1.3).
+    save(
+        "tf1_old_names",
+        lambda n: cells.BasicLSTMCell(n),
+        head="classify_last",
+        meta=False,
+        var_list=lambda: {
+            v.op.name.replace("/kernel", "/weights").replace("/bias", "/biases"): v
+            for v in tf1.global_variables()
+        },
     )
     layer_norm(out / "tf1_layer_norm")
     two_scopes(out)
