@@ -41,7 +41,7 @@ def read(path: Path, settings: ImportSettings) -> Imported:
         _only(settings, source, ("head", "prefix"))
         return read_torch(path, settings.head, settings.prefix)
     if source == "keras":
-        from .keras_h5 import read_keras
+        from .keras_read import read_keras
 
         _only(settings, source, ())
         return read_keras(path)

@@ -17,15 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from lstmserve import contract
 from lstmserve.model.config import LSTMConfig
 
 from .errors import ImportRefused
 from .settings import ImportSettings
 from .source import Imported, LayerWeights, check_chain, check_head, regate
+from .tf1_check import tf1_reference
+from .tf1_graph import CELL, read_graph
 
-_CELL = re.compile(r"^(?P<parent>.+?)/(?P<cell>basic_lstm_cell|lstm_cell)/(?P<kind>kernel|weights)$")
 _TF_TO_TORCH = (0, 2, 1, 3)  # (i, j, f, o) -> (i, f, j, o)
+
+
 _REFUSED = (  # variable-name marks of cells that do not map, and why
     (re.compile(r"/w_[ifo]_diag$"), "has peepholes (use_peepholes=True)"),
     (re.compile(r"/projection/kernel$"), "has a projection (num_proj)"),
@@ -33,19 +35,6 @@ _REFUSED = (  # variable-name marks of cells that do not map, and why
     (re.compile(r"gru_cell"), "is a GRU cell"),
     (re.compile(r"bidirectional_rnn|/fw/|/bw/"), "is bidirectional"),
 )
-# Ops a BasicLSTMCell or LSTMCell without peepholes, projection or clipping builds in its scope.
-_PLAIN_OPS = {
-    *("Add", "AddV2", "BiasAdd", "ConcatV2", "Const", "Identity", "MatMul", "Mul", "Sigmoid", "Split", "Sub"),
-    *("Tanh", "Fill", "Shape", "ZerosLike"),  # the gates, and the zero state
-    *("ReadVariableOp", "VarHandleOp", "AssignVariableOp", "VarIsInitializedOp", "VariableV2", "Assign"),
-    *("Enter", "Switch", "Merge", "Exit"),  # TF1's own while loops
-}
-_OPTIMIZERS = ("Adam", "Momentum", "RMSProp", "Adagrad", "Adadelta", "Ftrl", "GradientDescent", "save")
-_OP_REASONS = {
-    "Minimum": "clips its cell state (cell_clip)",
-    "Maximum": "clips its cell state (cell_clip)",
-    "ClipByValue": "clips its cell state (cell_clip)",
-}
 
 
 def read_tf1(path: Path, settings: ImportSettings) -> Imported:
@@ -79,7 +68,7 @@ def read_tf1(path: Path, settings: ImportSettings) -> Imported:
         bias = _tensor(path, reader, bias_name)
         names.append((kernel_name, bias_name))
         layers.append((kernel, bias))
-    forget_bias, graph_note = _read_graph(path, prefix, cells, shapes, settings)
+    forget_bias, graph_note = read_graph(path, prefix, cells, shapes, settings)
     weights = []
     input_size = layers[0][0].shape[0] - layers[0][0].shape[1] // 4
     for kernel, bias in layers:
@@ -114,7 +103,12 @@ def read_tf1(path: Path, settings: ImportSettings) -> Imported:
     ]
     notes += _unused(shapes, names, settings, weights[-1].hidden)
     return Imported(
-        config, weights, head, source, _reference(tf, reader, names, cells, forget_bias, config, head), notes
+        config,
+        weights,
+        head,
+        source,
+        tf1_reference(tf, reader, names, cells, forget_bias, config, head),
+        notes,
     )
 
 
@@ -201,7 +195,7 @@ def _find_cells(path: Path, shapes: dict[str, list[int]], scope: str | None) -> 
                 raise ImportRefused(
                     f"{path}: the cell of variable {name} {reason}: only plain LSTM cells are served"
                 )
-    found = [(m["parent"], m["cell"]) for n in names if (m := _CELL.match(n)) and not _is_slot(n)]
+    found = [(m["parent"], m["cell"]) for n in names if (m := CELL.match(n)) and not _is_slot(n)]
     if not found:
         where = f" under --scope {scope}" if scope else ""
         raise ImportRefused(f"{path}: no basic_lstm_cell or lstm_cell kernel{where} (missing variables)")
@@ -228,71 +222,6 @@ def _is_slot(name: str) -> bool:
         )
         is not None
     )
-
-
-def _read_graph(path: Path, prefix: str, cells, shapes, settings: ImportSettings) -> tuple[float, str]:
-    """The forget bias the cells' graph adds (from .meta, else --forget-bias, else 1.0); refuses ops a
-    plain LSTM lacks, and cell variables the graph has but the checkpoint lacks."""
-    meta = Path(prefix + ".meta")
-    given = settings.forget_bias
-    if not meta.is_file():
-        value = 1.0 if given is None else given
-        return value, (
-            f"no {meta.name}: forget_bias {value:g} from "
-            f"{'--forget-bias' if given is not None else 'the default'}; cell_clip and activation not checked"
-        )
-    from google.protobuf.message import DecodeError
-    from tensorflow.core.protobuf import meta_graph_pb2
-
-    graph = meta_graph_pb2.MetaGraphDef()
-    try:
-        graph.ParseFromString(meta.read_bytes())
-    except DecodeError:
-        raise ImportRefused(
-            f"{path}: {meta.name} is not a MetaGraphDef (damaged?): move it away and pass --forget-bias"
-        ) from None
-    # The forward pass only: a training graph also holds the gradients ("gradients/..." nodes, "*_grad"
-    # while-loop bodies) and the optimizer's updates, whose ops a plain cell's forward pass lacks.
-    nodes = [
-        n for n in graph.graph_def.node if not n.name.split("/")[0].startswith(("gradients", *_OPTIMIZERS))
-    ]
-    nodes += [
-        n for f in graph.graph_def.library.function if "_grad" not in f.signature.name for n in f.node_def
-    ]
-    group = re.sub(r"/cell_\d+$", "", cells[0][0])
-    for node in graph.graph_def.node:
-        match = _CELL.match(node.name)
-        if node.op in ("VarHandleOp", "VariableV2") and match and node.name not in shapes:
-            if re.sub(r"/cell_\d+$", "", match["parent"]) == group:
-                raise ImportRefused(
-                    f"{path}: the graph has {node.name}, the checkpoint does not (missing variables)"
-                )
-    found_bias = set()
-    for parent, cell in cells:
-        # A while loop's body names its nodes from inside the loop ("lstm_cell/add/y"); the graph's
-        # own nodes carry the whole scope ("rnn/multi_rnn_cell/cell_0/basic_lstm_cell/...").
-        numbered = re.search(r"(^|/)(cell_\d+)$", parent)
-        scope = re.compile(rf"(^|/){numbered.group(2) + '/' if numbered else ''}{cell}/")
-        for node in nodes:
-            if not scope.search(node.name) or "/Initializer/" in node.name:
-                continue
-            if node.op not in _PLAIN_OPS:
-                reason = _OP_REASONS.get(node.op, f"uses a {node.op} op (a non-default activation?)")
-                raise ImportRefused(f"{path}: {parent}/{cell} {reason}: only plain LSTM cells are served")
-            values = node.attr["value"].tensor.float_val if node.op == "Const" else []
-            if len(values) == 1 and re.search(r"/(Const_1|add/y)$", node.name):
-                found_bias.add(round(float(values[0]), 6))
-    if len(found_bias) != 1:  # every BasicLSTMCell and LSTMCell adds one, 0.0 included
-        if given is None:
-            raise ImportRefused(
-                f"{path}: the forget bias the cells add was not found in {meta.name} "
-                f"({len(found_bias)} candidates): pass --forget-bias"
-            )
-        return given, f"{meta.name} read: plain LSTM ops; forget_bias {given:g} from --forget-bias"
-    value = found_bias.pop()
-    if given is not None and abs(given - value) > 1e-6:
-        raise ImportRefused(f"{path}: --forget-bias {given:g}, but the graph in {meta.name} adds {value:g}")
-    return value, f"{meta.name} read: plain LSTM ops only; forget_bias {value:g} from the graph"
 
 
 def _head(path, reader, shapes, settings: ImportSettings, hidden: int):
@@ -336,55 +265,3 @@ def _unused(shapes, names, settings: ImportSettings, hidden: int) -> list[str]:
         if heads
         else []
     )
-
-
-def _reference(tf, reader, names, cells, forget_bias: float, config: LSTMConfig, head):
-    """TF1's dynamic_rnn over the same cells, with the checkpoint's values."""
-    tf1 = tf.compat.v1
-    graph = tf.Graph()
-    with graph.as_default():
-        x = tf1.placeholder(tf.float32, [None, None, config.input_size])
-        lengths = tf1.placeholder(tf.int32, [None])
-        cell_class = (
-            tf1.nn.rnn_cell.BasicLSTMCell if cells[0][1] == "basic_lstm_cell" else tf1.nn.rnn_cell.LSTMCell
-        )
-        made = [cell_class(size, forget_bias=forget_bias) for size in config.hidden_sizes]
-        multi = len(cells) > 1 or re.search(r"/cell_\d+$", cells[0][0]) is not None
-        states = [
-            tf1.nn.rnn_cell.LSTMStateTuple(
-                tf1.placeholder(tf.float32, [None, n]), tf1.placeholder(tf.float32, [None, n])
-            )
-            for n in config.hidden_sizes
-        ]
-        cell = tf1.nn.rnn_cell.MultiRNNCell(made) if multi else made[0]
-        initial = tuple(states) if multi else states[0]
-        output, final = tf1.nn.dynamic_rnn(cell, x, sequence_length=lengths, initial_state=initial)
-        final = list(final) if multi else [final]
-        logits = None
-        if head is not None:
-            weight, bias = head
-            source = final[-1].h if config.head == "classify_last" else output
-            logits = tf.tensordot(source, tf.constant(weight.T), 1) + tf.constant(bias)
-        variables = [v for v in tf1.global_variables()]
-        session = tf1.Session(graph=graph)
-        for (kernel_name, bias_name), (kernel_var, bias_var) in zip(
-            names, zip(variables[0::2], variables[1::2])
-        ):
-            kernel_var.load(reader.get_tensor(kernel_name), session)
-            bias_var.load(reader.get_tensor(bias_name), session)
-
-    def forward(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        inputs = {x: feed[contract.INPUT], lengths: feed[contract.SEQUENCE_LENGTHS]}
-        for layer, state in enumerate(states):
-            inputs[state.c], inputs[state.h] = (
-                feed[contract.initial_c(layer)],
-                feed[contract.initial_h(layer)],
-            )
-        fetches = {contract.OUTPUT: output}
-        for layer, state in enumerate(final):
-            fetches[contract.final_c(layer)], fetches[contract.final_h(layer)] = state.c, state.h
-        if logits is not None:
-            fetches[contract.LOGITS] = logits
-        return session.run(fetches, inputs)
-
-    return forward

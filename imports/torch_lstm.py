@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from lstmserve import contract
 from lstmserve.model.config import LSTMConfig
 
 from .errors import ImportRefused
 from .source import Imported, LayerWeights, check_chain, check_head
+from .torch_check import torch_reference
 
 _LSTM_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)weight_ih_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 _GATES = {1: "a plain RNN", 3: "a GRU", 4: "an LSTM"}
@@ -74,13 +73,13 @@ def read_torch(path: Path, head: str | None = None, prefix: str | None = None) -
         layers,
         head_weights,
         source,
-        _reference(groups, config, head_weights),
+        torch_reference(groups, config, head_weights),
         notes=["compared with nn.LSTM (and nn.Linear) built from the same state_dict, row by row"],
     )
 
 
 @dataclass
-class _Group:
+class LSTMGroup:
     """One nn.LSTM of the state_dict: its key prefix, its layers, its own entries (keys unchanged)."""
 
     prefix: str
@@ -93,7 +92,7 @@ class _Group:
         return set(self.tensors)
 
 
-def _read_group(path: Path, tensors: dict[str, np.ndarray], prefix: str) -> _Group:
+def _read_group(path: Path, tensors: dict[str, np.ndarray], prefix: str) -> LSTMGroup:
     name = prefix.rstrip(".") or "the state_dict's"
     keys = {key for key in tensors if key.startswith(prefix) and "." not in key[len(prefix) :]}
     if any(key.endswith("_reverse") for key in keys):
@@ -133,7 +132,7 @@ def _read_group(path: Path, tensors: dict[str, np.ndarray], prefix: str) -> _Gro
         layers.append(LayerWeights(w_ih, w_hh, bias))
     kinds = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if has_bias else [])
     own = {prefix + f"{kind}_l{index}" for index in range(count) for kind in kinds}
-    return _Group(prefix, layers, {key: tensors[key] for key in sorted(own)}, has_bias)
+    return LSTMGroup(prefix, layers, {key: tensors[key] for key in sorted(own)}, has_bias)
 
 
 def _find_head(path, tensors, used, hidden, head):
@@ -161,67 +160,6 @@ def _find_head(path, tensors, used, hidden, head):
     bias = tensors.get(prefix + "bias", np.zeros(weight.shape[0], np.float32))
     check_head(weight, bias, hidden, f"{path}: nn.Linear {prefix.rstrip('.') or 'the top'}")
     return (weight, bias), prefix
-
-
-def _reference(groups: list[_Group], config: LSTMConfig, head_weights):
-    """nn.LSTM modules with these weights, run one row at a time over that row's own length."""
-    modules = []
-    for group in groups:
-        first = group.layers[0]
-        lstm = nn.LSTM(
-            first.weight_ih.shape[1],
-            first.hidden,
-            num_layers=len(group.layers),
-            bias=group.has_bias,
-            batch_first=True,
-        )
-        lstm.load_state_dict(
-            {k.removeprefix(group.prefix): torch.from_numpy(v) for k, v in group.tensors.items()}
-        )
-        modules.append(lstm.eval())
-    linear = None
-    if head_weights is not None:
-        linear = nn.Linear(head_weights[0].shape[1], head_weights[0].shape[0])
-        linear.load_state_dict(
-            {"weight": torch.from_numpy(head_weights[0]), "bias": torch.from_numpy(head_weights[1])}
-        )
-
-    @torch.no_grad()
-    def forward(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        x, lengths = torch.from_numpy(feed[contract.INPUT]), feed[contract.SEQUENCE_LENGTHS]
-        batch, time = x.shape[:2]
-        out = np.zeros((batch, time, config.hidden_sizes[-1]), np.float32)
-        finals = {
-            n: np.array(feed[n.replace("final_", "initial_")])
-            for n in contract.output_names(config.num_layers, False)[1:]
-        }
-        for row in range(batch):
-            length = int(lengths[row])
-            if length == 0:
-                continue  # TF1's dynamic_rnn: a row of length 0 keeps its state
-            y, layer = x[row : row + 1, :length], 0
-            for lstm in modules:
-                n = lstm.num_layers
-                h0 = torch.stack(
-                    [torch.from_numpy(feed[contract.initial_h(layer + i)][row]) for i in range(n)]
-                )
-                c0 = torch.stack(
-                    [torch.from_numpy(feed[contract.initial_c(layer + i)][row]) for i in range(n)]
-                )
-                y, (h, c) = lstm(y, (h0.unsqueeze(1), c0.unsqueeze(1)))
-                for i in range(n):
-                    finals[contract.final_c(layer + i)][row] = c[i, 0].numpy()
-                    finals[contract.final_h(layer + i)][row] = h[i, 0].numpy()
-                layer += n
-            out[row, :length] = y[0].numpy()
-        result = {contract.OUTPUT: out, **finals}
-        if linear is not None:
-            top_h = torch.from_numpy(finals[contract.final_h(config.num_layers - 1)])
-            logits = linear(top_h) if config.head == "classify_last" else linear(torch.from_numpy(out))
-            result[contract.LOGITS] = logits.numpy()
-        return result
-
-    return forward
 
 
 def _load(path: Path):
