@@ -7,9 +7,13 @@ here, a 256-row call of the 2x128 model: encoding its 128 KiB state tensors took
 itself, glibc raises the threshold to the largest block freed so far and keeps what the heap once
 held (80 streams' worth of batches left RSS at 300 MB for good).
 
-So: blocks up to 32 MiB come from the heap, where freed ones are reused without faults, and every
+So: blocks up to 1 MiB come from the heap, where freed ones are reused without faults, and every
 second a thread gives the heap's free pages back (malloc_trim: about 20 ms per GB it frees, nothing
-when there is nothing to free). Elsewhere than glibc, both do nothing.
+when there is nothing to free). Larger blocks keep mappings of their own: taken from the heap too (up
+to 32 MiB, tried first), the answers of 80 streams of 1000-step chunks left 45-80 MB of the worker
+threads' arenas fragmented after the load, which no trim could give back (10 MB at 1 MiB); a 256-row
+call of the 2x128 model, whose largest blocks are 128 KiB, was as fast either way (p50 2.6 ms).
+Elsewhere than glibc, both do nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 log = logging.getLogger("lstmserve.server")
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, from glibc's malloc.h
-_HEAP_BLOCKS_UP_TO = 32 << 20  # glibc's largest threshold on 64-bit; setting it also stops its drift
+_HEAP_BLOCKS_UP_TO = 1 << 20  # setting it also stops glibc's drift of the threshold
 # free() itself shrinks the heap when this much is free at its top: left at 128 KiB, freeing one large
 # block gave its pages back and the next one faulted them in again (a 256-row answer's encoding took
 # 2.4 ms instead of 0.15). The trim every second gives them back instead.
