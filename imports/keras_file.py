@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -18,7 +19,8 @@ from .errors import ImportRefused
 
 
 def open_keras(path: Path):
-    """(model config, weights-by-layer-name reader, keras version) of a .keras or .h5 file."""
+    """(model config, weights reader, keras version) of a .keras or .h5 file. The reader takes a layer's
+    name and its place (`weight_paths`) and returns its arrays in the order Keras saved them."""
     try:
         import h5py
     except ImportError:
@@ -43,10 +45,13 @@ def open_keras(path: Path):
         except OSError as exc:
             raise ImportRefused(f"{path}: its model.weights.h5 is not a readable HDF5 file ({exc})") from None
 
-        def weights(name: str) -> list[np.ndarray]:
-            group = weights_file.get(f"layers/{name}")
+        def weights(name: str, position: str) -> list[np.ndarray]:
+            # Keras 3 files a layer's weights by its place, not its name: layers/lstm, layers/lstm_1, ...
+            group = weights_file.get(f"layers/{position}")
             if group is None:
-                raise ImportRefused(f"{path}: no weights for layer {name!r} in model.weights.h5")
+                raise ImportRefused(
+                    f"{path}: no weights for layer {name!r} (layers/{position}) in model.weights.h5"
+                )
             if not isinstance(group, h5py.Group):
                 raise ImportRefused(f"{path}: layers/{name} in model.weights.h5 is not a group")
             found: list[tuple[str, np.ndarray]] = []
@@ -78,7 +83,7 @@ def open_keras(path: Path):
     version = version.decode() if isinstance(version, bytes) else str(version)
     root = handle["model_weights"] if "model_weights" in handle else handle
 
-    def weights_h5(name: str) -> list[np.ndarray]:
+    def weights_h5(name: str, position: str) -> list[np.ndarray]:  # a legacy .h5 files them by name
         if not isinstance(name, str) or name not in root or not isinstance(root[name], h5py.Group):
             raise ImportRefused(f"{path}: no weights for layer {name!r}")
         group = root[name]
@@ -145,3 +150,19 @@ def _read_array(path: Path, where: str, item: Any) -> np.ndarray:
         return np.asarray(item, np.float32)
     except OSError as exc:  # a damaged dataset
         raise ImportRefused(f"{path}: cannot read weights {where} ({exc})") from None
+
+
+def weight_paths(layers: list[dict[str, Any]]) -> dict[str, str]:
+    """Each layer's place in a Keras 3 weights file: its class in snake case, numbered from the second
+    of that class on, in the model's order (Keras' own naming, whatever the layers are called)."""
+    seen: dict[str, int] = {}
+    places = {}
+    for layer in layers:
+        kind = re.sub(r"\W+", "", str(layer.get("class_name", "")))
+        kind = re.sub(r"([a-z])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", kind)).lower()
+        count = seen.get(kind, 0)
+        seen[kind] = count + 1
+        name = layer.get("config", {}).get("name") if isinstance(layer.get("config"), dict) else None
+        if isinstance(name, str):
+            places[name] = kind if count == 0 else f"{kind}_{count}"
+    return places

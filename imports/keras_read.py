@@ -17,7 +17,7 @@ from lstmserve.model.config import LSTMConfig
 
 from .errors import ImportRefused
 from .keras_check import keras_reference
-from .keras_file import open_keras
+from .keras_file import open_keras, weight_paths
 from .source import Imported, LayerWeights, check_chain, check_head
 
 _SKIPPED = {
@@ -44,9 +44,10 @@ def read_keras(path: Path) -> Imported:
     config, weights, keras_version = open_keras(path)
     layers_config = _layers(path, config)
     input_size, mask_value, lstms, dense = _walk(path, layers_config)
+    places = weight_paths(layers_config)
     layers = []
     for name, lstm_config in lstms:
-        arrays = weights(name)
+        arrays = weights(name, places.get(name, name))
         use_bias = bool(lstm_config.get("use_bias", True))
         if len(arrays) != 2 + use_bias:
             raise ImportRefused(
@@ -73,7 +74,7 @@ def read_keras(path: Path) -> Imported:
     last_returns_sequences = bool(lstms[-1][1].get("return_sequences", False))
     if dense is not None:
         dense_name, dense_config, per_step = dense
-        arrays = weights(dense_name)
+        arrays = weights(dense_name, places.get(dense_name, dense_name))
         if len(arrays) not in (1, 2) or arrays[0].ndim != 2:
             raise ImportRefused(
                 f"{path}: Dense {dense_name!r} has weights {[a.shape for a in arrays]}, "

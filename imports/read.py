@@ -39,7 +39,7 @@ def read(path: Path, settings: ImportSettings) -> Imported:
         from .torch_lstm import read_torch
 
         _only(settings, source, ("head", "prefix"))
-        return read_torch(path, settings.head, settings.prefix)
+        return read_torch(path, settings.head, settings.prefix or None)
     if source == "keras":
         from .keras_read import read_keras
 

@@ -35,8 +35,10 @@ class ImportSettings:
     )
     head_kernel: str | None = setting(None, "tf1: the dense head's kernel variable, (hidden, outputs)")
     head_bias: str | None = setting(None, "tf1: the dense head's bias variable (default: none)")
-    prefix: str | None = setting(
-        None, "torch: the nn.LSTM's key prefix in the state_dict, e.g. encoder.lstm (default: found)"
+    prefix: tuple[str, ...] = setting(
+        (),
+        "torch: the nn.LSTM's key prefix in the state_dict, e.g. encoder.lstm; several are chained in "
+        "the order given (default: the one found, or an nn.ModuleList of them in index order)",
     )
 
     def __post_init__(self) -> None:

@@ -226,6 +226,8 @@ def _is_slot(name: str) -> bool:
 
 def _head(path, reader, shapes, settings: ImportSettings, hidden: int):
     if settings.head_kernel is None:
+        if settings.head is not None:  # a head asked for, with no weights to make it from
+            raise ImportRefused(f"{path}: --head {settings.head} needs --head-kernel (and --head-bias)")
         return None
     for name in (settings.head_kernel, settings.head_bias):
         if name is not None and name not in shapes:

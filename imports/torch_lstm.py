@@ -28,32 +28,42 @@ _WEIGHT_NAME = re.compile(r"(^|\.)(weight|bias)(_(ih|hh|hr)_l\d+(_reverse)?)?$")
 _MAX_DEPTH = 16  # dicts inside dicts: a module's state_dict is flat, a checkpoint nests a few
 
 
-def read_torch(path: Path, head: str | None = None, prefix: str | None = None) -> Imported:
+def read_torch(path: Path, head: str | None = None, prefix: tuple[str, ...] | None = None) -> Imported:
     tensors = _flatten(path, _load(path))
-    prefixes = sorted({m["prefix"] for key in tensors if (m := _LSTM_KEY.match(key))}, key=_natural)
-    if prefix is not None:
-        prefix = prefix if prefix in ("",) or prefix.endswith(".") else prefix + "."
-        if prefix not in prefixes:
-            raise ImportRefused(
-                f"{path}: no LSTM weights under --prefix {prefix!r}; found {prefixes or 'none'}"
-            )
-        prefixes = [prefix]
-    if not prefixes:
+    found = list(dict.fromkeys(m["prefix"] for key in tensors if (m := _LSTM_KEY.match(key))))
+    if not found:
         raise ImportRefused(f"{path}: no nn.LSTM weights (weight_ih_l0) in this state_dict")
+    if prefix is not None:
+        prefixes = [p if p == "" or p.endswith(".") else p + "." for p in prefix]
+        unknown = [p for p in prefixes if p not in found]
+        if unknown:
+            raise ImportRefused(
+                f"{path}: no LSTM weights under --prefix {unknown[0].rstrip('.')!r}; found "
+                f"{', '.join(repr(p.rstrip('.')) for p in found)}"
+            )
+    else:
+        prefixes = _stack_order(path, found)
     groups = [_read_group(path, tensors, group) for group in prefixes]
     layers = [layer for group in groups for layer in group.layers]
     input_size = layers[0].weight_ih.shape[1]
     where = f"{path} ({' then '.join(repr(p.rstrip('.') or 'the LSTM') for p in prefixes)})"
     check_chain(layers, input_size, where)
     used = {key for group in groups for key in group.keys}
-    head_weights, head_prefix = _find_head(path, tensors, used, layers[-1].hidden, head)
+    notes = ["compared with nn.LSTM (and nn.Linear) built from the same state_dict, row by row"]
+    if prefix is not None and head is None:  # one part of a bigger module, chosen: its head only if asked
+        head_weights, head_prefix = None, ""
+    else:
+        head_weights, head_prefix = _find_head(path, tensors, used, layers[-1].hidden, head)
     if head_weights is not None:
         used |= {head_prefix + "weight", head_prefix + "bias"}
-    left = sorted(set(tensors) - used)
-    if left:
+    left = [key for key in tensors if key not in used]
+    if left and prefix is not None:
+        chosen = " then ".join(p.rstrip(".") or "the top level" for p in prefixes)
+        notes.append(f"left out, as --prefix chose {chosen}: {_listed(left)}")
+    elif left:
         raise ImportRefused(
-            f"{path}: weights that are neither the LSTM nor its head: {', '.join(left[:6])}"
-            f"{', ...' if len(left) > 6 else ''} (an embedding or another layer would be left out)"
+            f"{path}: weights that are neither the LSTM nor its head: {_listed(left)} (an embedding or "
+            "another layer would be left out; --prefix imports one LSTM of several on purpose)"
         )
     config = LSTMConfig(
         input_size=int(input_size),
@@ -74,8 +84,27 @@ def read_torch(path: Path, head: str | None = None, prefix: str | None = None) -
         head_weights,
         source,
         torch_reference(groups, config, head_weights),
-        notes=["compared with nn.LSTM (and nn.Linear) built from the same state_dict, row by row"],
+        notes=notes,
     )
+
+
+def _stack_order(path: Path, found: list[str]) -> list[str]:
+    """One nn.LSTM, or the nn.LSTMs of one nn.ModuleList (layers.0., layers.1., ...) in index order.
+    Named ones (encoder and decoder, say) are not a stack a state_dict can prove: --prefix says."""
+    if len(found) == 1:
+        return found
+    indexed = [re.fullmatch(r"(.*?)(\d+)\.", p) for p in found]
+    if all(indexed) and len({m.group(1) for m in indexed if m}) == 1:
+        return sorted(found, key=lambda p: int(re.fullmatch(r".*?(\d+)\.", p).group(1)))  # type: ignore[union-attr]
+    names = ", ".join(repr(p.rstrip(".")) for p in found)
+    raise ImportRefused(
+        f"{path}: several nn.LSTMs ({names}): name the one to import with --prefix, or several to chain "
+        "in that order (--prefix A B)"
+    )
+
+
+def _listed(keys: list[str]) -> str:
+    return ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
 
 
 @dataclass
@@ -93,7 +122,7 @@ class LSTMGroup:
 
 
 def _read_group(path: Path, tensors: dict[str, np.ndarray], prefix: str) -> LSTMGroup:
-    name = prefix.rstrip(".") or "the state_dict's"
+    name = prefix.rstrip(".") or "the state_dict"
     keys = {key for key in tensors if key.startswith(prefix) and "." not in key[len(prefix) :]}
     if any(key.endswith("_reverse") for key in keys):
         raise ImportRefused(
@@ -210,7 +239,3 @@ def _to_numpy(path: Path, name: str, value: torch.Tensor) -> np.ndarray:
             f"{value.untyped_storage().nbytes() // value.element_size()} values (an expanded tensor)"
         )
     return value.detach().to(torch.float32).numpy()
-
-
-def _natural(text: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]

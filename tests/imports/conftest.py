@@ -18,7 +18,10 @@ HERE = Path(__file__).resolve().parent
 # name -> flags after the source path; each is imported into one repository under its name.
 GOOD = {
     "torch_tagger": ("torch_tagger.pt", "--head", "per_step"),
-    "torch_stacked": ("torch_stacked.pt",),
+    "torch_stacked": ("torch_stacked.pt", "--prefix", "first", "second"),
+    "torch_ordered": ("torch_ordered.pt", "--prefix", "zeta", "alpha"),
+    "torch_module_list": ("torch_module_list.pt",),
+    "torch_encoder": ("torch_seq2seq.pt", "--prefix", "encoder"),
     "keras_classifier": ("keras_classifier.keras",),
     "keras_tagger": ("keras_tagger.h5",),
     "keras2_plain": ("keras2_plain.h5",),
@@ -84,6 +87,11 @@ REFUSED = {
         "no variable dense/kernel (missing variables)",
     ),
     "tf1_two_scopes": (("tf1_two_scopes/model.ckpt",), "LSTM cells under several scopes (decoder, encoder"),
+    "tf1_head_without_kernel": (
+        ("tf1_basic/model.ckpt", "--head", "per_step"),
+        "--head per_step needs --head-kernel",
+    ),
+    "torch_seq2seq_whole": (("torch_seq2seq.pt",), "several nn.LSTMs ('encoder', 'decoder'): name the one"),
     "tf1_forget_bias": (("tf1_basic/model.ckpt", "--forget-bias", "0.5"), "--forget-bias 0.5, but the graph"),
 }
 

@@ -55,6 +55,30 @@ def torch_sources(out: Path) -> None:
         y, _ = stacked["second"](stacked["first"](torch.from_numpy(X))[0])
         expect(out, "torch_stacked", output=y.numpy())
 
+    # Registered (and so saved) in forward order, named against the alphabet.
+    ordered = nn.ModuleDict(
+        {"zeta": nn.LSTM(INPUTS, 6, batch_first=True), "alpha": nn.LSTM(6, 3, batch_first=True)}
+    )
+    torch.save(ordered.eval().state_dict(), out / "torch_ordered.pt")
+    with torch.no_grad():
+        y, _ = ordered["alpha"](ordered["zeta"](torch.from_numpy(X))[0])
+        expect(out, "torch_ordered", output=y.numpy())
+    # An nn.ModuleList of single-layer LSTMs, as LSTMStack itself: chained in index order (2 before 10).
+    listed = nn.ModuleList([nn.LSTM(INPUTS if i == 0 else 3, 3, batch_first=True) for i in range(11)]).eval()
+    torch.save(listed.state_dict(), out / "torch_module_list.pt")
+    with torch.no_grad():
+        y = torch.from_numpy(X)
+        for lstm in listed:
+            y = lstm(y)[0]
+        expect(out, "torch_module_list", output=y.numpy())
+    # A seq2seq module: `--prefix encoder` imports its encoder alone.
+    seq2seq = nn.ModuleDict(
+        {"encoder": nn.LSTM(INPUTS, 4, batch_first=True), "decoder": nn.LSTM(4, 4), "fc": nn.Linear(4, 3)}
+    ).eval()
+    torch.save(seq2seq.state_dict(), out / "torch_seq2seq.pt")
+    with torch.no_grad():
+        expect(out, "torch_encoder", output=seq2seq["encoder"](torch.from_numpy(X))[0].numpy())
+
     torch.save(nn.GRU(INPUTS, 4).state_dict(), out / "torch_gru.pt")
     torch.save(nn.LSTM(INPUTS, 4, bidirectional=True).state_dict(), out / "torch_bidirectional.pt")
     torch.save(nn.LSTM(INPUTS, 4, proj_size=2).state_dict(), out / "torch_proj.pt")
@@ -67,14 +91,15 @@ def keras_sources(out: Path) -> None:
 
     keras.utils.set_random_seed(0)
     layers = keras.layers
+    layers.LSTM(2)  # takes the name "lstm": the classifier's default names then differ from their places
     classifier = keras.Sequential(
         [
             keras.Input((None, INPUTS)),
             layers.Masking(0.0),
-            layers.LSTM(8, return_sequences=True),
+            layers.LSTM(8, return_sequences=True, name="encoder"),
             layers.Dropout(0.3),
             layers.LSTM(6),
-            layers.Dense(3, activation="softmax"),
+            layers.Dense(3, activation="softmax", name="classes"),
         ]
     )
     classifier.save(out / "keras_classifier.keras")
