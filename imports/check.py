@@ -3,8 +3,8 @@
 Random inputs and random (non-zero) states, several shapes, ragged lengths with rows of length 0; each
 value must agree within 1e-5 scaled by 1 + |value|. Outputs and per-step logits are compared inside
 each row's length (past it lstmserve gives zeros, which export/verify.py checks; frameworks differ
-there). Chunked with the state fed back equal to one call is export/verify.py's check, run on the same
-graph by publish().
+there). Chunked with the state fed back equal to one call is export/verify.py's check, which run.py
+runs on the same graph first (and publish() again on its own export, with --name).
 """
 
 from __future__ import annotations
