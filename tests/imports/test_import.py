@@ -106,7 +106,11 @@ def test_detects_the_framework_from_the_file(sources, tmp_path):
         ),
         ("torch_tagger.pt", ("--scope", "rnn"), "--scope does not apply to a torch model"),
         ("torch_tagger.pt", ("--head-kernel", "k"), "--head-kernel needs --head"),
-        ("torch_stacked.pt", ("--prefix", "third"), "no LSTM weights under --prefix 'third'; found 'first', 'second'"),
+        (
+            "torch_stacked.pt",
+            ("--prefix", "third"),
+            "no LSTM weights under --prefix 'third'; found 'first', 'second'",
+        ),
         ("keras_classifier.keras", ("--head", "per_step"), "--head does not apply to a keras model"),
     ],
 )
