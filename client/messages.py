@@ -81,6 +81,7 @@ class ModelInfo:
     fingerprint: str
     quantization: str
     lstmserve_version: str
+    accepts_state_from: tuple[str, ...] = ()  # models whose states it also takes (a decoder's encoder)
 
     @classmethod
     def from_proto(cls, info: pb.ModelInfo) -> ModelInfo:
@@ -96,4 +97,5 @@ class ModelInfo:
             info.fingerprint,
             info.quantization,
             info.lstmserve_version,
+            tuple(info.accepts_state_from),
         )

@@ -22,7 +22,7 @@ def add_export(commands) -> None:
     add_flags(parser, ExportSettings, ("name", "version"))
     # What to do with a version already there: not a setting of the model published.
     parser.add_argument("--force", action="store_true", help="replace an existing version")
-    add_flags(parser, ExportSettings, ("quantize",))
+    add_flags(parser, ExportSettings, ("quantize", "accepts_state_from"))
     parser.set_defaults(run=run_export)
 
 

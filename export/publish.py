@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from lstmserve import contract
 from lstmserve.model.checkpoint import Checkpoint, load_checkpoint
+from lstmserve.model.config import LSTMConfig
 from lstmserve.model.data import SequenceData, load_dataset, split
 from lstmserve.model.errors import DataError
 
 from . import repository
-from .onnx import export_model, metadata
+from .errors import ExportError
+from .onnx import export_model, metadata, set_metadata
 from .quantize import QuantizeReport, compare_int8, quantize_int8
 from .settings import ExportSettings
 from .verify import VerifyReport, verify_export
@@ -71,6 +75,9 @@ def publish_checkpoint(
     version, path, int8_path = _claim(settings, force)
     log(f"exporting {label} ({_describe(checkpoint)})")
     model = export_model(checkpoint.model)
+    if settings.accepts_state_from:
+        check_makers(Path(settings.repository), settings.accepts_state_from, checkpoint.config, log)
+        set_metadata(model, {contract.META_ACCEPTS_STATE_FROM: json.dumps(list(settings.accepts_state_from))})
     report = verify_export(model, checkpoint.model)
     log(f"verified: {report.summary()}")
     result = ExportResult(Published(path, version, metadata(model)[contract.META_FINGERPRINT], report))
@@ -92,6 +99,30 @@ def publish_checkpoint(
         repository.write_model(result.int8.path, int8)
         log(f"wrote {result.int8.path}")
     return result
+
+
+def check_makers(root: Path, makers: tuple[str, ...], config: LSTMConfig, log: Callable[[str], None]) -> None:
+    """The models whose states this one will take must have its layers: checked against their newest
+    version where the repository has one (the server checks again when it loads both)."""
+    for maker in makers:
+        versions = repository.versions(root, maker)
+        if not versions:
+            log(f"{maker} is not in {root} yet: its layers are checked when the server loads both")
+            continue
+        path = repository.model_path(root, maker, max(versions))
+        try:
+            meta = metadata(onnx.load(str(path), load_external_data=False))
+            sizes = tuple(json.loads(meta[contract.META_CONFIG])["hidden_sizes"])
+        except Exception as exc:  # noqa: BLE001 (onnx raises its own kinds for a damaged file)
+            raise ExportError(
+                f"{path}: cannot read its layers to check --accepts-state-from ({exc})"
+            ) from None
+        if sizes != config.hidden_sizes:
+            raise ExportError(
+                f"--accepts-state-from {maker}: {maker} v{max(versions)} has layers {list(sizes)}, this "
+                f"model {list(config.hidden_sizes)}: a state hands over only between equal layers"
+            )
+        log(f"takes states from {maker} (v{max(versions)}: layers {list(sizes)}, as its own)")
 
 
 def _claim(settings: ExportSettings, force: bool) -> tuple[int, Path, Path | None]:

@@ -23,12 +23,29 @@ class ExportSettings:
         "also write a dynamic-int8 copy as the next version; report accuracy and speed",
         choices=QUANTIZATIONS[1:],
     )
+    accepts_state_from: tuple[str, ...] = setting(
+        (),
+        "also take states made by this model (an encoder's, for a decoder); its layers must match; "
+        "repeat for several",
+        flag="--accepts-state-from",
+        metavar="MODEL",
+        repeat=True,
+    )
 
     def __post_init__(self) -> None:
         try:
             layout.check_name(self.name)
         except layout.LayoutError as exc:
             raise ExportError(str(exc)) from None
+        for maker in self.accepts_state_from:
+            try:
+                layout.check_name(maker)
+            except layout.LayoutError as exc:
+                raise ExportError(f"{flag_of(self, 'accepts_state_from')}: {exc}") from None
+            if maker == self.name:
+                raise ExportError(
+                    f"{flag_of(self, 'accepts_state_from')} {maker}: a model takes its own states"
+                )
         if self.version is not None and layout.version_of(str(self.version)) is None:
             raise ExportError(
                 f"{flag_of(self, 'version')} must be a positive integer of at most "

@@ -45,4 +45,7 @@ META_LABELS = "lstmserve.labels"  # JSON list of class names
 META_FINGERPRINT = "lstmserve.fingerprint"  # states are only valid for the model that made them
 META_VERSION = "lstmserve.version"  # the lstmserve release that exported it
 META_QUANTIZATION = "lstmserve.quantization"  # one of QUANTIZATIONS
+# JSON list of model names whose states this model also takes as its initial state (an encoder's, say):
+# declared at export (--accepts-state-from), honoured by the server where the state shapes match.
+META_ACCEPTS_STATE_FROM = "lstmserve.accepts_state_from"
 QUANTIZATIONS = ("none", "int8")

@@ -85,7 +85,28 @@ class ModelRepository:
             del self._stamps[name, version]
             log.info("unloaded %s v%d (its file is gone)", name, version)
         self._models = {name: versions for name, versions in models.items() if versions}
+        if changes.added or changes.removed:
+            self._check_handoffs()
         return changes
+
+    def _check_handoffs(self) -> None:
+        """A model that takes another's states (--accepts-state-from) where that one's shapes differ:
+        said when both are loaded, since every such state will be refused."""
+        for runtime in self.all():
+            for name in runtime.info.accepts_state_from:
+                for maker in [self._models[name][v] for v in self.versions(name)]:
+                    if maker.info.config.hidden_sizes != runtime.info.config.hidden_sizes:
+                        log.error(
+                            "%s v%d accepts states from %s, but %s v%d's layers %s differ from its own %s: "
+                            "those states will be refused",
+                            runtime.info.name,
+                            runtime.info.version,
+                            name,
+                            name,
+                            maker.info.version,
+                            list(maker.info.config.hidden_sizes),
+                            list(runtime.info.config.hidden_sizes),
+                        )
 
     def get(self, name: str, version: int = 0, scope: Scope = EVERY_MODEL) -> ModelRuntime:
         """The named version, or the newest when version is 0; within what `scope` may call, and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from lstmserve import contract
+from lstmserve import contract, layout
 from lstmserve.codec import LayerArrays
 from lstmserve.model.config import LSTMConfig  # a dataclass: importing it does not import torch
 
@@ -36,6 +37,7 @@ class ModelInfo:
     fingerprint: str
     quantization: str
     lstmserve_version: str
+    accepts_state_from: tuple[str, ...] = ()  # models whose states it also takes (as exported)
 
 
 def disable_telemetry() -> None:
@@ -83,6 +85,7 @@ class ModelRuntime:
             fingerprint=meta[contract.META_FINGERPRINT],
             quantization=meta.get(contract.META_QUANTIZATION, "none"),
             lstmserve_version=meta.get(contract.META_VERSION, ""),
+            accepts_state_from=_accepts(path, meta.get(contract.META_ACCEPTS_STATE_FROM, "[]")),
         )
         self.output_names = [output.name for output in self.session.get_outputs()]
         want = contract.output_names(config.num_layers, config.head != "none")
@@ -115,3 +118,17 @@ class ModelRuntime:
             f"{list(config.hidden_sizes)}, head {config.head}, quantization {self.info.quantization}, "
             f"fingerprint {self.info.fingerprint}, {self.providers[0]}"
         )
+
+
+def _accepts(path: Path, text: str) -> tuple[str, ...]:
+    try:
+        names = json.loads(text)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(
+        isinstance(name, str) and layout.is_model_name(name) for name in names
+    ):
+        raise ModelLoadError(
+            f"{path}: bad {contract.META_ACCEPTS_STATE_FROM} metadata (a JSON list of model names)"
+        )
+    return tuple(names)

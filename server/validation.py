@@ -114,12 +114,18 @@ def _state(
     info, config = runtime.info, runtime.info.config
     if state.fingerprint != info.fingerprint:
         maker = maker_of(state.fingerprint, scope)  # a model outside the token's scope is not named
-        made_by = f"{maker.info.name} v{maker.info.version}" if maker else "a model not served here"
-        raise FailedPrecondition(
-            f"state was made by {made_by} (fingerprint {quoted(state.fingerprint)}), not by {info.name} "
-            f"v{info.version} (fingerprint {info.fingerprint}); a state is only valid for the model "
-            "that produced it"
-        )
+        if maker is None or not handed_over(maker, runtime):
+            made_by = f"{maker.info.name} v{maker.info.version}" if maker else "a model not served here"
+            declared = (
+                f"; {info.name} takes states from {', '.join(info.accepts_state_from)} too"
+                if info.accepts_state_from
+                else ""
+            )
+            raise FailedPrecondition(
+                f"state was made by {made_by} (fingerprint {quoted(state.fingerprint)}), not by {info.name} "
+                f"v{info.version} (fingerprint {info.fingerprint}); a state is only valid for the model "
+                f"that produced it, or for one exported with --accepts-state-from its maker{declared}"
+            )
     layers = _opened(state, config.hidden_sizes, seal)
     if len(layers) != config.num_layers:
         raise InvalidArgument(f"state has {len(layers)} layers; {info.name} has {config.num_layers}")
@@ -132,6 +138,14 @@ def _state(
                 raise InvalidArgument(f"{where} must have shape [{batch}, {size}]; got {list(value.shape)}")
             _check_finite(value, where)
     return layers
+
+
+def handed_over(maker: ModelRuntime, runtime: ModelRuntime) -> bool:
+    """Whether `runtime` takes states made by `maker`: declared at its export, same hidden sizes."""
+    return (
+        maker.info.name in runtime.info.accepts_state_from
+        and maker.info.config.hidden_sizes == runtime.info.config.hidden_sizes
+    )
 
 
 def _opened(state: State, hidden_sizes: tuple[int, ...], seal: StateSeal | None) -> LayerArrays:

@@ -109,4 +109,5 @@ def model_info(runtime: ModelRuntime, repository: ModelRepository) -> pb.ModelIn
         fingerprint=info.fingerprint,
         quantization=info.quantization,
         lstmserve_version=info.lstmserve_version,
+        accepts_state_from=info.accepts_state_from,
     )

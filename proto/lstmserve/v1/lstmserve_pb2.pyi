@@ -95,7 +95,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "versions", "input_size", "hidden_sizes", "head", "num_outputs", "labels", "fingerprint", "quantization", "lstmserve_version")
+    __slots__ = ("name", "version", "versions", "input_size", "hidden_sizes", "head", "num_outputs", "labels", "fingerprint", "quantization", "lstmserve_version", "accepts_state_from")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,7 @@ class ModelInfo(_message.Message):
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
     LSTMSERVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_STATE_FROM_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     versions: _containers.RepeatedScalarFieldContainer[int]
@@ -118,4 +119,5 @@ class ModelInfo(_message.Message):
     fingerprint: str
     quantization: str
     lstmserve_version: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input_size: _Optional[int] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., head: _Optional[str] = ..., num_outputs: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., fingerprint: _Optional[str] = ..., quantization: _Optional[str] = ..., lstmserve_version: _Optional[str] = ...) -> None: ...
+    accepts_state_from: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input_size: _Optional[int] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., head: _Optional[str] = ..., num_outputs: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., fingerprint: _Optional[str] = ..., quantization: _Optional[str] = ..., lstmserve_version: _Optional[str] = ..., accepts_state_from: _Optional[_Iterable[str]] = ...) -> None: ...
