@@ -12,6 +12,7 @@ import numpy as np
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
+from . import messages
 from .async_stream import AsyncStream
 from .coalesce import Coalescer, ThreadCoalescer
 from .errors import rpc_errors
@@ -110,10 +111,17 @@ class Client(_Connection):
         lengths: Any = None,
         version: int = 0,
         outputs: Sequence[str] | None = None,
+        time_major: bool = False,
     ) -> InferResult:
         """Run one chunk. input: (batch, time, input_size); state: a previous result's state, or None
         for zero state; lengths: (batch,) valid steps per row, or None for full length; outputs: which
-        of "output", "logits", "state" to send back, or None for all (the rest come back as None)."""
+        of "output", "logits", "state" to send back, or None for all (the rest come back as None).
+        time_major: input is (time, batch, input_size), and output and per-step logits come back
+        time first, as TF1's dynamic_rnn(time_major=True) (the wire stays batch-major)."""
+        if time_major:
+            return messages.time_major(
+                self.infer(model, messages.batch_major(input), state, lengths, version, outputs)
+            )
         if self.coalescer is not None:
             x, lengths = _arrays(input, lengths)
             return self.coalescer.infer(model, x, state, lengths, version, _names(outputs))
@@ -133,6 +141,7 @@ class Client(_Connection):
         bidi: bool = False,
         outputs: Sequence[str] | None = None,
         state_every: int = 1,
+        time_major: bool = False,
     ) -> Stream:
         """A Stream that feeds chunks and carries the state between them. bidi=True holds the state on the
         server for the life of one StreamInfer call (less to send); a broken call resumes from the state.
@@ -140,8 +149,9 @@ class Client(_Connection):
         the state comes back on every k-th chunk only (the others' results have state=None); the
         chunks in between are kept and replayed on a new call if this one breaks, so the outputs are
         an unbroken stream's. stream.checkpoint() fetches the state after the last chunk, and close()
-        does so when chunks are pending; save() and fork() refuse pending chunks."""
-        return Stream(self, model, version, state, bidi, outputs, state_every)
+        does so when chunks are pending; save() and fork() refuse pending chunks. time_major: chunks
+        are (time, batch, input_size) and results come back time first (as infer)."""
+        return Stream(self, model, version, state, bidi, outputs, state_every, time_major)
 
     def models(self) -> list[ModelInfo]:
         with rpc_errors():
@@ -196,7 +206,11 @@ class AsyncClient(_Connection):
         lengths: Any = None,
         version: int = 0,
         outputs: Sequence[str] | None = None,
+        time_major: bool = False,
     ) -> InferResult:
+        if time_major:  # as Client.infer
+            input = messages.batch_major(input)
+            return messages.time_major(await self.infer(model, input, state, lengths, version, outputs))
         if self.coalescer is not None:
             x, lengths = _arrays(input, lengths)
             return await self.coalescer.infer(model, x, state, lengths, version, _names(outputs))
@@ -220,9 +234,10 @@ class AsyncClient(_Connection):
         bidi: bool = False,
         outputs: Sequence[str] | None = None,
         state_every: int = 1,
+        time_major: bool = False,
     ) -> AsyncStream:
         """As Client.stream; `await stream.checkpoint()`."""
-        return AsyncStream(self, model, version, state, bidi, outputs, state_every)
+        return AsyncStream(self, model, version, state, bidi, outputs, state_every, time_major)
 
     async def models(self) -> list[ModelInfo]:
         with rpc_errors():

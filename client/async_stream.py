@@ -12,7 +12,7 @@ from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .carry import Carry
 from .errors import ServerError, UnavailableError, from_rpc_error
-from .messages import InferResult
+from .messages import InferResult, batch_major, time_major
 from .state import State
 from .stream import CLOSE_SECONDS, RESUMABLE, Broken, CallStatus, timed_out
 
@@ -51,12 +51,18 @@ class AsyncStream(Carry):
         bidi: bool = False,
         outputs: Sequence[str] | None = None,
         state_every: int = 1,
+        time_major: bool = False,
     ):
-        super().__init__(model, version, state, bidi, outputs, state_every)
+        super().__init__(model, version, state, bidi, outputs, state_every, time_major)
         self._client = client
         self._call: Any = None
 
     async def feed(self, chunk: Any, lengths: Any = None) -> InferResult:
+        if self.time_major:  # as Stream.feed
+            return time_major(await self._feed(batch_major(chunk), lengths))
+        return await self._feed(chunk, lengths)
+
+    async def _feed(self, chunk: Any, lengths: Any) -> InferResult:
         if not self.bidi:  # through infer: a coalescing client gathers it with other streams' chunks
             answer = self._client.infer(self.model, chunk, self._state, lengths, self.version, self.outputs)
             return self._keep(await answer)

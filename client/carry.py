@@ -88,8 +88,10 @@ class Carry:
         bidi: bool,
         outputs: Sequence[str] | None,
         state_every: int,
+        time_major: bool = False,
     ):
         self._window = Window(state_every, outputs)
+        self.time_major = time_major  # chunks in and results out time first; the wire is batch-major
         if state_every != 1 and not bidi:
             # A unary chunk carries the state up, so its answer must bring the next one back.
             raise ValueError("state_every > 1 needs bidi=True: a unary stream needs every state back")

@@ -22,7 +22,8 @@ def add_infer(commands) -> None:
     parser = commands.add_parser(
         "infer",
         help="run a .npy sequence through a running server",
-        description="Send (batch, time, features) or (time, features) from a .npy file, whole or in "
+        description="Send (batch, time, features) or (time, features) from a .npy file (or with "
+        "--time-major (time, batch, features)), whole or in "
         "chunks with the state carried between them, and print what the model says.",
     )
     parser.add_argument("--model", required=True, help="model name, e.g. digits")
@@ -32,6 +33,12 @@ def add_infer(commands) -> None:
     )
     parser.add_argument("--chunk", type=int, help="send N steps per call, carrying the state (default: all)")
     parser.add_argument("--bidi", action="store_true", help="stream the chunks over one StreamInfer call")
+    parser.add_argument(
+        "--time-major",
+        action="store_true",
+        help="the .npy is (time, batch, features), as TF1's time_major=True; output and per-step "
+        "logits are written time first too",
+    )
     parser.add_argument("--output", help="write output, logits and the final state to this .npz")
     add_connection_flags(parser)
     parser.set_defaults(run=run_infer)
@@ -85,7 +92,7 @@ def connect(args: argparse.Namespace):
 
 
 def run_infer(args: argparse.Namespace) -> int:
-    x = _load_sequence(Path(args.input))
+    x = _load_sequence(Path(args.input), args.time_major)
     if args.chunk is not None and args.chunk < 1:
         raise InputFileError(f"--chunk must be at least 1, got {args.chunk}")
     step = args.chunk or max(x.shape[1], 1)
@@ -122,6 +129,13 @@ def run_infer(args: argparse.Namespace) -> int:
     if args.output:
         state = result.state
         assert state is not None
+        if args.time_major:  # written as it was read: time first
+            output = output.swapaxes(0, 1)
+            final_logits = (
+                final_logits.swapaxes(0, 1)
+                if final_logits is not None and final_logits.ndim == 3
+                else final_logits
+            )
         arrays: dict[str, Any] = {"output": output, "fingerprint": np.array(state.fingerprint)}
         if final_logits is not None:
             arrays["logits"] = final_logits
@@ -175,7 +189,9 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_sequence(path: Path) -> np.ndarray:
+def _load_sequence(path: Path, time_major: bool = False) -> np.ndarray:
+    """(batch, time, features) float32 from a .npy of that, of (time, features), or with time_major of
+    (time, batch, features)."""
     try:
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -188,7 +204,9 @@ def _load_sequence(path: Path) -> np.ndarray:
         )
     if not np.issubdtype(x.dtype, np.number):
         raise InputFileError(f"{path}: need numbers, got {x.dtype}")
-    return (x[None] if x.ndim == 2 else x).astype(np.float32)
+    if x.ndim == 2:
+        return x[None].astype(np.float32)
+    return (x.swapaxes(0, 1) if time_major else x).astype(np.float32)
 
 
 def _held_out_digits() -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -99,3 +99,22 @@ class ModelInfo:
             info.lstmserve_version,
             tuple(info.accepts_state_from),
         )
+
+
+def batch_major(input: Any) -> np.ndarray:
+    """TF1's time_major=True input, (time, batch, features), as the wire's (batch, time, features)."""
+    array = np.asarray(input)
+    if array.ndim != 3:
+        raise ValueError(
+            f"a time-major input must be (time, batch, input_size), got shape {list(array.shape)}"
+        )
+    return array.swapaxes(0, 1)
+
+
+def time_major(result: InferResult) -> InferResult:
+    """A result with its time axes first, as dynamic_rnn(time_major=True) returns them."""
+    output = None if result.output is None else result.output.swapaxes(0, 1)
+    logits = result.logits
+    if logits is not None and logits.ndim == 3:  # per step; classify_last's have no time axis
+        logits = logits.swapaxes(0, 1)
+    return replace(result, output=output, logits=logits)

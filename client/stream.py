@@ -29,7 +29,7 @@ from .errors import (
     ServerError,
     from_rpc_error,
 )
-from .messages import InferResult
+from .messages import InferResult, batch_major, time_major
 from .state import State
 
 T = TypeVar("T")
@@ -94,15 +94,22 @@ class Stream(Carry):
         bidi: bool = False,
         outputs: Sequence[str] | None = None,
         state_every: int = 1,
+        time_major: bool = False,
     ):
-        super().__init__(model, version, state, bidi, outputs, state_every)
+        super().__init__(model, version, state, bidi, outputs, state_every, time_major)
         self._client = client
         self._requests: queue.SimpleQueue | None = None
         self._responses: Any = None
 
     def feed(self, chunk: Any, lengths: Any = None) -> InferResult:
         """Run the next chunk, (batch, time, input_size), from the carried state; returns its result
-        (its `state` is None on the chunks that did not ask for it: state_every)."""
+        (its `state` is None on the chunks that did not ask for it: state_every). With time_major,
+        the chunk is (time, batch, input_size) and the result time first."""
+        if self.time_major:
+            return time_major(self._feed(batch_major(chunk), lengths))
+        return self._feed(chunk, lengths)
+
+    def _feed(self, chunk: Any, lengths: Any) -> InferResult:
         if not self.bidi:  # through infer: a coalescing client gathers it with other streams' chunks
             return self._keep(
                 self._client.infer(self.model, chunk, self._state, lengths, self.version, self.outputs)
