@@ -23,6 +23,7 @@ from .errors import (
     StateMismatchError,
     UnavailableError,
 )
+from .generation import AsyncGeneration, GeneratedStep, Generation
 from .messages import InferResult, ModelInfo
 from .state import State
 from .stream import Stream
@@ -31,6 +32,9 @@ from .tls import tls_credentials
 __all__ = [
     "tls_credentials",
     "AsyncClient",
+    "AsyncGeneration",
+    "GeneratedStep",
+    "Generation",
     "AsyncStream",
     "AuthenticationError",
     "Client",

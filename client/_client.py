@@ -16,6 +16,7 @@ from . import messages
 from .async_stream import AsyncStream
 from .coalesce import Coalescer, ThreadCoalescer
 from .errors import rpc_errors
+from .generation import AsyncGeneration, Generation, generate_request
 from .messages import InferResult, ModelInfo, infer_request, lengths_array
 from .state import State
 from .stream import Stream
@@ -153,6 +154,46 @@ class Client(_Connection):
         are (time, batch, input_size) and results come back time first (as infer)."""
         return Stream(self, model, version, state, bidi, outputs, state_every, time_major)
 
+    def generate(
+        self,
+        model: str,
+        prompt: Any,
+        max_steps: int,
+        state: State | None = None,
+        lengths: Any = None,
+        version: int = 0,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        seed: int | None = None,
+        stop_classes: Sequence[int] = (),
+        feedback: str = "choice",
+        time_major: bool = False,
+        timeout: float | None = None,
+    ) -> Generation:
+        """Run the prompt (batch, time, input_size) from `state`, then up to max_steps steps on the
+        server, each fed the step before's choice (one-hot; "choice") or logits ("value"): greedy
+        (temperature 0) or sampled from softmax(logits / temperature) over the top_k classes, with
+        `seed` for a repeatable run. A row that chooses one of stop_classes stops. Iterate the result
+        for the steps as they are made; then its `.state` continues from the last. timeout: for the
+        whole generation (default: the client's)."""
+        request = generate_request(
+            model,
+            prompt,
+            state,
+            lengths,
+            version,
+            max_steps,
+            temperature,
+            top_k,
+            seed,
+            stop_classes,
+            feedback,
+            time_major,
+        )
+        return Generation(
+            self.stub.Generate(request, timeout=timeout or self.timeout, metadata=self.metadata)
+        )
+
     def models(self) -> list[ModelInfo]:
         with rpc_errors():
             response = self.stub.ListModels(
@@ -238,6 +279,41 @@ class AsyncClient(_Connection):
     ) -> AsyncStream:
         """As Client.stream; `await stream.checkpoint()`."""
         return AsyncStream(self, model, version, state, bidi, outputs, state_every, time_major)
+
+    def generate(
+        self,
+        model: str,
+        prompt: Any,
+        max_steps: int,
+        state: State | None = None,
+        lengths: Any = None,
+        version: int = 0,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        seed: int | None = None,
+        stop_classes: Sequence[int] = (),
+        feedback: str = "choice",
+        time_major: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncGeneration:
+        """As Client.generate; `async for step in client.generate(...)`."""
+        request = generate_request(
+            model,
+            prompt,
+            state,
+            lengths,
+            version,
+            max_steps,
+            temperature,
+            top_k,
+            seed,
+            stop_classes,
+            feedback,
+            time_major,
+        )
+        return AsyncGeneration(
+            self.stub.Generate(request, timeout=timeout or self.timeout, metadata=self.metadata)
+        )
 
     async def models(self) -> list[ModelInfo]:
         with rpc_errors():

@@ -63,7 +63,9 @@ class Calls:
         for method in service.methods:
             behaviour = getattr(servicer, method.name)
             parse = _parser(message_factory.GetMessageClass(method.input_type))
-            if method.client_streaming and method.server_streaming:
+            if method.server_streaming:
+                # Server-streaming (Generate) is served as a bidi stream whose client sends one
+                # request: the same wire, and the same admission, flow control and cancellation.
                 handlers[method.name] = grpc.stream_stream_rpc_method_handler(
                     self._stream(method.name, parse, behaviour)
                 )
@@ -75,7 +77,7 @@ class Calls:
                     self._unary(method.name, parse, behaviour)
                 )
             else:
-                raise TypeError(f"{method.full_name}: only unary and bidirectional methods are served")
+                raise TypeError(f"{method.full_name}: client-streaming methods are not served")
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
         server.add_registered_method_handlers(service.full_name, handlers)
 

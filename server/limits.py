@@ -27,6 +27,7 @@ class Limits:
     steps: int
     row_steps: int
     message_bytes: int
+    generate_steps: int = 4096
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -35,6 +36,7 @@ class Limits:
             settings.max_request_steps,
             settings.max_request_row_steps,
             settings.max_message_bytes,
+            settings.max_generate_steps,
         )
 
     def check_chunk(self, rows: int, time: int) -> None:

@@ -46,6 +46,7 @@ class Settings:
     max_inflight_bytes: int = setting(
         128 * 1024 * 1024, "request, response and stream-state bytes held by all calls at once"
     )
+    max_generate_steps: int = setting(4096, "most steps one Generate call may ask for")
     max_calls: int = setting(1024, "unary calls in flight at once; past it, RESOURCE_EXHAUSTED")
     max_streams: int = setting(64, "open StreamInfer calls; past it, RESOURCE_EXHAUSTED")
     receive_seconds: float = setting(

@@ -86,12 +86,26 @@ def encode(
     if LOGITS in names:
         write_tensor(response.logits, outputs[LOGITS])
     if contract.final_c(0) in names:
-        state = state or runtime.final_state(outputs)
-        if seal is not None:
-            response.state.fingerprint = state.fingerprint
-            response.state.sealed = seal.seal(state.fingerprint, state.layers)
-        else:
-            write_state(response.state, state.fingerprint, state.layers)
+        encode_state(response.state, state or runtime.final_state(outputs), seal)
+    return response
+
+
+def encode_state(target: pb.State, state: State, seal: StateSeal | None) -> None:
+    """A state into a response's field: its layers, or sealed where the server seals."""
+    if seal is not None:
+        target.fingerprint = state.fingerprint
+        target.sealed = seal.seal(state.fingerprint, state.layers)
+    else:
+        write_state(target, state.fingerprint, state.layers)
+
+
+def encode_step(
+    runtime: ModelRuntime, number: int, logits: np.ndarray, choices: np.ndarray | None
+) -> pb.GenerateResponse:
+    response = pb.GenerateResponse(model=runtime.info.name, version=runtime.info.version, step=number)
+    write_tensor(response.logits, logits)
+    if choices is not None:
+        write_tensor(response.choices, choices)
     return response
 
 

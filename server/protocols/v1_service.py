@@ -5,7 +5,10 @@ Methods take the parsed request and the call's `Call` (server/calls.py registers
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
+
+import numpy as np
 
 from lstmserve import contract
 from lstmserve.codec import LayerArrays
@@ -14,12 +17,13 @@ from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from ..admission import Call
 from ..batcher import Batcher
 from ..errors import InvalidArgument, quoted
+from ..generation import CHOICE, VALUE, Sampler, check_generative, generate
 from ..limits import Limits
 from ..repository import ModelRepository
 from ..runtime import ModelRuntime
 from ..sealing import StateSeal
 from ..validation import feed_from_chunk
-from .v1 import decode, encode, model_info, requested_outputs
+from .v1 import decode, encode, encode_state, encode_step, model_info, requested_outputs
 
 
 class LSTMServicer:
@@ -65,6 +69,28 @@ class LSTMServicer:
             outputs = feed = {}  # while a slow reader holds us at `yield`, hold no arrays of the batch
             del state
             yield response
+
+    async def Generate(self, requests: AsyncIterator[pb.GenerateRequest], call: Call):
+        request = await anext(aiter(requests), None)  # a server-streaming call: its one request
+        if request is None:
+            raise InvalidArgument("Generate needs its request")
+        runtime = self.repository.get(request.prompt.model, request.prompt.version, call.scope)
+        call.model = runtime.label
+        check_generative(runtime)
+        steps, feedback, sampler, stop = _generation_options(request, runtime, self.limits)
+        feed = feed_from_chunk(
+            decode(request.prompt), runtime, self.repository, self.limits, scope=call.scope, seal=self.seal
+        )
+        call.reserve(2 * self._answer_bytes(runtime, feed, requested_outputs(pb.InferRequest(), runtime)))
+        finals: dict = {}
+        async for step in generate(runtime, self.batcher, feed, steps, feedback, sampler, stop, finals):
+            response = encode_step(runtime, step.number, step.logits, step.choices)
+            if step.number == 1:
+                response.seed = sampler.seed
+            yield response
+        last = pb.GenerateResponse(model=runtime.info.name, version=runtime.info.version, step=0)
+        encode_state(last.state, runtime.final_state(finals), self.seal)
+        yield last
 
     async def ListModels(self, request: pb.ListModelsRequest, call: Call) -> pb.ListModelsResponse:
         served = self.repository.all(call.scope)
@@ -112,3 +138,25 @@ def _zero_step_outputs(feed: dict, runtime: ModelRuntime) -> dict:
         for layer in layers
         for name, initial in ((contract.final_c, contract.initial_c), (contract.final_h, contract.initial_h))
     }
+
+
+def _generation_options(
+    request: pb.GenerateRequest, runtime: ModelRuntime, limits: Limits
+) -> tuple[int, int, Sampler, np.ndarray]:
+    """(steps, feedback, sampler, stop classes) from a GenerateRequest, each checked."""
+    if not 1 <= request.max_steps <= limits.generate_steps:
+        raise InvalidArgument(
+            f"max_steps must be in [1, {limits.generate_steps}] (--max-generate-steps), "
+            f"got {request.max_steps}"
+        )
+    if request.feedback not in (CHOICE, VALUE):
+        raise InvalidArgument(f"unknown feedback {request.feedback}: CHOICE (0) or VALUE (1)")
+    seed = request.seed if request.HasField("seed") else secrets.randbits(63)
+    sampler = Sampler(request.temperature, request.top_k, seed)
+    stop = np.array(request.stop_classes, dtype=np.int64)
+    classes = runtime.info.config.num_outputs
+    if ((stop < 0) | (stop >= classes)).any():
+        raise InvalidArgument(f"stop_classes must be classes in [0, {classes}), got {stop.tolist()}")
+    if stop.size and request.feedback == VALUE:
+        raise InvalidArgument("stop_classes need CHOICE feedback: VALUE chooses no class")
+    return request.max_steps, request.feedback, sampler, stop

@@ -121,3 +121,45 @@ class ModelInfo(_message.Message):
     lstmserve_version: str
     accepts_state_from: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input_size: _Optional[int] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., head: _Optional[str] = ..., num_outputs: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., fingerprint: _Optional[str] = ..., quantization: _Optional[str] = ..., lstmserve_version: _Optional[str] = ..., accepts_state_from: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GenerateRequest(_message.Message):
+    __slots__ = ("prompt", "max_steps", "feedback", "temperature", "top_k", "seed", "stop_classes")
+    class Feedback(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CHOICE: _ClassVar[GenerateRequest.Feedback]
+        VALUE: _ClassVar[GenerateRequest.Feedback]
+    CHOICE: GenerateRequest.Feedback
+    VALUE: GenerateRequest.Feedback
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    STOP_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    prompt: InferRequest
+    max_steps: int
+    feedback: GenerateRequest.Feedback
+    temperature: float
+    top_k: int
+    seed: int
+    stop_classes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, prompt: _Optional[_Union[InferRequest, _Mapping]] = ..., max_steps: _Optional[int] = ..., feedback: _Optional[_Union[GenerateRequest.Feedback, str]] = ..., temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., stop_classes: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class GenerateResponse(_message.Message):
+    __slots__ = ("model", "version", "step", "logits", "choices", "state", "seed")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    step: int
+    logits: Tensor
+    choices: Tensor
+    state: State
+    seed: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., step: _Optional[int] = ..., logits: _Optional[_Union[Tensor, _Mapping]] = ..., choices: _Optional[_Union[Tensor, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., seed: _Optional[int] = ...) -> None: ...

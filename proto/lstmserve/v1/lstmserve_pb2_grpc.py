@@ -54,6 +54,11 @@ class LSTMServiceStub:
                 request_serializer=lstmserve_dot_v1_dot_lstmserve__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=lstmserve_dot_v1_dot_lstmserve__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.Generate = channel.unary_stream(
+                '/lstmserve.v1.LSTMService/Generate',
+                request_serializer=lstmserve_dot_v1_dot_lstmserve__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=lstmserve_dot_v1_dot_lstmserve__pb2.GenerateResponse.FromString,
+                _registered_method=True)
 
 
 class LSTMServiceServicer:
@@ -88,6 +93,14 @@ class LSTMServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Generate(self, request, context):
+        """Runs a prompt, then up to max_steps steps on the server, each fed the step before's choice (the
+        chosen class, one-hot) or value; streams every step as it is made, then the final state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LSTMServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +123,11 @@ def add_LSTMServiceServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=lstmserve_dot_v1_dot_lstmserve__pb2.GetModelRequest.FromString,
                     response_serializer=lstmserve_dot_v1_dot_lstmserve__pb2.ModelInfo.SerializeToString,
+            ),
+            'Generate': grpc.unary_stream_rpc_method_handler(
+                    servicer.Generate,
+                    request_deserializer=lstmserve_dot_v1_dot_lstmserve__pb2.GenerateRequest.FromString,
+                    response_serializer=lstmserve_dot_v1_dot_lstmserve__pb2.GenerateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +238,33 @@ class LSTMService:
             '/lstmserve.v1.LSTMService/GetModel',
             lstmserve_dot_v1_dot_lstmserve__pb2.GetModelRequest.SerializeToString,
             lstmserve_dot_v1_dot_lstmserve__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Generate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lstmserve.v1.LSTMService/Generate',
+            lstmserve_dot_v1_dot_lstmserve__pb2.GenerateRequest.SerializeToString,
+            lstmserve_dot_v1_dot_lstmserve__pb2.GenerateResponse.FromString,
             options,
             channel_credentials,
             insecure,
