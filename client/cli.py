@@ -92,7 +92,7 @@ def connect(args: argparse.Namespace):
 
 
 def run_infer(args: argparse.Namespace) -> int:
-    x = _load_sequence(Path(args.input), args.time_major)
+    x = load_sequence(Path(args.input), args.time_major)
     if args.chunk is not None and args.chunk < 1:
         raise InputFileError(f"--chunk must be at least 1, got {args.chunk}")
     step = args.chunk or max(x.shape[1], 1)
@@ -189,7 +189,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_sequence(path: Path, time_major: bool = False) -> np.ndarray:
+def load_sequence(path: Path, time_major: bool = False) -> np.ndarray:
     """(batch, time, features) float32 from a .npy of that, of (time, features), or with time_major of
     (time, batch, features)."""
     try:

@@ -22,6 +22,7 @@ _STAGES = (
     ("lstmserve.export.cli", ("add_export",), "train", ("export",)),
     ("lstmserve.server.cli", ("add_serve",), "serve", ("serve",)),
     ("lstmserve.client.cli", ("add_infer", "add_demo"), "client", ("infer", "demo")),
+    ("lstmserve.client.generate_cli", ("add_generate",), "client", ("generate",)),
     ("lstmserve.benchmarks.cli", ("add_bench",), "bench", ("bench",)),
 )
 

@@ -19,7 +19,7 @@ from ..conftest import random_checkpoint
 from ..servers import InProcessServer
 
 MODELS = {  # name -> LSTMConfig fields
-    "chars": dict(input_size=6, hidden_sizes=(16, 8), head="per_step", num_outputs=6),
+    "chars": dict(input_size=6, hidden_sizes=(16, 8), head="per_step", num_outputs=6, labels=tuple("abcde ")),
     "last": dict(input_size=4, hidden_sizes=(8,), head="classify_last", num_outputs=4),
     "sines": dict(input_size=3, hidden_sizes=(8,), head="per_step", num_outputs=3),
     "tagger": dict(input_size=5, hidden_sizes=(8,), head="per_step", num_outputs=4),
@@ -184,3 +184,37 @@ def test_a_cancelled_generation_stops_at_once(server):
         assert runs() == stopped  # nothing more ran for it
         assert stopped < 100  # a few steps past the fifth, not the 5000 asked for
         assert client.generate("chars", np.zeros((1, 1, 6), np.float32), max_steps=2).steps()  # still serving
+
+
+def test_generate_cli_writes_the_text_the_client_gets(server, tmp_path):
+    from ..client.test_cli import lstmserve
+
+    done = lstmserve(
+        "generate",
+        "--model",
+        "chars",
+        "--prompt",
+        "abc",
+        "--steps",
+        "15",
+        "--temperature",
+        "1",
+        "--seed",
+        "4",
+        "--output",
+        str(tmp_path / "g.npz"),
+        "--server",
+        server.address,
+    )
+    assert done.returncode == 0, done.stderr
+    prompt = np.zeros((1, 3, 6), np.float32)
+    prompt[0, [0, 1, 2], [0, 1, 2]] = 1
+    with Client(server.address) as client:
+        chosen = choices_of(client.generate("chars", prompt, max_steps=15, temperature=1.0, seed=4).steps())
+    assert done.stdout == "abc" + "".join("abcde "[i] for i in chosen[0]) + "\n"
+    assert "15 steps generated" in done.stderr and "seed 4" in done.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "g.npz")["choices"], chosen)
+    refused = lstmserve("generate", "--model", "chars", "--prompt", "abz", "--server", server.address)
+    assert refused.returncode == 2 and "not in it: ['z']" in refused.stderr
+    refused = lstmserve("generate", "--model", "sines", "--prompt", "a", "--server", server.address)
+    assert refused.returncode == 2 and "no single-character labels" in refused.stderr
