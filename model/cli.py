@@ -46,8 +46,13 @@ def run_train(args: argparse.Namespace) -> int:
     metrics_path = Path(args.metrics) if args.metrics else out.with_suffix(".metrics.json")
     write_outputs(result, out, metrics_path)
     m = result.metrics
+    quality = (
+        f"test accuracy {100 * m['test_accuracy']:.2f}%"
+        if m["test_accuracy"] is not None
+        else f"test mse {m['test_loss']:.5f} (next value = this value: {m['naive_test_mse']:.5f})"
+    )
     print(
-        f"test accuracy {100 * m['test_accuracy']:.2f}% on {m['sizes']['test']} held-out sequences "
+        f"{quality} on {m['sizes']['test']} held-out sequences "
         f"(loss {m['test_loss']:.4f}); {m['epochs_run']} epochs, best {m['best_epoch']}, "
         f"{m['train_seconds']:.1f} s",
         file=sys.stderr,

@@ -9,6 +9,7 @@ from typing import Any
 from .errors import ConfigError
 
 HEADS = ("none", "classify_last", "per_step")
+LOSSES = ("cross_entropy", "mse")  # classes, or values (a regression head: per_step only)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class LSTMConfig:
     """Logits per row (classify_last) or per step (per_step); 0 with head none."""
     labels: tuple[str, ...] = field(default_factory=tuple)
     """Optional names of the num_outputs classes, served with the model."""
+    loss: str = "cross_entropy"
+    """What the head was trained for: classes (cross_entropy) or values (mse, a regression)."""
 
     def __post_init__(self) -> None:
         # Lists from JSON or argparse become tuples, so configs compare and hash by value.
@@ -51,6 +54,10 @@ class LSTMConfig:
             raise ConfigError("num_outputs must be 0 when head is 'none'")
         if self.head != "none" and not _is_positive_int(self.num_outputs):
             raise ConfigError(f"head {self.head!r} needs num_outputs >= 1, got {self.num_outputs!r}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss == "mse" and self.head != "per_step":
+            raise ConfigError(f"loss mse (a regression) needs head per_step, got {self.head!r}")
         if self.labels and len(self.labels) != self.num_outputs:
             raise ConfigError(f"{len(self.labels)} labels given for num_outputs={self.num_outputs}")
 

@@ -2,6 +2,8 @@
 
 - digits: scikit-learn's bundled 8x8 handwritten digits, read row by row (8 steps x 8 features).
 - mnist:  the standard IDX files in a folder the user gives (28 steps x 28 features).
+- sines:  generated sensor-like series, next value as target (regression; model/generated.py).
+- text:   Python's own documentation text, next character as target (model/generated.py).
 - npz:    a user's `inputs` (n, time, features) with `labels` (n,) or per-step `targets` (n, time),
           and optional `lengths` (n,) for padded sequences and `label_names`.
 """
@@ -13,16 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import generated
 from .errors import DataError
 from .idx import find_idx, read_idx
 
-DATASETS = ("digits", "mnist", "npz")
+DATASETS = ("digits", "mnist", "sines", "text", "npz")
 
 
 @dataclass(frozen=True)
 class SequenceData:
     inputs: np.ndarray  # (n, time, input_size) float32
-    targets: np.ndarray  # (n,) class ids (classify_last) or (n, time) per step (per_step), int64
+    targets: np.ndarray  # (n,) class ids (classify_last), (n, time) per step (per_step), int64; or
+    # (n, time, k) float32 values per step (a regression: per_step with the mse loss)
     lengths: np.ndarray | None  # (n,) valid steps per row; None: every row is full length
     labels: tuple[str, ...] = ()  # class names, if known
 
@@ -31,7 +35,13 @@ class SequenceData:
         return "classify_last" if self.targets.ndim == 1 else "per_step"
 
     @property
+    def loss(self) -> str:
+        return "mse" if self.targets.dtype.kind == "f" else "cross_entropy"
+
+    @property
     def num_outputs(self) -> int:
+        if self.loss == "mse":
+            return int(self.targets.shape[2])
         return len(self.labels) or int(self.targets.max()) + 1
 
     def __len__(self) -> int:
@@ -57,6 +67,10 @@ def load_dataset(name: str, path: str | None = None) -> tuple[SequenceData, Sequ
         if not path:
             raise DataError("mnist needs --data-path: a folder holding MNIST's IDX files")
         return _mnist(Path(path))
+    if name == "sines":
+        return SequenceData(*generated.sines(), None), None
+    if name == "text":
+        return SequenceData(*generated.text(), None, generated.ALPHABET), None
     if name == "npz":
         if not path:
             raise DataError("npz needs --data-path: an .npz file of inputs and labels or targets")

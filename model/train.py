@@ -49,6 +49,7 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
         head=data.head,
         num_outputs=max(data.num_outputs, splits.test.num_outputs),
         labels=data.labels,
+        loss=data.loss,
     )
     torch.manual_seed(settings.seed)
     model = LSTMStack(config)
@@ -62,10 +63,11 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
         model.train()
         train_loss = _train_epoch(model, optimizer, splits.train, settings, rng)
         val_loss, val_accuracy = evaluate(model, splits.val)
+        accuracy = None if math.isnan(val_accuracy) else val_accuracy  # a regression has none
         history.append(
-            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
+            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": accuracy}
         )
-        bar.set_postfix(loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}", val_acc=f"{val_accuracy:.3f}")
+        bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", val_acc=f"{val_accuracy:.3f}")
         if val_loss < best_loss - 1e-4:
             best_loss, best_epoch, best_weights = val_loss, epoch, copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= settings.patience:
@@ -82,11 +84,13 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
         "best_epoch": best_epoch,
         "val_loss": best_loss,
         "test_loss": test_loss,
-        "test_accuracy": test_accuracy,
+        "test_accuracy": None if math.isnan(test_accuracy) else test_accuracy,
         "train_seconds": round(time.perf_counter() - started, 2),
         "torch_threads": torch.get_num_threads(),
         "history": history,
     }
+    if config.loss == "mse":
+        metrics["naive_test_mse"] = naive_mse(splits.test)
     data_spec = {
         key: value
         for key, value in asdict(settings).items()
@@ -138,7 +142,8 @@ def _bptt_windows(inputs, targets, lengths, bptt: int):
 
 @torch.no_grad()
 def evaluate(model: LSTMStack, data: SequenceData, batch_size: int = 512) -> tuple[float, float]:
-    """Mean loss and accuracy over a data set (per valid step for per-step tasks)."""
+    """Mean loss and accuracy over a data set (per valid step for per-step tasks); a regression's
+    loss is the mean squared error and its accuracy NaN."""
     was_training = model.training
     model.eval()
     loss_sum, correct, count = 0.0, 0.0, 0.0
@@ -147,10 +152,23 @@ def evaluate(model: LSTMStack, data: SequenceData, batch_size: int = 512) -> tup
         logits = model(inputs, None, lengths).logits
         losses, weight = _weighted_losses(logits, targets, lengths)
         loss_sum += float((losses * weight).sum())
-        correct += float(((logits.argmax(-1) == targets).float() * weight).sum())
+        if not targets.dtype.is_floating_point:  # a regression has no accuracy (NaN)
+            correct += float(((logits.argmax(-1) == targets).float() * weight).sum())
+        else:
+            correct = math.nan
         count += float(weight.sum())
     model.train(was_training)
     return loss_sum / count, correct / count
+
+
+def naive_mse(data: SequenceData) -> float:
+    """A regression's baseline: each step predicts that the next value is the current one."""
+    if data.inputs.shape[2] != data.targets.shape[2]:
+        return math.nan
+    errors = ((data.inputs - data.targets) ** 2).mean(axis=2)
+    if data.lengths is not None:
+        errors = errors[np.arange(errors.shape[1])[None, :] < data.lengths[:, None]]
+    return float(errors.mean())
 
 
 def _loss(logits, targets, lengths):
@@ -159,8 +177,13 @@ def _loss(logits, targets, lengths):
 
 
 def _weighted_losses(logits, targets, lengths):
-    """Cross-entropy per target, shaped like targets, and a weight of 1 for every target that counts:
-    all of them, or the steps inside each row's length."""
+    """Cross-entropy per target (or squared error per step, averaged over its values, for a regression),
+    shaped like the targets' steps, and a weight of 1 for every one that counts: all of them, or the
+    steps inside each row's length."""
+    if targets.dtype.is_floating_point:
+        losses = ((logits - targets) ** 2).mean(dim=-1)  # (batch, time)
+        weight = torch.ones(losses.shape) if lengths is None else step_mask(lengths, losses.shape[1])
+        return losses, weight
     losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
     if lengths is None or logits.dim() == 2:
         weight = torch.ones(targets.shape)

@@ -65,6 +65,7 @@ class _Pending:
     time: int
     future: asyncio.Future
     queued_at: float  # loop time
+    owner: object = None  # a caller that sends one run after another (a generation), or None
 
 
 class Observer:
@@ -104,7 +105,10 @@ class Batcher:
         self.batches = 0  # onnxruntime runs so far
         self.requests = 0  # requests they answered (requests / batches: the mean batch, in requests)
 
-    async def run(self, runtime: ModelRuntime, feed: Feed) -> dict[str, np.ndarray]:
+    async def run(self, runtime: ModelRuntime, feed: Feed, owner: object = None) -> dict[str, np.ndarray]:
+        """One request's outputs, run alone or merged with others'. owner: a caller whose runs follow
+        one another (a generation, step after step): its next run right after its own last one is
+        not other calls queuing up, and waits for no company."""
         lane = self._lanes.get(runtime)
         if lane is None:
             lane = _Lane(self, runtime)
@@ -112,7 +116,7 @@ class Batcher:
             # that goes with it: kept here, the lane would keep its onnxruntime session for good.
             if runtime not in self._forgotten:
                 self._lanes[runtime] = lane
-        return await lane.submit(feed)
+        return await lane.submit(feed, owner)
 
     def forget(self, runtime: ModelRuntime) -> None:
         """Drop an unloaded model's lane; what it still holds finishes on its own."""
@@ -139,9 +143,10 @@ class _Lane:
         self.queued_rows = 0
         self.worker: asyncio.Task | None = None  # runs batches while anything waits; None when idle
         self.last_run = -1.0  # loop time when the last batch ended
+        self.last_alone: object = None  # the owner whose request the last batch held alone, if any
         self.progress_at = monotonic()  # when a batch last ended, or the lane last woke up
 
-    async def submit(self, feed: Feed) -> dict[str, np.ndarray]:
+    async def submit(self, feed: Feed, owner: object = None) -> dict[str, np.ndarray]:
         rows, steps = feed[contract.INPUT].shape[:2]
         limit = self.batcher.max_queue_rows
         info = self.runtime.info
@@ -153,15 +158,17 @@ class _Lane:
                 f"{limit}); retry shortly, or add replicas"
             )
         loop = asyncio.get_running_loop()
-        busy = loop.time() - self.last_run < _BUSY_WINDOW
+        # A run that follows the same owner's run alone is that caller's next step, not company.
+        following = owner is not None and owner is self.last_alone
+        busy = loop.time() - self.last_run < _BUSY_WINDOW and not following
         if self.worker is None and not busy and rows * steps <= self.batcher.max_inline_steps:
             # Nothing queued and nothing to wait for: run it now, without the queue's machinery.
             started = perf_counter()
             try:
                 return self.runtime.run(feed)
             finally:  # a failed run counts too: it was a run, and it makes the lane busy
-                self._count(1, perf_counter() - started)
-        item = _Pending(feed, rows, steps, loop.create_future(), loop.time())
+                self._count(1, perf_counter() - started, owner)
+        item = _Pending(feed, rows, steps, loop.create_future(), loop.time(), owner)
         self.waiting.append(item)
         self.queued_rows += rows
         self.batcher.observer.queued(self.runtime, self.queued_rows)
@@ -243,14 +250,15 @@ class _Lane:
             return [outputs], seconds
         return split(outputs, [(item.rows, item.time) for item in batch]), seconds
 
-    def _count(self, requests: int, seconds: float) -> None:
+    def _count(self, requests: int, seconds: float, alone: object = None) -> None:
         self.last_run = asyncio.get_running_loop().time()
+        self.last_alone = alone
         self.batcher.batches += 1
         self.batcher.requests += requests
         self.batcher.observer.ran(self.runtime, requests, seconds)
 
     def _deliver(self, batch: list[_Pending], results: list[dict[str, np.ndarray]], seconds: float) -> None:
-        self._count(len(batch), seconds)
+        self._count(len(batch), seconds, batch[0].owner if len(batch) == 1 else None)
         for item, result in zip(batch, results):
             if not item.future.done():  # done: its caller went away
                 item.future.set_result(result)

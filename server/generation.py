@@ -93,7 +93,8 @@ async def generate(
     rows = len(lengths)
     rng = sampler.generator()
     stopped = np.zeros(rows, dtype=bool)
-    outputs = await batcher.run(runtime, prompt)
+    owner = object()  # this generation: its steps follow one another
+    outputs = await batcher.run(runtime, prompt, owner)
     last = lengths - 1  # each row's last prompt step: its logits choose the first generated input
     for number in range(1, steps + 1):
         logits = outputs[contract.LOGITS]
@@ -119,7 +120,7 @@ async def generate(
         for layer in range(config.num_layers):
             feed[contract.initial_c(layer)] = finals[contract.final_c(layer)]
             feed[contract.initial_h(layer)] = finals[contract.final_h(layer)]
-        outputs = await batcher.run(runtime, feed)
+        outputs = await batcher.run(runtime, feed, owner)
         last = np.zeros(rows, dtype=np.int64)
 
 

@@ -151,6 +151,11 @@ def _generation_options(
         )
     if request.feedback not in (CHOICE, VALUE):
         raise InvalidArgument(f"unknown feedback {request.feedback}: CHOICE (0) or VALUE (1)")
+    if request.feedback == CHOICE and runtime.info.config.loss == "mse":
+        raise InvalidArgument(
+            f"{runtime.info.name} is a regression (loss mse): it generates with VALUE feedback, its "
+            "outputs fed back as they are"
+        )
     seed = request.seed if request.HasField("seed") else secrets.randbits(63)
     sampler = Sampler(request.temperature, request.top_k, seed)
     stop = np.array(request.stop_classes, dtype=np.int64)

@@ -110,3 +110,19 @@ def test_train_cli_refuses_to_overwrite_a_checkpoint_unless_forced(tmp_path):
 def test_train_cli_refuses_empty_hidden_sizes():
     done = lstmserve("train", "--hidden-sizes")
     assert done.returncode == 2 and "expected at least one argument" in done.stderr
+
+
+def test_a_regression_head_trains_with_mse_and_beats_the_last_value():
+    result = train(TrainSettings(dataset="sines", hidden_sizes=(16,), max_epochs=8, limit=300), progress=False)
+    config, metrics = result.checkpoint.config, result.metrics
+    assert (config.head, config.loss, config.num_outputs) == ("per_step", "mse", 1)
+    assert metrics["test_accuracy"] is None
+    assert metrics["test_loss"] < metrics["naive_test_mse"]  # better than "the next value is this one"
+
+
+def test_mse_needs_a_per_step_head():
+    from lstmserve.model.config import LSTMConfig
+    from lstmserve.model.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="loss mse \\(a regression\\) needs head per_step"):
+        LSTMConfig(input_size=1, head="classify_last", num_outputs=1, loss="mse")
