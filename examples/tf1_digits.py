@@ -70,8 +70,12 @@ def main() -> None:
             print("saved", saver.save(session, str(out / "model.ckpt")))
             shown = test[:32]
             tf_logits = session.run(logits, {x: images[shown], lengths: np.full(len(shown), 8)})
-            np.savez(out / "tf_predictions.npz", images=images[shown], labels=digits.target[shown],
-                     logits=tf_logits)
+            np.savez(
+                out / "tf_predictions.npz",
+                images=images[shown],
+                labels=digits.target[shown],
+                logits=tf_logits,
+            )
 
 
 if __name__ == "__main__":
