@@ -177,19 +177,24 @@ def _check_npz(path: Path, arrays: dict[str, np.ndarray]) -> SequenceData:
             "'targets' (n, time) for a class per step"
         )
     targets = arrays["labels"] if has_labels else arrays["targets"]
+    lengths = _npz_lengths(path, arrays.get("lengths"), n, time)
+    if has_targets and targets.ndim == 3 and np.issubdtype(targets.dtype, np.floating):
+        # Values per step, (n, time, k): a regression (a forecaster's next values).
+        if targets.shape[:2] != (n, time) or targets.shape[2] == 0:
+            raise DataError(
+                f"{path}: float 'targets' must be (n, time, k) = ({n}, {time}, k), got {targets.shape}"
+            )
+        if not np.isfinite(targets).all():
+            raise DataError(f"{path}: 'targets' holds NaN or infinite values")
+        return SequenceData(inputs, targets.astype(np.float32), lengths)
     key, want = ("labels", (n,)) if has_labels else ("targets", (n, time))
     if targets.shape != want:
         raise DataError(f"{path}: '{key}' must be {want} to match 'inputs', got {targets.shape}")
     if not np.issubdtype(targets.dtype, np.integer):
-        raise DataError(f"{path}: '{key}' must hold integer class ids, got {targets.dtype}")
-    lengths = arrays.get("lengths")
-    if lengths is not None:
-        if lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer):
-            raise DataError(f"{path}: 'lengths' must be ({n},) integers, got {lengths.shape} {lengths.dtype}")
-        bad = np.flatnonzero((lengths < 1) | (lengths > time))
-        if bad.size:
-            raise DataError(f"{path}: 'lengths' must be in [1, {time}]; row {bad[0]} has {lengths[bad[0]]}")
-        lengths = lengths.astype(np.int64)
+        raise DataError(
+            f"{path}: '{key}' must hold integer class ids, got {targets.dtype} (float targets of shape "
+            "(n, time, k) train a regression)"
+        )
     if has_targets and lengths is not None:
         # Padding past a row's length may hold anything (often -1): it is never trained on.
         targets = np.where(np.arange(time) < lengths[:, None], targets, 0)
@@ -203,3 +208,14 @@ def _check_npz(path: Path, arrays: dict[str, np.ndarray]) -> SequenceData:
                 f"{path}: class id {int(targets.max())} has no entry in 'label_names' ({len(labels)})"
             )
     return SequenceData(inputs, targets.astype(np.int64), lengths, labels)
+
+
+def _npz_lengths(path: Path, lengths: np.ndarray | None, n: int, time: int) -> np.ndarray | None:
+    if lengths is None:
+        return None
+    if lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer):
+        raise DataError(f"{path}: 'lengths' must be ({n},) integers, got {lengths.shape} {lengths.dtype}")
+    bad = np.flatnonzero((lengths < 1) | (lengths > time))
+    if bad.size:
+        raise DataError(f"{path}: 'lengths' must be in [1, {time}]; row {bad[0]} has {lengths[bad[0]]}")
+    return lengths.astype(np.int64)

@@ -185,3 +185,13 @@ def test_generated_data_sets():
     assert text.loss == "cross_entropy" and text.head == "per_step" and len(text.labels) == text.inputs.shape[2]
     np.testing.assert_array_equal(text.inputs[:, 1:].argmax(2), text.targets[:, :-1])
     assert load_dataset("sines")[0].loss == "mse"
+
+
+def test_npz_float_targets_are_a_regression(tmp_path):
+    inputs = np.random.default_rng(0).random((5, 4, 2), dtype=np.float32)
+    np.savez(tmp_path / "r.npz", inputs=inputs, targets=inputs[:, :, :1] * 2)
+    data = load_dataset("npz", str(tmp_path / "r.npz"))[0]
+    assert (data.loss, data.head, data.num_outputs) == ("mse", "per_step", 1)
+    np.savez(tmp_path / "bad.npz", inputs=inputs, targets=np.zeros((5, 3, 1), np.float32))
+    with pytest.raises(DataError, match=r"float 'targets' must be \(n, time, k\) = \(5, 4, k\)"):
+        load_dataset("npz", str(tmp_path / "bad.npz"))
