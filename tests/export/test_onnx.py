@@ -156,5 +156,7 @@ def test_verification_fails_when_weights_differ():
     model = export_model(stack)
     with torch.no_grad():
         stack.head.bias += 1e-3  # ten times the tolerance, scaled by 1 + |logit| (logits here are < 1)
-    with pytest.raises(VerificationError, match=r"batch 1 x time 1: ORT differs from PyTorch by [5-9]\.\d\de-04"):
+    with pytest.raises(
+        VerificationError, match=r"batch 1 x time 1: ORT differs from PyTorch by [5-9]\.\d\de-04"
+    ):
         verify_export(model, stack)

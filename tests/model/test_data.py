@@ -97,7 +97,9 @@ def test_mnist_folder_problems_are_named(tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(DataError, match="unknown data set 'cifar': choose one of digits, mnist, sines, text, npz"):
+    with pytest.raises(
+        DataError, match="unknown data set 'cifar': choose one of digits, mnist, sines, text, npz"
+    ):
         load_dataset("cifar")
 
 
@@ -182,7 +184,9 @@ def test_generated_data_sets():
     assert inputs.shape == targets.shape == (800, 80, 1) and targets.dtype == np.float32
     np.testing.assert_array_equal(inputs[:, 1:], targets[:, :-1])  # each target is the next input
     text = load_dataset("text")[0]
-    assert text.loss == "cross_entropy" and text.head == "per_step" and len(text.labels) == text.inputs.shape[2]
+    assert (
+        text.loss == "cross_entropy" and text.head == "per_step" and len(text.labels) == text.inputs.shape[2]
+    )
     np.testing.assert_array_equal(text.inputs[:, 1:].argmax(2), text.targets[:, :-1])
     assert load_dataset("sines")[0].loss == "mse"
 

@@ -113,7 +113,9 @@ def test_train_cli_refuses_empty_hidden_sizes():
 
 
 def test_a_regression_head_trains_with_mse_and_beats_the_last_value():
-    result = train(TrainSettings(dataset="sines", hidden_sizes=(16,), max_epochs=8, limit=300), progress=False)
+    result = train(
+        TrainSettings(dataset="sines", hidden_sizes=(16,), max_epochs=8, limit=300), progress=False
+    )
     config, metrics = result.checkpoint.config, result.metrics
     assert (config.head, config.loss, config.num_outputs) == ("per_step", "mse", 1)
     assert metrics["test_accuracy"] is None
