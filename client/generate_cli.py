@@ -56,18 +56,21 @@ def run_generate(args: argparse.Namespace) -> int:
         else:
             x, stop = load_sequence(Path(args.input)), []
         started = time.perf_counter()
-        generation = client.generate(
-            args.model,
-            x,
-            max_steps=args.steps,
-            version=args.version,
-            temperature=args.temperature,
-            top_k=args.top_k,
-            seed=args.seed,
-            stop_classes=stop,
-            feedback="value" if args.value else "choice",
-            timeout=max(60.0, args.steps * 0.05),
-        )
+        try:  # the request is made here: --seed, --steps or --top-k out of the wire's range
+            generation = client.generate(
+                args.model,
+                x,
+                max_steps=args.steps,
+                version=args.version,
+                temperature=args.temperature,
+                top_k=args.top_k,
+                seed=args.seed,
+                stop_classes=stop,
+                feedback="value" if args.value else "choice",
+                timeout=max(60.0, args.steps * 0.05),
+            )
+        except ValueError as exc:
+            raise InputFileError(str(exc)) from None
         if args.prompt is not None:
             sys.stdout.write(args.prompt)
         steps = []

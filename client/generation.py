@@ -48,6 +48,14 @@ def generate_request(
 ) -> pb.GenerateRequest:
     if feedback not in FEEDBACKS:
         raise ValueError(f"feedback must be one of {', '.join(FEEDBACKS)}, got {feedback!r}")
+    # The wire's ranges, said here: protobuf's own "Value out of range: -1" names no field.
+    for name, value, low, high in (
+        ("max_steps", max_steps, -(2**63), 2**63 - 1),
+        ("top_k", top_k, -(2**63), 2**63 - 1),
+        ("seed", seed, 0, 2**64 - 1),
+    ):
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
     prompt = batch_major(prompt) if time_major else prompt
     request = pb.GenerateRequest(
         prompt=infer_request(model, prompt, state, lengths, version),

@@ -21,7 +21,7 @@ from lstmserve import contract
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .batcher import Batcher, Feed
-from .errors import InvalidArgument
+from .errors import FailedPrecondition, InvalidArgument
 from .runtime import ModelRuntime
 
 CHOICE, VALUE = pb.GenerateRequest.CHOICE, pb.GenerateRequest.VALUE
@@ -100,6 +100,7 @@ async def generate(
         logits = outputs[contract.LOGITS]
         logits = logits[np.arange(rows), last] if logits.ndim == 3 else logits  # per_step or classify_last
         logits = np.where(stopped[:, None], np.float32(0), logits)
+        _check_finite(logits, runtime, number)
         choices = None
         if feedback == CHOICE:
             choices = np.where(stopped, -1, sampler.choose(logits, rng))
@@ -122,6 +123,17 @@ async def generate(
             feed[contract.initial_h(layer)] = finals[contract.final_h(layer)]
         outputs = await batcher.run(runtime, feed, owner)
         last = np.zeros(rows, dtype=np.int64)
+
+
+def _check_finite(logits: np.ndarray, runtime: ModelRuntime, number: int) -> None:
+    """A step whose logits hold NaN or Inf can be neither chosen from nor fed back: a client that sent
+    them as its next input would be refused (validation.py), so the server does not feed them itself."""
+    if not np.isfinite(logits).all():
+        row = int(np.argwhere(~np.isfinite(logits))[0][0])
+        raise FailedPrecondition(
+            f"{runtime.info.name} v{runtime.info.version}'s logits at generated step {number} hold NaN or "
+            f"Inf (row {row}): they cannot be chosen from or fed back; the steps before it stand"
+        )
 
 
 def _keep_state(outputs: dict[str, np.ndarray], finals: dict[str, np.ndarray], num_layers: int) -> None:

@@ -76,7 +76,7 @@ class ModelRuntime:
             raise ModelLoadError(f"{path}: not exported by lstmserve (no {', '.join(missing)} metadata)")
         try:
             config = LSTMConfig.from_json(meta[contract.META_CONFIG])
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             raise ModelLoadError(f"{path}: bad {contract.META_CONFIG} metadata ({exc})") from None
         self.info = ModelInfo(
             name=name,
@@ -123,7 +123,7 @@ class ModelRuntime:
 def _accepts(path: Path, text: str) -> tuple[str, ...]:
     try:
         names = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep for json
         names = None
     if not isinstance(names, list) or not all(
         isinstance(name, str) and layout.is_model_name(name) for name in names

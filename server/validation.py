@@ -115,6 +115,14 @@ def _state(
     if state.fingerprint != info.fingerprint:
         maker = maker_of(state.fingerprint, scope)  # a model outside the token's scope is not named
         if maker is None or not handed_over(maker, runtime):
+            if maker is not None and maker.info.name in info.accepts_state_from:  # declared; sizes differ
+                raise FailedPrecondition(
+                    f"{info.name} v{info.version} takes states from {maker.info.name} "
+                    f"(--accepts-state-from), but this state's maker, {maker.info.name} "
+                    f"v{maker.info.version}, has layers {list(maker.info.config.hidden_sizes)} and "
+                    f"{info.name} v{info.version} has {list(config.hidden_sizes)}: a state fits only "
+                    "a model of the same layer sizes"
+                )
             made_by = f"{maker.info.name} v{maker.info.version}" if maker else "a model not served here"
             declared = (
                 f"; {info.name} takes states from {', '.join(info.accepts_state_from)} too"

@@ -158,10 +158,18 @@ def _generation_options(
         )
     seed = request.seed if request.HasField("seed") else secrets.randbits(63)
     sampler = Sampler(request.temperature, request.top_k, seed)
-    stop = np.array(request.stop_classes, dtype=np.int64)
     classes = runtime.info.config.num_outputs
-    if ((stop < 0) | (stop >= classes)).any():
-        raise InvalidArgument(f"stop_classes must be classes in [0, {classes}), got {stop.tolist()}")
+    if len(request.stop_classes) > classes:  # before any array is made of them: a list may hold millions
+        raise InvalidArgument(
+            f"stop_classes has {len(request.stop_classes)} entries; {runtime.info.name} has {classes} "
+            "classes: name each stop class once"
+        )
+    stop = np.array(request.stop_classes, dtype=np.int64)
+    bad = np.flatnonzero((stop < 0) | (stop >= classes))
+    if bad.size:  # the first only: the message must stay short
+        raise InvalidArgument(
+            f"stop_classes must be classes in [0, {classes}); entry {bad[0]} is {stop[bad[0]]}"
+        )
     if stop.size and request.feedback == VALUE:
         raise InvalidArgument("stop_classes need CHOICE feedback: VALUE chooses no class")
     return request.max_steps, request.feedback, sampler, stop
