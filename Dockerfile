@@ -1,6 +1,7 @@
 # lstmserve: the gRPC server and a model repository, without torch.
 #
 #   make model && podman build -t lstmserve .          # bakes models/ (the default digits model) in
+#   make image-cuda                                     # the CUDA image: onnxruntime-gpu, --device cuda
 #   podman run -p 127.0.0.1:50051:50051 lstmserve       # or -v ./my-models:/models:ro to serve others
 #
 # The model repository comes from the build context (`make model` trains and exports the default
@@ -22,7 +23,11 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 # The [serve] extra only, pinned: onnxruntime, grpcio, health, reflection, protobuf, numpy. No torch.
-COPY deploy/requirements-serve.txt /tmp/requirements-serve.txt
+# The CUDA image (make image-cuda) takes deploy/requirements-serve-cuda.txt and DEVICE=cuda instead:
+# onnxruntime-gpu and NVIDIA's runtime wheels from PyPI; the rest of this file is the same for both.
+ARG REQUIREMENTS=deploy/requirements-serve.txt
+ARG DEVICE=cpu
+COPY ${REQUIREMENTS} /tmp/requirements-serve.txt
 COPY --from=wheel /wheels /wheels
 RUN pip install --no-cache-dir --requirement /tmp/requirements-serve.txt \
     && pip install --no-cache-dir --no-deps /wheels/lstmserve-*.whl \
@@ -31,7 +36,8 @@ RUN pip install --no-cache-dir --requirement /tmp/requirements-serve.txt \
 COPY models/ /models/
 
 # Settings are LSTMSERVE_* variables (see docs/serving.md); these make it a container server.
-ENV LSTMSERVE_HOST=0.0.0.0 \
+ENV LSTMSERVE_DEVICE=${DEVICE} \
+    LSTMSERVE_HOST=0.0.0.0 \
     LSTMSERVE_PORT=50051 \
     LSTMSERVE_REPOSITORY=/models \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 DEFAULT_MODEL := models/digits/1/model.onnx
 
-.PHONY: install install-dev model serve test lint bench bench-models image clean
+.PHONY: install install-dev model serve test lint bench bench-models image image-cuda clean
 
 # Two stamps: what training and serving need (make serve), and the test and lint tools on top.
 install: $(INSTALLED)
@@ -50,6 +50,12 @@ bench: bench-models $(INSTALLED_DEV)
 CONTAINER ?= podman
 image: model
 	$(CONTAINER) build -t lstmserve:0.1.0 .
+
+# The same image on onnxruntime-gpu and NVIDIA's PyPI runtime wheels, serving with --device cuda (on
+# the CPU, with one warning, where the host has no GPU). About 3 GB.
+image-cuda: model
+	$(CONTAINER) build --build-arg REQUIREMENTS=deploy/requirements-serve-cuda.txt --build-arg DEVICE=cuda \
+		-t lstmserve:0.1.0-cuda .
 
 test: $(INSTALLED_DEV) model
 	$(BIN)/python -m pytest

@@ -82,6 +82,7 @@ class ModelInfo:
     quantization: str
     lstmserve_version: str
     accepts_state_from: tuple[str, ...] = ()  # models whose states it also takes (a decoder's encoder)
+    provider: str = ""  # the onnxruntime execution provider the server runs it on
 
     @classmethod
     def from_proto(cls, info: pb.ModelInfo) -> ModelInfo:
@@ -98,6 +99,7 @@ class ModelInfo:
             info.quantization,
             info.lstmserve_version,
             tuple(info.accepts_state_from),
+            info.provider,
         )
 
 

@@ -9,7 +9,7 @@
     lstmserve_streams_in_flight                      open StreamInfer calls
     lstmserve_calls_in_flight                        unary calls being answered
     lstmserve_inflight_bytes                         bytes reserved by calls in flight (--max-inflight-bytes)
-    lstmserve_model_info{model,version,fingerprint,quantization}   1 per loaded version
+    lstmserve_model_info{model,version,fingerprint,quantization,provider}   1 per loaded version
 
 `model` is "NAME:VERSION". Each server has its own registry, so several can live in one process.
 """
@@ -69,7 +69,7 @@ class Metrics:
         self.model_info = Gauge(
             "lstmserve_model_info",
             "1 per loaded model version.",
-            ["model", "version", "fingerprint", "quantization"],
+            ["model", "version", "fingerprint", "quantization", "provider"],
             registry=r,
         )
 
@@ -91,11 +91,14 @@ class Metrics:
 
     def loaded(self, runtime: ModelRuntime) -> None:
         info = runtime.info
-        self.model_info.labels(info.name, str(info.version), info.fingerprint, info.quantization).set(1)
+        labels = (info.name, str(info.version), info.fingerprint, info.quantization, runtime.providers[0])
+        self.model_info.labels(*labels).set(1)
 
     def unloaded(self, runtime: ModelRuntime) -> None:
         info = runtime.info
-        self.model_info.remove(info.name, str(info.version), info.fingerprint, info.quantization)
+        self.model_info.remove(
+            info.name, str(info.version), info.fingerprint, info.quantization, runtime.providers[0]
+        )
 
 
 class BatcherMetrics(Observer):

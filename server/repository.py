@@ -23,10 +23,17 @@ class Changes:
 
 
 class ModelRepository:
-    def __init__(self, root: str | Path, device: str = "cpu", intra_op_threads: int = 1):
+    def __init__(
+        self,
+        root: str | Path,
+        device: str = "cpu",
+        intra_op_threads: int = 1,
+        cuda_options: dict | None = None,
+    ):
         self.root = Path(root)
         self.device = device
         self.intra_op_threads = intra_op_threads
+        self.cuda_options = cuda_options or {}  # providers_for's device_id, mem_limit_mb, arena
         self._models: dict[str, dict[int, ModelRuntime]] = {}  # name -> version -> runtime
         self._stamps: dict[tuple[str, int], tuple[int, int]] = {}  # (name, version) -> file mtime, size
         self._failed: dict[tuple[str, int], tuple[int, int]] = {}  # files that would not load, as they were
@@ -37,7 +44,7 @@ class ModelRepository:
         """Load every model version; return a message for each file that could not be loaded."""
         check_root(self.root)
         disable_telemetry()
-        self._providers = providers_for(self.device)
+        self._providers = providers_for(self.device, **self.cuda_options)
         return self.refresh().problems
 
     def refresh(self) -> Changes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 from dataclasses import dataclass
@@ -47,17 +48,44 @@ def disable_telemetry() -> None:
         ort.disable_telemetry_events()
 
 
-def providers_for(device: str) -> list[str]:
+Providers = list  # of names, or (name, options) pairs, as onnxruntime takes them
+_warned_cpu = False  # the CUDA fallback is said once, not once per model version
+
+
+def providers_for(
+    device: str, device_id: int = 0, mem_limit_mb: int = 0, arena: str = "next_power_of_two"
+) -> Providers:
     """The execution providers for a device; CUDA falls back to CPU with a warning where absent."""
     if device == "cuda":
+        if hasattr(ort, "preload_dlls"):
+            # onnxruntime-gpu from PyPI finds NVIDIA's runtime wheels (nvidia-cudnn-*, nvidia-cublas...)
+            # in site-packages this way, as its docs say: the image carries no CUDA toolkit.
+            try:
+                ort.preload_dlls()
+            except Exception as exc:  # noqa: BLE001 (whatever a missing library raises, we fall back)
+                log.warning("device cuda: onnxruntime could not load the CUDA libraries (%s)", exc)
+        if "CUDAExecutionProvider" in ort.get_available_providers() and not _has_driver():
+            # onnxruntime-gpu would try, print three lines of its own about libcuda, and fall back.
+            log.warning(
+                "device cuda asked for, but this machine has no NVIDIA driver (libcuda.so.1): using cpu"
+            )
+            return ["CPUExecutionProvider"]
         if "CUDAExecutionProvider" in ort.get_available_providers():
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            options = {
+                "device_id": device_id,
+                "arena_extend_strategy": "kSameAsRequested"
+                if arena == "same_as_requested"
+                else "kNextPowerOfTwo",
+            }
+            if mem_limit_mb:
+                options["gpu_mem_limit"] = mem_limit_mb << 20
+            return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
         log.warning("device cuda asked for, but this onnxruntime has no CUDA execution provider: using cpu")
     return ["CPUExecutionProvider"]
 
 
 class ModelRuntime:
-    def __init__(self, path: Path, name: str, version: int, providers: list[str], intra_op_threads: int):
+    def __init__(self, path: Path, name: str, version: int, providers: Providers, intra_op_threads: int):
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
@@ -91,7 +119,8 @@ class ModelRuntime:
         want = contract.output_names(config.num_layers, config.head != "none")
         if self.output_names != want:
             raise ModelLoadError(f"{path}: outputs {self.output_names} do not follow the contract {want}")
-        self.providers = self.session.get_providers()
+        self.providers = self.session.get_providers()  # what onnxruntime actually uses, first first
+        _say_fallback(providers, self.providers)
         self.path = path
         self.label = f"{name}:{version}"  # the metrics' `model` label
 
@@ -132,3 +161,26 @@ def _accepts(path: Path, text: str) -> tuple[str, ...]:
             f"{path}: bad {contract.META_ACCEPTS_STATE_FROM} metadata (a JSON list of model names)"
         )
     return tuple(names)
+
+
+def _say_fallback(asked: Providers, used: list[str]) -> None:
+    """onnxruntime-gpu lists CUDA even where no GPU or driver is, then falls back to the CPU when a
+    session starts: said once, plainly, rather than left to its own error lines."""
+    global _warned_cpu
+    wanted = asked[0][0] if isinstance(asked[0], tuple) else asked[0]
+    if wanted == "CUDAExecutionProvider" and used[0] != wanted and not _warned_cpu:
+        _warned_cpu = True
+        log.warning(
+            "device cuda asked for, but onnxruntime could not start CUDA here (no GPU or driver?): "
+            "serving on the CPU"
+        )
+
+
+def _has_driver() -> bool:
+    """The NVIDIA driver's user-space library, which no wheel carries: the host (or the container
+    runtime's GPU hook) provides it."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True

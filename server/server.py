@@ -81,7 +81,14 @@ class Server:
             if settings.tls_cert
             else None
         )
-        self.repository = ModelRepository(settings.repository, settings.device, settings.intra_op_threads)
+        cuda = {
+            "device_id": settings.cuda_device_id,
+            "mem_limit_mb": settings.cuda_mem_limit_mb,
+            "arena": settings.cuda_arena,
+        }
+        self.repository = ModelRepository(
+            settings.repository, settings.device, settings.intra_op_threads, cuda
+        )
         self.repository.load_all()  # RepositoryError is a StartError
         if not self.repository.names():
             log.warning("no model loaded from %s: every call will be NOT_FOUND", settings.repository)

@@ -28,6 +28,15 @@ class Settings:
     port: int = setting(50051, "port to bind; 0 picks a free one (logged at start)")
     repository: str = setting(DEFAULT_REPOSITORY, "model repository: NAME/VERSION/model.onnx")
     device: str = setting("cpu", "cpu, or cuda (falls back to cpu with a warning where absent)")
+    cuda_device_id: int = setting(0, "with --device cuda: the GPU to run on")
+    cuda_mem_limit_mb: int = setting(
+        0, "with --device cuda: most GPU memory onnxruntime's arena may take; 0: no limit"
+    )
+    cuda_arena: str = setting(
+        "next_power_of_two",
+        "with --device cuda: how the GPU arena grows (next_power_of_two, or same_as_requested: no slack)",
+        choices=("next_power_of_two", "same_as_requested"),
+    )
     intra_op_threads: int = setting(1, "onnxruntime threads per call (1 suits streaming chunks)")
     inference_threads: int = setting(0, "threads for runs too long for the event loop; 0 = one per core")
     max_batch_rows: int = setting(64, "rows merged into one onnxruntime run; 0 turns batching off")

@@ -124,4 +124,5 @@ def model_info(runtime: ModelRuntime, repository: ModelRepository) -> pb.ModelIn
         quantization=info.quantization,
         lstmserve_version=info.lstmserve_version,
         accepts_state_from=info.accepts_state_from,
+        provider=runtime.providers[0],
     )

@@ -93,8 +93,9 @@ def ensure_base() -> None:
         podman("build", "--pull=never", "--isolation", "chroot", "-f", str(standin), "-t", BASE, folder)
 
 
-def build(context: Path, tag: str) -> None:
+def build(context: Path, tag: str, **build_args: str) -> None:
     ensure_base()
+    args = [part for key, value in build_args.items() for part in ("--build-arg", f"{key}={value}")]
     # pip inside the build must trust the same CA bundle as the host (TLS is re-signed by a proxy here).
     # --format docker: the OCI image format has no HEALTHCHECK, and would silently drop it.
     podman(
@@ -106,6 +107,7 @@ def build(context: Path, tag: str) -> None:
         "docker",
         "-v",
         f"{CA_BUNDLE}:{CA_BUNDLE}:ro",
+        *args,
         "-t",
         tag,
         str(context),
