@@ -151,3 +151,16 @@ def test_the_ab_runs_an_older_checkouts_server_from_its_own_files(tmp_path):
         cwd=tmp_path,
     ).stdout.split()
     assert all(path.startswith(str(layout)) for path in found), found
+
+
+def test_devices_table_runs_and_says_where_no_gpu_is(tmp_path, repository):
+    """The CPU-vs-CUDA table (benchmarks/devices.py), short: on a machine without a GPU its CUDA
+    column says so; where a GPU is lent, the same command fills it."""
+    from lstmserve.benchmarks.devices import main
+
+    model = next((repository / "digits").glob("*/model.onnx"))
+    result = main([str(model), "--rows", "1", "64", "--seconds", "0.05", "--json", str(tmp_path / "d.json")])
+    assert [row["rows"] for row in result["table"]] == [1, 64]
+    assert all(row["cpu"]["steps_per_s"] > 0 for row in result["table"])
+    assert result["cuda"] == ("cuda" in result["table"][0])
+    assert json.loads((tmp_path / "d.json").read_text())["table"][1]["rows"] == 64
