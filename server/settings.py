@@ -110,6 +110,11 @@ class Settings:
                 raise SettingsError(f"{_named(name)} must be 0-65535, got {getattr(self, name)}")
         if self.device not in ("cpu", "cuda"):
             raise SettingsError(f"{_named('device')} must be cpu or cuda, got {self.device!r}")
+        if self.cuda_arena not in ("next_power_of_two", "same_as_requested"):
+            raise SettingsError(
+                f"{_named('cuda_arena')} must be next_power_of_two or same_as_requested, "
+                f"got {self.cuda_arena!r}"
+            )
         for name in (
             "intra_op_threads",
             "max_message_bytes",
@@ -119,6 +124,7 @@ class Settings:
             "max_request_row_steps",
             "max_calls",
             "max_streams",
+            "max_generate_steps",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_named(name)} must be at least 1, got {getattr(self, name)}")
@@ -129,6 +135,8 @@ class Settings:
             "max_delay_ms",
             "max_inline_steps",
             "poll_interval",
+            "cuda_device_id",
+            "cuda_mem_limit_mb",
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{_named(name)} must not be negative, got {getattr(self, name)}")

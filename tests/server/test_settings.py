@@ -36,6 +36,17 @@ def test_flags_beat_environment_beat_defaults():
         (["--port", "70000"], {}, "--port (LSTMSERVE_PORT) must be 0-65535, got 70000"),
         (["--device", "tpu"], {}, "--device (LSTMSERVE_DEVICE) must be cpu or cuda, got 'tpu'"),
         (
+            ["--cuda-mem-limit-mb", "-1"],
+            {},
+            "--cuda-mem-limit-mb (LSTMSERVE_CUDA_MEM_LIMIT_MB) must not be negative",
+        ),
+        ([], {"LSTMSERVE_CUDA_ARENA": "huge"}, "LSTMSERVE_CUDA_ARENA"),
+        (
+            ["--max-generate-steps", "0"],
+            {},
+            "--max-generate-steps (LSTMSERVE_MAX_GENERATE_STEPS) must be at least 1",
+        ),
+        (
             ["--intra-op-threads", "0"],
             {},
             "--intra-op-threads (LSTMSERVE_INTRA_OP_THREADS) must be at least 1",
