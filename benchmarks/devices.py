@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lstmserve import contract
+from lstmserve.export.verify import scaled_gap
 from lstmserve.server.runtime import providers_for
 
 ROWS = (1, 4, 16, 64, 256, 1024)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         gpu = sessions["cuda"]
         if gpu is not None:
             want, got = cpu.run(None, arrays), gpu.run(None, arrays)
-            row["gap"] = max(float((np.abs(g - w) / (1 + np.abs(w))).max()) for g, w in zip(got, want))
+            row["gap"] = max(scaled_gap(g, w) for g, w in zip(got, want))
         table.append(row)
         cuda = row.get("cuda")
         print(

@@ -70,15 +70,21 @@ def publish_checkpoint(
     settings: ExportSettings,
     force: bool = False,
     log: Callable[[str], None] = lambda message: None,
+    exported: tuple[onnx.ModelProto, VerifyReport] | None = None,
 ) -> ExportResult:
-    """publish() for a checkpoint in memory (`lstmserve import`); `label` names it in the log."""
+    """publish() for a checkpoint in memory (`lstmserve import`); `label` names it in the log.
+    exported: the checkpoint's graph as export_model made it and verify_export passed it, where the
+    caller already has both (an import checks that very graph against its framework)."""
     version, path, int8_path = _claim(settings, force)
     log(f"exporting {label} ({_describe(checkpoint)})")
-    model = export_model(checkpoint.model)
+    if exported is None:
+        model = export_model(checkpoint.model)
+        report = verify_export(model, checkpoint.model)
+    else:
+        model, report = exported
     if settings.accepts_state_from:
         check_makers(Path(settings.repository), settings.accepts_state_from, checkpoint.config, log)
         set_metadata(model, {contract.META_ACCEPTS_STATE_FROM: json.dumps(list(settings.accepts_state_from))})
-    report = verify_export(model, checkpoint.model)
     log(f"verified: {report.summary()}")
     result = ExportResult(Published(path, version, metadata(model)[contract.META_FINGERPRINT], report))
 

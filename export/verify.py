@@ -20,7 +20,7 @@ from lstmserve.model.stack import LSTMStack
 from .errors import VerificationError
 
 SHAPES = ((1, 1), (1, 8), (3, 1), (4, 5), (7, 13))  # (batch, time)
-# Scaled by 1 + |value| (_gap). onnxruntime's LSTM and PyTorch's add in other orders: a trained
+# Scaled by 1 + |value| (scaled_gap). onnxruntime's LSTM and PyTorch's add in other orders: a trained
 # 256-unit character model's logits of ~50 differed by up to 1.2e-5 scaled; a mapping mistake (a gate,
 # a bias, a transposed matrix) differs by tenths.
 TOLERANCE = 1e-4
@@ -28,7 +28,7 @@ TOLERANCE = 1e-4
 
 @dataclass
 class VerifyReport:
-    max_error: float = 0.0  # ORT vs PyTorch, over every output, shape and ragged case (scaled: _gap)
+    max_error: float = 0.0  # ORT vs PyTorch, over every output, shape and ragged case (scaled: scaled_gap)
     chunked_error: float = 0.0  # chunked with state fed back vs one call, in ORT (scaled)
     cases: list[str] = field(default_factory=list)
 
@@ -63,7 +63,7 @@ def verify_export(
     def compare(case: str, feed: dict[str, np.ndarray]) -> None:
         got = run(sess, feed)
         want = _torch_outputs(stack, feed)
-        error = max(_gap(got[name], want[name]) for name in want)
+        error = max(scaled_gap(got[name], want[name]) for name in want)
         if tolerance is not None and not error <= tolerance:  # NaN fails too
             raise VerificationError(f"{case}: ORT differs from PyTorch by {error:.2e} (> {tolerance:.0e})")
         report.max_error = max(report.max_error, error)
@@ -130,9 +130,9 @@ def check_chunking(sess, stack: LSTMStack, rng: np.random.Generator, tolerance: 
                 for name, value in got.items()
                 if name.startswith("final_")
             }
-        gaps = [_gap(np.concatenate(pieces, axis=1), want[contract.OUTPUT])]
+        gaps = [scaled_gap(np.concatenate(pieces, axis=1), want[contract.OUTPUT])]
         gaps += [
-            _gap(state[name.replace("final_", "initial_")], value)
+            scaled_gap(state[name.replace("final_", "initial_")], value)
             for name, value in want.items()
             if name.startswith("final_")
         ]
@@ -199,7 +199,7 @@ def _check_ragged(got: dict[str, np.ndarray], feed: dict[str, np.ndarray], num_l
                         raise VerificationError(f"row {row} of length 0: {final} is not its {initial}")
 
 
-def _gap(got: np.ndarray, want: np.ndarray) -> float:
+def scaled_gap(got: np.ndarray, want: np.ndarray) -> float:
     """The largest difference, scaled by 1 + |value|: float32 rounding grows with the value, and a
     trained model's logits reach tens (a character model's ORT and PyTorch logits of ~15 differed by
     1.3e-5, which is 1e-6 of them)."""

@@ -18,7 +18,7 @@ from lstmserve import contract
 from lstmserve.export.verify import random_feed, run, session
 
 from .errors import ImportCheckFailed
-from .source import PROBABILITIES, Imported, to_stack
+from .source import PROBABILITIES, Imported, softmax, to_stack
 
 TOLERANCE = 1e-5
 SHAPES = ((1, 1), (2, 6), (5, 13))  # (batch, time), every row full
@@ -65,7 +65,7 @@ def _compare(case, got, want, feed, report: ImportReport) -> float:
     for name, expected in want.items():
         actual = got[contract.LOGITS] if name == PROBABILITIES else got[name]
         if name == PROBABILITIES:
-            actual = _softmax(actual)
+            actual = softmax(actual)
         if tuple(actual.shape) != tuple(expected.shape):
             raise ImportCheckFailed(
                 f"{case}: {name} is {actual.shape} here, {expected.shape} in the framework"
@@ -93,8 +93,3 @@ def _inside(values: np.ndarray, lengths: np.ndarray, name: str) -> np.ndarray:
     steps = np.arange(values.shape[1])
     mask = steps[None, :] < lengths[:, None]
     return np.broadcast_to(mask[:, :, None], values.shape)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)

@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from lstmserve import contract
+from lstmserve.export.verify import scaled_gap
 
+from .check import TOLERANCE
 from .errors import ImportCheckFailed, ImportRefused
 from .source import PROBABILITIES
+from .source import softmax as probabilities
 
 
 def keras_reference(
@@ -61,16 +64,13 @@ def keras_reference(
             feed[contract.initial_h(layer)] = np.zeros((3, size), np.float32)
         got = ours(feed)
         if config.head != "none":
-            mine = got[contract.LOGITS]
-            if softmax:
-                mine = np.exp(mine - mine.max(-1, keepdims=True))
-                mine = mine / mine.sum(-1, keepdims=True)
+            mine = probabilities(got[contract.LOGITS]) if softmax else got[contract.LOGITS]
         elif last_returns_sequences:
             mine = got[contract.OUTPUT]
         else:
             mine = got[contract.final_h(config.num_layers - 1)]
-        gap = float((np.abs(mine - want) / (1 + np.abs(want))).max())
-        if mine.shape != want.shape or not gap <= 1e-5:
+        gap = scaled_gap(mine, want)
+        if mine.shape != want.shape or not gap <= TOLERANCE:
             raise ImportCheckFailed(
                 f"the whole Keras model's output differs from the served model's by {gap:.2e}"
             )

@@ -65,7 +65,7 @@ def import_model(
     )
     stack = to_stack(imported)
     model = export_model(stack)
-    verify_export(model, stack)  # the contract, and chunked == one call
+    verified = verify_export(model, stack)  # the contract, and chunked == one call
     report = check_import(imported, model)
     log(f"checked: {report.summary()}")
     for note in imported.notes:
@@ -82,7 +82,8 @@ def import_model(
             _writing(lambda: save_checkpoint(out, checkpoint), CheckpointError)
         if export is not None:
             published = _writing(
-                lambda: publish_checkpoint(checkpoint, str(source), export, force, log), ExportError
+                lambda: publish_checkpoint(checkpoint, str(source), export, force, log, (model, verified)),
+                ExportError,
             )
             result.published = published.model
     except BaseException:

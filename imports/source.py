@@ -121,3 +121,9 @@ def to_stack(imported: Imported) -> LSTMStack:
         {key: torch.from_numpy(np.ascontiguousarray(value, np.float32)) for key, value in state.items()}
     )
     return stack.eval()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Over the last axis: what a reference's PROBABILITIES are compared with."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
