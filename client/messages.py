@@ -83,6 +83,7 @@ class ModelInfo:
     lstmserve_version: str
     accepts_state_from: tuple[str, ...] = ()  # models whose states it also takes (a decoder's encoder)
     provider: str = ""  # the onnxruntime execution provider the server runs it on
+    device: str = ""  # where: cpu, or cuda:N
 
     @classmethod
     def from_proto(cls, info: pb.ModelInfo) -> ModelInfo:
@@ -100,6 +101,7 @@ class ModelInfo:
             info.lstmserve_version,
             tuple(info.accepts_state_from),
             info.provider,
+            info.device,
         )
 
 

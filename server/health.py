@@ -2,6 +2,9 @@
 
     overall, and each service   SERVING while a model is loaded and no model version is stalled
     each model name             SERVING while a version of it is loaded and none of them is stalled
+    device/cpu, device/cuda     SERVING while overall is and every loaded version runs on that device
+                                (a GPU pod's readiness probe names device/cuda: one that fell back to
+                                the CPU takes no traffic)
     everything                  NOT_SERVING from the first moment of a graceful stop
 
 A version is stalled when work waits for it and no batch has ended for --stall-seconds: a probe on
@@ -25,6 +28,7 @@ from .runtime import ModelRuntime
 log = logging.getLogger("lstmserve.server")
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+DEVICES = ("cpu", "cuda")
 
 
 class Health:
@@ -63,6 +67,12 @@ class Health:
         }
         overall = SERVING if served and not self.stalled else NOT_SERVING  # no model: nothing to serve
         status.update({service: overall for service in ["", *self.services]})  # "": overall health
+        # What actually runs the models ("cuda:0" -> cuda); "/" is in no model name (layout.py).
+        devices = {runtime.device.partition(":")[0] for runtime in self.repository.all()}
+        for device in DEVICES:
+            status[f"device/{device}"] = (
+                SERVING if overall == SERVING and devices == {device} else NOT_SERVING
+            )
         for name, value in status.items():
             if self._published.get(name) != value:
                 await self.servicer.set(name, value)

@@ -9,7 +9,7 @@
     lstmserve_streams_in_flight                      open StreamInfer calls
     lstmserve_calls_in_flight                        unary calls being answered
     lstmserve_inflight_bytes                         bytes reserved by calls in flight (--max-inflight-bytes)
-    lstmserve_model_info{model,version,fingerprint,quantization,provider}   1 per loaded version
+    lstmserve_model_info{model,version,fingerprint,quantization,provider,device}   1 per loaded version
 
 `model` is "NAME:VERSION". Each server has its own registry, so several can live in one process.
 """
@@ -69,7 +69,7 @@ class Metrics:
         self.model_info = Gauge(
             "lstmserve_model_info",
             "1 per loaded model version.",
-            ["model", "version", "fingerprint", "quantization", "provider"],
+            ["model", "version", "fingerprint", "quantization", "provider", "device"],
             registry=r,
         )
 
@@ -90,15 +90,22 @@ class Metrics:
         start_http_server(port, addr=host, registry=self.registry)
 
     def loaded(self, runtime: ModelRuntime) -> None:
-        info = runtime.info
-        labels = (info.name, str(info.version), info.fingerprint, info.quantization, runtime.providers[0])
-        self.model_info.labels(*labels).set(1)
+        self.model_info.labels(*_info_labels(runtime)).set(1)
 
     def unloaded(self, runtime: ModelRuntime) -> None:
-        info = runtime.info
-        self.model_info.remove(
-            info.name, str(info.version), info.fingerprint, info.quantization, runtime.providers[0]
-        )
+        self.model_info.remove(*_info_labels(runtime))
+
+
+def _info_labels(runtime: ModelRuntime) -> tuple[str, ...]:
+    info = runtime.info
+    return (
+        info.name,
+        str(info.version),
+        info.fingerprint,
+        info.quantization,
+        runtime.providers[0],
+        runtime.device,
+    )
 
 
 class BatcherMetrics(Observer):

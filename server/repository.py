@@ -10,7 +10,7 @@ from lstmserve import layout
 
 from .auth import EVERY_MODEL, Scope
 from .errors import ModelLoadError, NotFound, PermissionDenied, RepositoryError, quoted
-from .runtime import ModelRuntime, disable_telemetry, providers_for
+from .runtime import ModelRuntime, providers_for, quiet_onnxruntime
 
 log = logging.getLogger("lstmserve.server")
 
@@ -43,7 +43,7 @@ class ModelRepository:
     def load_all(self) -> list[str]:
         """Load every model version; return a message for each file that could not be loaded."""
         check_root(self.root)
-        disable_telemetry()
+        quiet_onnxruntime()
         self._providers = providers_for(self.device, **self.cuda_options)
         return self.refresh().problems
 

@@ -41,11 +41,15 @@ class ModelInfo:
     accepts_state_from: tuple[str, ...] = ()  # models whose states it also takes (as exported)
 
 
-def disable_telemetry() -> None:
-    """A server reaches nothing outside its callers. (onnxruntime still warns once, "Failed to persist
-    telemetry device ID", where its home folder is read-only, as in the container: harmless.)"""
+def quiet_onnxruntime() -> None:
+    """A server reaches nothing outside its callers, and its log says what it decided, not what
+    onnxruntime noticed on the way: errors only. (onnxruntime-gpu 1.31 otherwise warns at each session
+    "No registered plugin EP device found for 'CUDAExecutionProvider'" and then uses it all the same;
+    it still warns once, "Failed to persist telemetry device ID", where its home folder is read-only,
+    as in the container: harmless.)"""
     if hasattr(ort, "disable_telemetry_events"):
         ort.disable_telemetry_events()
+    ort.set_default_logger_severity(3)
 
 
 Providers = list  # of names, or (name, options) pairs, as onnxruntime takes them
@@ -53,7 +57,11 @@ _warned_cpu = False  # the CUDA fallback is said once, not once per model versio
 
 
 def providers_for(
-    device: str, device_id: int = 0, mem_limit_mb: int = 0, arena: str = "next_power_of_two"
+    device: str,
+    device_id: int = 0,
+    mem_limit_mb: int = 0,
+    arena: str = "next_power_of_two",
+    tf32: bool = False,
 ) -> Providers:
     """The execution providers for a device; CUDA falls back to CPU with a warning where absent."""
     if device == "cuda":
@@ -76,6 +84,9 @@ def providers_for(
                 "arena_extend_strategy": "kSameAsRequested"
                 if arena == "same_as_requested"
                 else "kNextPowerOfTwo",
+                # onnxruntime's default lets cuDNN's LSTM round its products to TF32: on an H200 that
+                # put final_c 5e-4 from the CPU's (scaled), past export's fp32 tolerance. Off: fp32.
+                "use_tf32": int(tf32),
             }
             if mem_limit_mb:
                 options["gpu_mem_limit"] = mem_limit_mb << 20
@@ -121,6 +132,7 @@ class ModelRuntime:
             raise ModelLoadError(f"{path}: outputs {self.output_names} do not follow the contract {want}")
         self.providers = self.session.get_providers()  # what onnxruntime actually uses, first first
         _say_fallback(providers, self.providers)
+        self.device = _device_of(self.session)
         self.path = path
         self.label = f"{name}:{version}"  # the metrics' `model` label
 
@@ -145,8 +157,15 @@ class ModelRuntime:
         return (
             f"{self.info.name} v{self.info.version}: {config.input_size} inputs, layers "
             f"{list(config.hidden_sizes)}, head {config.head}, quantization {self.info.quantization}, "
-            f"fingerprint {self.info.fingerprint}, {self.providers[0]}"
+            f"fingerprint {self.info.fingerprint}, {self.providers[0]} on {self.device}"
         )
+
+
+def _device_of(session: ort.InferenceSession) -> str:
+    """cpu, or cuda:N: the GPU onnxruntime actually placed the session on, from its own options."""
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        return "cpu"
+    return f"cuda:{session.get_provider_options()['CUDAExecutionProvider'].get('device_id', '0')}"
 
 
 def _accepts(path: Path, text: str) -> tuple[str, ...]:

@@ -85,6 +85,7 @@ class Server:
             "device_id": settings.cuda_device_id,
             "mem_limit_mb": settings.cuda_mem_limit_mb,
             "arena": settings.cuda_arena,
+            "tf32": settings.cuda_tf32 == "on",
         }
         self.repository = ModelRepository(
             settings.repository, settings.device, settings.intra_op_threads, cuda

@@ -37,6 +37,11 @@ class Settings:
         "with --device cuda: how the GPU arena grows (next_power_of_two, or same_as_requested: no slack)",
         choices=("next_power_of_two", "same_as_requested"),
     )
+    cuda_tf32: str = setting(
+        "off",
+        "with --device cuda: on lets cuDNN and cuBLAS round to TF32 (faster; answers drift ~1e-3 from fp32)",
+        choices=("off", "on"),
+    )
     intra_op_threads: int = setting(1, "onnxruntime threads per call (1 suits streaming chunks)")
     inference_threads: int = setting(0, "threads for runs too long for the event loop; 0 = one per core")
     max_batch_rows: int = setting(64, "rows merged into one onnxruntime run; 0 turns batching off")
@@ -115,6 +120,8 @@ class Settings:
                 f"{_named('cuda_arena')} must be next_power_of_two or same_as_requested, "
                 f"got {self.cuda_arena!r}"
             )
+        if self.cuda_tf32 not in ("off", "on"):
+            raise SettingsError(f"{_named('cuda_tf32')} must be off or on, got {self.cuda_tf32!r}")
         for name in (
             "intra_op_threads",
             "max_message_bytes",

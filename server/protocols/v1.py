@@ -125,4 +125,5 @@ def model_info(runtime: ModelRuntime, repository: ModelRepository) -> pb.ModelIn
         lstmserve_version=info.lstmserve_version,
         accepts_state_from=info.accepts_state_from,
         provider=runtime.providers[0],
+        device=runtime.device,
     )

@@ -4,16 +4,21 @@ Where no GPU is, it skips and says so (the CPU fallback is test_lifecycle's)."""
 
 from __future__ import annotations
 
+import grpc
 import numpy as np
 import onnxruntime as ort
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lstmserve.client import Client
 from lstmserve.export.onnx import export_model
 from lstmserve.export.verify import random_feed, run, scaled_gap
 from lstmserve.model.checkpoint import load_checkpoint
 from lstmserve.server.runtime import providers_for
 
-from ..conftest import random_checkpoint
+from ..conftest import CHARS, DIGITS, random_checkpoint
+from ..servers import ServerProcess, free_port
+from .test_metrics import scrape, value
 
 TOLERANCE = 1e-4  # scaled by 1 + |value|: cuDNN's LSTM adds in its own order (TF32 is off in ORT)
 
@@ -51,3 +56,46 @@ def test_cuda_equals_cpu_with_ragged_and_empty_rows(tmp_path, config):
         lengths = feed["sequence_lengths"]
         for row in np.flatnonzero(lengths == 0):  # a 0-length row keeps its state on the GPU too
             np.testing.assert_array_equal(got["final_h_0"][row], feed["initial_h_0"][row])
+
+
+@pytest.mark.skip_ok_in_ci  # as above: no GPU in CI
+def test_the_server_on_cuda_says_so_everywhere_and_answers_as_the_cpu_does(repository):
+    """Start log, GetModel, health and metrics name the provider and device that run each model (and
+    onnxruntime's own warnings stay out of the log); a stream of chunks fed its own state back, ragged
+    rows and a 0-length row among them, matches the CPU server's."""
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("no CUDA GPU here (onnxruntime has no CUDA execution provider): not measured")
+    port = free_port()
+    cuda = ServerProcess(repository, "--device", "cuda", "--metrics-port", str(port))
+    cpu = ServerProcess(repository)
+    try:
+        log = "".join(cuda.log)
+        if "CUDAExecutionProvider" not in log:
+            pytest.skip(f"onnxruntime-gpu is here but no GPU answers: {log[-300:]}")
+        assert f"loaded {DIGITS} v1" in log and "CUDAExecutionProvider on cuda:0" in log, log
+        assert "W:onnxruntime" not in log, log
+        rng = np.random.default_rng(1)
+        with Client(cuda.address) as on_gpu, Client(cpu.address) as on_cpu:
+            chars = on_gpu.model(CHARS, version=2)
+            assert (chars.provider, chars.device) == ("CUDAExecutionProvider", "cuda:0")
+            assert (on_cpu.model(DIGITS).provider, on_cpu.model(DIGITS).device) == (
+                "CPUExecutionProvider",
+                "cpu",
+            )
+            lengths = np.array([3, 0, 1, 3], np.int32)
+            gpu_state = cpu_state = None
+            for _ in range(3):
+                x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+                got = on_gpu.infer(CHARS, x, state=gpu_state, lengths=lengths, version=2)
+                want = on_cpu.infer(CHARS, x, state=cpu_state, lengths=lengths, version=2)
+                assert scaled_gap(got.logits, want.logits) <= TOLERANCE
+                gpu_state, cpu_state = got.state, want.state
+        with grpc.insecure_channel(cuda.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            check = health_pb2.HealthCheckRequest(service="device/cuda")
+            assert health.Check(check, timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        labels = dict(model=CHARS, version="2", fingerprint=chars.fingerprint, quantization="none")
+        info = dict(provider="CUDAExecutionProvider", device="cuda:0")
+        assert value(scrape(port), "lstmserve_model_info", **labels, **info) == 1
+    finally:
+        assert cuda.terminate() == 0 and cpu.terminate() == 0

@@ -21,6 +21,19 @@ def test_health_serving_overall_and_per_model(channel, service):
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_health_names_the_device_the_models_run_on(channel):
+    """A GPU pod's readiness probe asks for device/cuda: a server that serves on the CPU says no."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    statuses = {
+        device: stub.Check(health_pb2.HealthCheckRequest(service=f"device/{device}"), timeout=5).status
+        for device in ("cpu", "cuda")
+    }
+    assert statuses == {
+        "cpu": health_pb2.HealthCheckResponse.SERVING,
+        "cuda": health_pb2.HealthCheckResponse.NOT_SERVING,
+    }
+
+
 def test_health_of_an_unknown_model_is_not_found(channel):
     stub = health_pb2_grpc.HealthStub(channel)
     with pytest.raises(grpc.RpcError) as caught:

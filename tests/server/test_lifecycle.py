@@ -133,7 +133,8 @@ def test_cuda_asked_for_where_absent_warns_and_serves_on_cpu(repository):
         assert sum("using cpu" in line or "serving on the CPU" in line for line in server.log) == 1
         with Client(server.address) as client:
             assert client.infer(DIGITS, np.zeros((1, 8, 8))).logits.shape == (1, 10)
-            assert client.model(DIGITS).provider == "CPUExecutionProvider"  # what actually runs it
+            info = client.model(DIGITS)
+            assert (info.provider, info.device) == ("CPUExecutionProvider", "cpu")  # what actually runs it
     finally:
         assert server.terminate() == 0
 

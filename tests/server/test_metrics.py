@@ -88,3 +88,8 @@ def test_metrics_count_calls_codes_batches_and_models(repository):
         if name == "lstmserve_model_info"
     }
     assert models == {"digits v1", "chars v1", "chars v2"}
+    assert {
+        (dict(labels)["provider"], dict(labels)["device"])
+        for (name, labels) in samples
+        if name == "lstmserve_model_info"
+    } == {("CPUExecutionProvider", "cpu")}

@@ -41,6 +41,7 @@ def test_flags_beat_environment_beat_defaults():
             "--cuda-mem-limit-mb (LSTMSERVE_CUDA_MEM_LIMIT_MB) must not be negative",
         ),
         ([], {"LSTMSERVE_CUDA_ARENA": "huge"}, "LSTMSERVE_CUDA_ARENA"),
+        ([], {"LSTMSERVE_CUDA_TF32": "yes"}, "LSTMSERVE_CUDA_TF32"),
         (
             ["--max-generate-steps", "0"],
             {},

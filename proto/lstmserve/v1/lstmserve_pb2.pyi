@@ -95,7 +95,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "versions", "input_size", "hidden_sizes", "head", "num_outputs", "labels", "fingerprint", "quantization", "lstmserve_version", "accepts_state_from", "provider")
+    __slots__ = ("name", "version", "versions", "input_size", "hidden_sizes", "head", "num_outputs", "labels", "fingerprint", "quantization", "lstmserve_version", "accepts_state_from", "provider", "device")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +109,7 @@ class ModelInfo(_message.Message):
     LSTMSERVE_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_STATE_FROM_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     versions: _containers.RepeatedScalarFieldContainer[int]
@@ -122,7 +123,8 @@ class ModelInfo(_message.Message):
     lstmserve_version: str
     accepts_state_from: _containers.RepeatedScalarFieldContainer[str]
     provider: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input_size: _Optional[int] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., head: _Optional[str] = ..., num_outputs: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., fingerprint: _Optional[str] = ..., quantization: _Optional[str] = ..., lstmserve_version: _Optional[str] = ..., accepts_state_from: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ...) -> None: ...
+    device: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input_size: _Optional[int] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., head: _Optional[str] = ..., num_outputs: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., fingerprint: _Optional[str] = ..., quantization: _Optional[str] = ..., lstmserve_version: _Optional[str] = ..., accepts_state_from: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("prompt", "max_steps", "feedback", "temperature", "top_k", "seed", "stop_classes")
