@@ -1,9 +1,13 @@
-"""Client and AsyncClient: one channel each, opened by their shared base; gRPC itself retries Infer."""
+"""Client and AsyncClient: a channel each, opened by their shared base (and one more per
+STREAMS_PER_CHANNEL open bidi streams); gRPC itself retries Infer."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -49,9 +53,29 @@ _RETRY_CONFIG = json.dumps(
 )
 
 
+# Open StreamInfer calls one channel (one HTTP/2 connection) carries. A server caps the streams of a
+# connection (lstmserve at 256, nginx at 128 by default), and gRPC does not hold a bidi stream back
+# until one ends: past the cap it is refused (UNAVAILABLE, RST_STREAM code 7; 501 of 1024 streams
+# opened on one connection, measured). 100 is HTTP/2's recommended least.
+STREAMS_PER_CHANNEL = 100
+
+
+@dataclass
+class _Lane:
+    """A channel and the StreamInfer calls opened on it (weakly: a call nobody holds is gone)."""
+
+    channel: Any
+    stub: pb_grpc.LSTMServiceStub
+    calls: weakref.WeakSet = field(default_factory=weakref.WeakSet)
+
+    def open_calls(self) -> int:
+        return sum(1 for call in list(self.calls) if not call.done())
+
+
 class _Connection:
     """What both clients hold: a channel with the retry policy (from `grpc` or `grpc.aio`, which share
-    this signature), the lstmserve.v1 stub and the per-call timeout."""
+    this signature), the lstmserve.v1 stub and the per-call timeout; bidi streams past
+    STREAMS_PER_CHANNEL open on further channels of the same settings, each its own connection."""
 
     def __init__(
         self,
@@ -72,12 +96,37 @@ class _Connection:
             ("grpc.max_send_message_length", max_message_bytes),
             *extra,
         ]
-        if credentials is not None:
-            self._channel = grpc_api.secure_channel(target, credentials, options)
-        else:
-            self._channel = grpc_api.insecure_channel(target, options)
+
+        def open_channel(more: Sequence[tuple[str, Any]] = ()) -> Any:
+            if credentials is not None:
+                return grpc_api.secure_channel(target, credentials, [*options, *more])
+            return grpc_api.insecure_channel(target, [*options, *more])
+
+        self._channel = open_channel()
         self.stub = pb_grpc.LSTMServiceStub(self._channel)
         self.timeout = timeout
+        # A channel of the same arguments would share the first one's connection (gRPC's global
+        # subchannel pool): a lane's own pool gives it its own.
+        self._open_lane: Callable[[], Any] = lambda: open_channel([("grpc.use_local_subchannel_pool", 1)])
+        self._lanes = [_Lane(self._channel, self.stub)]
+        self._lanes_lock = threading.Lock()  # Client's streams open from any thread
+
+    def stream_call(self, *requests: Any) -> Any:
+        """A new StreamInfer call, on the first channel with fewer than STREAMS_PER_CHANNEL open."""
+        with self._lanes_lock:
+            lane = next((lane for lane in self._lanes if lane.open_calls() < STREAMS_PER_CHANNEL), None)
+            if lane is None:
+                channel = self._open_lane()
+                lane = _Lane(channel, pb_grpc.LSTMServiceStub(channel))
+                self._lanes.append(lane)
+            call = lane.stub.StreamInfer(*requests, metadata=self.metadata)
+            lane.calls.add(call)
+            return call
+
+    @property
+    def channels(self) -> list[Any]:
+        """Every channel opened so far: the first, then one per STREAMS_PER_CHANNEL streams."""
+        return [lane.channel for lane in self._lanes]
 
 
 class Client(_Connection):
@@ -211,7 +260,8 @@ class Client(_Connection):
     def close(self) -> None:
         if self.coalescer is not None:
             self.coalescer.close()
-        self._channel.close()
+        for channel in self.channels:
+            channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -330,7 +380,8 @@ class AsyncClient(_Connection):
         return ModelInfo.from_proto(info)
 
     async def close(self) -> None:
-        await self._channel.close()
+        for channel in self.channels:
+            await channel.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self

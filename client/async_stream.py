@@ -24,6 +24,8 @@ class _AsyncSender(Protocol):
     timeout: float | None
     metadata: Any
 
+    def stream_call(self, *requests: Any) -> Any: ...
+
     def infer(
         self,
         model: str,
@@ -92,7 +94,7 @@ class AsyncStream(Carry):
 
     async def _send(self, request: pb.InferRequest | None) -> Any:
         if self._call is None:
-            self._call = self._client.stub.StreamInfer(metadata=self._client.metadata)
+            self._call = self._client.stream_call()
             self._fresh = True
             while self._window.kept:
                 self._replayed(await self._exchange(self._window.replay(self.version)))

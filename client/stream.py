@@ -42,6 +42,8 @@ class _Sender(Protocol):
     timeout: float | None
     metadata: Any
 
+    def stream_call(self, *requests: Any) -> Any: ...
+
     def infer(
         self,
         model: str,
@@ -145,9 +147,7 @@ class Stream(Carry):
         """Send request on the open call; a new call first replays the kept chunks from the state."""
         if self._responses is None:
             self._requests = queue.SimpleQueue()
-            self._responses = self._client.stub.StreamInfer(
-                iter(self._requests.get, None), metadata=self._client.metadata
-            )
+            self._responses = self._client.stream_call(iter(self._requests.get, None))
             self._fresh = True
             while self._window.kept:
                 self._replayed(self._exchange(self._window.replay(self.version)))

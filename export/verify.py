@@ -202,8 +202,9 @@ def _check_ragged(got: dict[str, np.ndarray], feed: dict[str, np.ndarray], num_l
 def scaled_gap(got: np.ndarray, want: np.ndarray) -> float:
     """The largest difference, scaled by 1 + |value|: float32 rounding grows with the value, and a
     trained model's logits reach tens (a character model's ORT and PyTorch logits of ~15 differed by
-    1.3e-5, which is 1e-6 of them)."""
-    return float((np.abs(got - want) / (1.0 + np.abs(want))).max(initial=0.0))
+    1.3e-5, which is 1e-6 of them). Where either holds NaN or Inf the gap is NaN: no tolerance passes it."""
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN is the answer, not a warning
+        return float((np.abs(got - want) / (1.0 + np.abs(want))).max(initial=0.0))
 
 
 def _dims(dims) -> str:
