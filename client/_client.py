@@ -102,12 +102,13 @@ class _Connection:
                 return grpc_api.secure_channel(target, credentials, [*options, *more])
             return grpc_api.insecure_channel(target, [*options, *more])
 
-        self._channel = open_channel()
+        # Each channel its own connection: with gRPC's global subchannel pool, every channel of the
+        # same arguments in a process (several clients, a client's lanes) would share one, and with
+        # it the server's cap on its streams.
+        self._open_lane: Callable[[], Any] = lambda: open_channel([("grpc.use_local_subchannel_pool", 1)])
+        self._channel = self._open_lane()
         self.stub = pb_grpc.LSTMServiceStub(self._channel)
         self.timeout = timeout
-        # A channel of the same arguments would share the first one's connection (gRPC's global
-        # subchannel pool): a lane's own pool gives it its own.
-        self._open_lane: Callable[[], Any] = lambda: open_channel([("grpc.use_local_subchannel_pool", 1)])
         self._lanes = [_Lane(self._channel, self.stub)]
         self._lanes_lock = threading.Lock()  # Client's streams open from any thread
 

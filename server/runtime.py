@@ -105,10 +105,7 @@ class ModelRuntime:
         # 1 x 131000-step call, ~500 MB kept); without it memory goes back, at no cost measured here
         # (one-step calls 14-15 us either way).
         options.enable_cpu_mem_arena = False
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise ModelLoadError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+        self.session = _session(path, options, providers)
         meta = self.session.get_modelmeta().custom_metadata_map
         missing = [key for key in (contract.META_CONFIG, contract.META_FINGERPRINT) if key not in meta]
         if missing:
@@ -126,6 +123,16 @@ class ModelRuntime:
             lstmserve_version=meta.get(contract.META_VERSION, ""),
             accepts_state_from=_accepts(path, meta.get(contract.META_ACCEPTS_STATE_FROM, "[]")),
         )
+        if self.info.quantization != "none" and self.session.get_providers()[0] != "CPUExecutionProvider":
+            # int8's DynamicQuantizeLSTM has a CPU kernel only: on CUDA the LSTMs would run on the CPU
+            # anyway, behind copies, while GetModel, metrics and device/cuda health said cuda.
+            log.warning(
+                "%s v%d is %s: onnxruntime runs its LSTMs on the CPU only, so it is served on the CPU",
+                name,
+                version,
+                self.info.quantization,
+            )
+            self.session = _session(path, options, ["CPUExecutionProvider"])
         self.output_names = [output.name for output in self.session.get_outputs()]
         want = contract.output_names(config.num_layers, config.head != "none")
         if self.output_names != want:
@@ -159,6 +166,13 @@ class ModelRuntime:
             f"{list(config.hidden_sizes)}, head {config.head}, quantization {self.info.quantization}, "
             f"fingerprint {self.info.fingerprint}, {self.providers[0]} on {self.device}"
         )
+
+
+def _session(path: Path, options: ort.SessionOptions, providers: Providers) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise ModelLoadError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
 
 
 def _device_of(session: ort.InferenceSession) -> str:

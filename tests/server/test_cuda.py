@@ -99,3 +99,38 @@ def test_the_server_on_cuda_says_so_everywhere_and_answers_as_the_cpu_does(repos
         assert value(scrape(port), "lstmserve_model_info", **labels, **info) == 1
     finally:
         assert cuda.terminate() == 0 and cpu.terminate() == 0
+
+
+@pytest.mark.skip_ok_in_ci  # as above: no GPU in CI
+def test_an_int8_version_is_served_on_the_cpu_and_says_so(tiny_checkpoint, tmp_path):
+    """int8's DynamicQuantizeLSTM has no CUDA kernel: such a version runs on the CPU, and GetModel,
+    the log and device/cuda health say so rather than cuda:0."""
+    from lstmserve.export.publish import export_checkpoint
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("no CUDA GPU here (onnxruntime has no CUDA execution provider): not measured")
+    export_checkpoint(tiny_checkpoint, tmp_path / "models", DIGITS, quantize="int8")
+    server = ServerProcess(tmp_path / "models", "--device", "cuda")
+    try:
+        log = "".join(server.log)
+        assert "int8: onnxruntime runs its LSTMs on the CPU only" in log, log
+        with Client(server.address) as client:
+            info = client.model(DIGITS)
+            assert (info.quantization, info.provider, info.device) == ("int8", "CPUExecutionProvider", "cpu")
+            assert client.model(DIGITS, version=1).device == "cuda:0"
+            assert client.infer(DIGITS, np.zeros((2, 4, 8))).logits.shape == (2, 10)
+        with grpc.insecure_channel(server.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            status = {
+                device: health.Check(
+                    health_pb2.HealthCheckRequest(service=f"device/{device}"), timeout=5
+                ).status
+                for device in ("cpu", "cuda")
+            }
+        # export wrote v1 fp32 (on the GPU) beside v2 int8 (on the CPU): neither device has them all
+        assert status == {
+            "cpu": health_pb2.HealthCheckResponse.NOT_SERVING,
+            "cuda": health_pb2.HealthCheckResponse.NOT_SERVING,
+        }
+    finally:
+        assert server.terminate() == 0
