@@ -16,7 +16,7 @@ from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
 
 MODES = ("unary", "bidi", "bidi-sparse", "coalesced", "wide", "kserve")
 STATE_EVERY = 8  # bidi-sparse: the chunks per state the stream asks for
-STREAMS_PER_CONNECTION = 256  # the server's grpc.max_concurrent_streams
+STREAMS_PER_CONNECTION = 256  # the server's grpc.max_concurrent_streams (KServe's bare channels)
 
 
 @dataclass(frozen=True)
@@ -92,11 +92,11 @@ async def _run(address: str, load: Load, connection: Connection) -> LoadResult:
     latencies: list[list[float]] = [[] for _ in range(callers_count)]
     # A local subchannel pool: otherwise gRPC shares one connection among identical channels.
     options = [("grpc.use_local_subchannel_pool", 1)]
-    # The server lets one connection carry 256 streams at once (server.py); a client opening more at
-    # once on a new connection has some refused (REFUSED_STREAM, seen as UNAVAILABLE): spread them.
-    connections = max(load.connections, -(-callers_count // STREAMS_PER_CONNECTION))
     callers: list
     if load.mode == "kserve":
+        # The server lets one connection carry 256 streams at once (server.py). lstmserve's clients
+        # open a channel per 100 streams themselves (client/_client.py); these bare ones are spread here.
+        connections = max(load.connections, -(-callers_count // STREAMS_PER_CONNECTION))
         channels = [connection.channel(address, options) for _ in range(connections)]
         stubs = [kserve_grpc.GRPCInferenceServiceStub(c) for c in channels]
         callers, closing = [(stub, connection.metadata) for stub in stubs], channels
@@ -110,7 +110,7 @@ async def _run(address: str, load: Load, connection: Connection) -> LoadResult:
                 token=connection.token,
                 coalesce=load.mode == "coalesced",
             )
-            for _ in range(connections)
+            for _ in range(load.connections)
         ]
     # What is alive now lives for the whole run: out of the cyclic GC's full passes, which otherwise
     # scan every object of grpc, numpy and protobuf now and then (at 256 coalesced streams, p99
