@@ -124,9 +124,7 @@ class AsyncStream(Carry):
 
     def fork(self) -> AsyncStream:
         self._refuse_pending("fork()")
-        return AsyncStream(
-            self._client, self.model, self.version, self._state, self.bidi, self.outputs, self.state_every
-        )
+        return AsyncStream(self._client, **self._settings())
 
     def _drop(self) -> None:
         if self._call is not None:

@@ -117,6 +117,19 @@ class Carry:
     def state_every(self) -> int:
         return self._window.every
 
+    def _settings(self) -> dict[str, Any]:
+        """What a fork carries on: every constructor argument but the client, as this stream holds it
+        now (tests/client/test_twins.py holds this to the constructors' signatures)."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "state": self._state,
+            "bidi": self.bidi,
+            "outputs": self.outputs,
+            "state_every": self.state_every,
+            "time_major": self.time_major,
+        }
+
     def save(self) -> bytes:
         """The current state as bytes; `client.stream(model, state=State.from_bytes(data))` resumes it."""
         self._refuse_pending("save()")

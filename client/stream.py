@@ -188,9 +188,7 @@ class Stream(Carry):
     def fork(self) -> Stream:
         """A second stream that continues from this one's state; the two then go their own ways."""
         self._refuse_pending("fork()")
-        return Stream(
-            self._client, self.model, self.version, self._state, self.bidi, self.outputs, self.state_every
-        )
+        return Stream(self._client, **self._settings())
 
     def _drop(self) -> None:
         """Forget a call that failed or timed out (cancelled, in case the server still holds it)."""

@@ -41,6 +41,35 @@ def test_a_time_major_stream_in_chunks_equals_one_call(client, bidi):
     )
 
 
+@pytest.mark.parametrize("bidi", [False, True])
+def test_a_fork_of_a_time_major_stream_reads_its_chunks_time_first(client, bidi):
+    """A fork once lost time_major: its next time-first chunk was read batch-major and refused."""
+    want = client.infer(CHARS, X, version=1).logits.swapaxes(0, 1)  # (time, batch, classes)
+    with client.stream(CHARS, version=1, bidi=bidi, time_major=True) as stream:
+        stream.feed(T[:4])
+        with stream.fork() as fork:
+            assert fork.time_major
+            forked = fork.feed(T[4:])
+        rest = stream.feed(T[4:])
+    assert forked.logits.shape == (5, 3, 4)
+    np.testing.assert_allclose(forked.logits, want[4:], atol=1e-6)
+    np.testing.assert_allclose(rest.logits, want[4:], atol=1e-6)
+
+
+def test_a_fork_of_an_async_time_major_stream_reads_its_chunks_time_first(server):
+    async def main():
+        async with AsyncClient(server.address) as client:
+            whole = await client.infer(CHARS, T, version=1, time_major=True)
+            async with client.stream(CHARS, version=1, bidi=True, time_major=True) as stream:
+                await stream.feed(T[:4])
+                async with stream.fork() as fork:
+                    forked = await fork.feed(T[4:])
+            return whole, forked
+
+    whole, forked = asyncio.run(main())
+    np.testing.assert_allclose(forked.output, whole.output[4:], atol=1e-6)
+
+
 def test_async_time_major(server):
     async def main():
         async with AsyncClient(server.address) as client:
