@@ -210,10 +210,9 @@ def load_sequence(path: Path, time_major: bool = False) -> np.ndarray:
 
 
 def _held_out_digits() -> tuple[np.ndarray, np.ndarray]:
-    try:
-        from lstmserve.model.data import load_dataset, split
-    except ImportError:
-        raise InputFileError("the demo reads scikit-learn's digits: pip install 'lstmserve[train]'") from None
+    # scikit-learn (the [train] extra) is imported by load_dataset: missing, lstmserve/cli.py says so.
+    from lstmserve.model.data import load_dataset, split
+
     data, _ = load_dataset("digits")
     test = split(data, None, seed=0).test  # what `lstmserve train` held out by default
     return test.inputs, test.targets

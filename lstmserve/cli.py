@@ -2,7 +2,8 @@
 
 Each stage's parser lives beside its code and imports torch, onnxruntime or grpc only when its command
 runs, so `lstmserve serve` works where torch is not installed. A stage whose extra is not installed
-still shows its commands, which then say what to install.
+still shows its commands, which then say what to install: a library missing when a command runs
+ends in one line naming the extra that installs it (lstmserve/extras.py), not a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 from lstmserve import __version__
 from lstmserve.errors import LstmServeError
+from lstmserve.extras import extra_for, install_hint
 
 # (module, functions that add its subcommands, the extra it needs, its command names)
 _STAGES = (
@@ -45,17 +47,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_missing(commands, name: str, extra: str, exc: ImportError) -> None:
     def run(args: argparse.Namespace) -> int:
-        raise LstmServeError(f"needs the [{extra}] extra ({exc}): pip install 'lstmserve[{extra}]'")
+        raise _missing(exc, extra) or LstmServeError(install_hint(extra, exc))
 
     parser = commands.add_parser(name, help=f"(needs lstmserve[{extra}])", add_help=False)
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     parser.set_defaults(run=run)
 
 
+def _missing(exc: ImportError, preferred: str) -> LstmServeError | None:
+    """A library an extra installs, missing: which extra to install (None for anything else: a bug)."""
+    name = getattr(exc, "name", None)
+    extra = extra_for(name, preferred) if isinstance(exc, ModuleNotFoundError) and name else None
+    return None if extra is None else LstmServeError(install_hint(extra, exc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args) or 0
+        try:
+            return args.run(args) or 0
+        except ModuleNotFoundError as exc:  # each command imports its libraries only when it runs
+            stage_extra = next(extra for _, _, extra, names in _STAGES if args.command in names)
+            hint = _missing(exc, stage_extra)
+            if hint is None:
+                raise  # not a library an extra installs: a bug, shown with its traceback
+            raise hint from None
     except LstmServeError as exc:
         print(f"lstmserve {args.command}: error: {exc}", file=sys.stderr)
         return 2
