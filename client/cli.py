@@ -196,7 +196,8 @@ def load_sequence(path: Path, time_major: bool = False) -> np.ndarray:
         x = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputFileError(f"{path}: no such file") from None
-    except (ValueError, OSError):  # numpy's message would suggest allow_pickle: never for input files
+    # numpy's own message would suggest allow_pickle: never for input files. EOFError: an empty file.
+    except (ValueError, OSError, EOFError):
         raise InputFileError(f"{path}: not a readable .npy array file (np.save)") from None
     if not isinstance(x, np.ndarray) or x.ndim not in (2, 3):
         raise InputFileError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,6 +63,19 @@ def _missing(exc: ImportError, preferred: str) -> LstmServeError | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a reader gone shows here, where it is caught, not at the exit's flush
+    except BrokenPipeError:
+        # `lstmserve infer ... | head -1`: the reader has what it wanted, so stop quietly, as other
+        # tools do; stdout points at devnull so that nothing left buffered raises it again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         try:

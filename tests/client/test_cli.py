@@ -71,6 +71,8 @@ def test_infer_names_bad_input(server, tmp_path):
         (["--input", str(tmp_path / "missing.npy")], "missing.npy: no such file"),
         (["--input", str(tmp_path / "flat.npy")], "need (batch, time, features) or (time, features)"),
     ]
+    (tmp_path / "empty.npy").write_bytes(b"")  # numpy raises EOFError, not ValueError
+    cases.append((["--input", str(tmp_path / "empty.npy")], "empty.npy: not a readable .npy array file"))
     np.save(tmp_path / "wide.npy", np.ones((1, 3, 9)))
     cases.append((["--input", str(tmp_path / "wide.npy")], "INVALID_ARGUMENT: input has 9 features per step"))
     for args, message in cases:
@@ -101,6 +103,22 @@ def test_infer_without_a_server_says_so(tmp_path):
         "infer", "--model", DIGITS, "--input", str(tmp_path / "x.npy"), "--server", "127.0.0.1:9"
     )
     assert done.returncode == 2 and "UNAVAILABLE" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_infer_into_a_pipe_whose_reader_has_gone_stops_quietly(server, tmp_path):
+    """`lstmserve infer ... | head -1`: the reader leaves early; no BrokenPipeError traceback."""
+    np.save(tmp_path / "x.npy", np.random.default_rng(2).random((64, 8, 8), dtype=np.float32))
+    command = [sys.executable, "-m", "lstmserve", "infer", "--model", DIGITS, "--input"]
+    with subprocess.Popen(
+        [*command, str(tmp_path / "x.npy"), "--server", server.address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as done:
+        done.stdout.close()  # the reader is gone before the first line: every write meets EPIPE
+        errors = done.stderr.read()
+    assert done.returncode == 1, errors
+    assert errors == ""  # no traceback, and no "Exception ignored" from the exit's flush
 
 
 def test_demo_streams_held_out_digits_row_by_row(server):
