@@ -48,13 +48,16 @@ bench: bench-models $(INSTALLED_DEV)
 
 # The serving image (no torch), with models/ baked in. CONTAINER=docker works too.
 CONTAINER ?= podman
+# podman builds the OCI format by default, which has no HEALTHCHECK (podman drops it, with a warning);
+# its docker format keeps it. docker builds only that format and has no --format flag.
+BUILD_FORMAT := $(if $(filter podman,$(notdir $(CONTAINER))),--format docker)
 image: model
-	$(CONTAINER) build -t lstmserve:0.1.0 .
+	$(CONTAINER) build $(BUILD_FORMAT) -t lstmserve:0.1.0 .
 
 # The same image on onnxruntime-gpu and NVIDIA's PyPI runtime wheels, serving with --device cuda (on
 # the CPU, with one warning, where the host has no GPU). About 3 GB.
 image-cuda: model
-	$(CONTAINER) build --build-arg REQUIREMENTS=deploy/requirements-serve-cuda.txt --build-arg DEVICE=cuda \
+	$(CONTAINER) build $(BUILD_FORMAT) --build-arg REQUIREMENTS=deploy/requirements-serve-cuda.txt --build-arg DEVICE=cuda \
 		-t lstmserve:0.1.0-cuda .
 
 test: $(INSTALLED_DEV) model
