@@ -177,11 +177,13 @@ class Server:
         security = "plaintext" if self.tls is None else ("mTLS" if self.tls.mutual else "TLS")
         security += ", tokens" if self.tokens is not None else ""
         log.info(
-            "lstmserve listening on %s:%d, lstmserve.v1 and KServe v2 over %s "
+            "lstmserve listening on %s:%d, lstmserve.v1 and KServe v2 over %s; states %s "
             "(model versions: %d; inference threads: %d; %s)",
             settings.host,
             self.port,
             security,
+            # Whether clients can read (and forge) the states they hold: docs/security.md.
+            "sealed" if settings.state_key_file else "unsealed",
             len(self.repository.all()),
             self.threads,
             batching,

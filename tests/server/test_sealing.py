@@ -4,6 +4,7 @@ any replica with the same keys; both protocols."""
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import time
@@ -97,6 +98,15 @@ def test_keys_rotate_and_streams_resume_on_any_replica_with_the_key(replicas):
         with pytest.raises(StateMismatchError) as caught:  # a does not have b's new key
             old.infer(CHARS, X, state=last.state, version=1)
         assert "a key this server does not have" in caught.value.details
+
+
+def test_the_start_line_says_whether_states_are_sealed(repository, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="lstmserve.server"):
+        sealing(repository, tmp_path, [K1]).stop()
+        InProcessServer(Settings(repository=str(repository))).start().stop()
+    started = [r.getMessage() for r in caplog.records if "lstmserve listening on" in r.getMessage()]
+    assert len(started) == 2, started
+    assert "; states sealed (" in started[0] and "; states unsealed (" in started[1], started
 
 
 def test_states_older_than_the_maximum_age_are_refused(repository, tmp_path):
