@@ -67,6 +67,11 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", help="PEM client certificate, for a server that asks for one (mTLS)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument(
+        "--tls-server-name",
+        help="the name the server's certificate must carry, when --server's host is not one of its "
+        "names (e.g. localhost for a certificate made for localhost, called at 127.0.0.1)",
+    )
+    parser.add_argument(
         "--token-file", help="file holding the bearer token a server with --auth-tokens asks for"
     )
 
@@ -76,19 +81,21 @@ def connect(args: argparse.Namespace):
     from ._client import Client
     from .tls import tls_credentials
 
-    credentials = None
-    if args.tls_ca or args.tls_cert or args.tls_key:
+    credentials, options = None, []
+    if args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
         try:
             credentials = tls_credentials(args.tls_ca, args.tls_cert, args.tls_key)
         except (OSError, ValueError) as exc:
             raise InputFileError(f"TLS: {exc}") from None
+    if args.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", args.tls_server_name))
     token = None
     if args.token_file:
         try:
             token = Path(args.token_file).read_text().strip()
         except OSError as exc:
             raise InputFileError(f"--token-file: {exc}") from None
-    return Client(args.server, credentials=credentials, token=token)
+    return Client(args.server, credentials=credentials, token=token, options=options)
 
 
 def run_infer(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@
     ├── NotFoundError             NOT_FOUND: unknown model or version
     ├── StateMismatchError        FAILED_PRECONDITION: a state made by another model or version
     ├── ResourceExhaustedError    RESOURCE_EXHAUSTED: the server's queue is full, or a message is too big
-    ├── UnavailableError          UNAVAILABLE: no server, or it is shutting down (Infer was retried first)
+    ├── UnavailableError          UNAVAILABLE: no server, or it is shutting down (Infer was retried first);
+    │                             or TLS on one side only, or a certificate refused (the message says which)
     ├── DeadlineExceededError     DEADLINE_EXCEEDED: the call's timeout passed
     ├── AuthenticationError       UNAUTHENTICATED
     ├── PermissionDeniedError     PERMISSION_DENIED
@@ -81,9 +82,44 @@ _BY_CODE = {
 }
 
 
+# A connection that fails its TLS handshake ends every call UNAVAILABLE, as a server that is down
+# does; only gRPC core's own words tell the causes apart (it gives nothing else to read), so these
+# hints are found by them: (words in the details, what to tell the user). Read from grpcio 1.81-1.85.
+_CONNECT = "failed to connect to all addresses"  # not a call cut off later ("Socket closed" too)
+_HANDSHAKE_HINTS = (
+    (
+        "Socket closed",
+        "the server may expect TLS, or a client certificate: a TLS port closes a plaintext client's "
+        "connection so, and an mTLS port that of a client without a certificate its CA signed; give "
+        "the CA that signed the server's certificate, tls_credentials(ca) or the CLI's --tls-ca, and "
+        "for mTLS the client's own pair, tls_credentials(ca, cert, key) or --tls-cert and --tls-key",
+    ),
+    (
+        "WRONG_VERSION_NUMBER",
+        "the server may not speak TLS: a plaintext port fails a TLS client's handshake so",
+    ),
+    (
+        "Hostname Verification Check failed",
+        "the server's certificate does not carry the host name or IP address this client dialled: dial "
+        "a name it carries, have that name checked instead with the CLI's --tls-server-name NAME or "
+        'the channel option ("grpc.ssl_target_name_override", NAME), or make the certificate with '
+        "every address clients dial in its subjectAltName, e.g. DNS:localhost,IP:127.0.0.1 "
+        "(docs/security.md)",
+    ),
+    (
+        "CERTIFICATE_VERIFY_FAILED",
+        "the server's certificate is not signed by the CA this client trusts: give that CA, "
+        "tls_credentials(ca) or the CLI's --tls-ca",
+    ),
+)
+
+
 def from_rpc_error(error: grpc.RpcError) -> LstmServeClientError:
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     details = (error.details() if hasattr(error, "details") else None) or str(error)
+    if code == grpc.StatusCode.UNAVAILABLE and _CONNECT in details:
+        hint = next((hint for words, hint in _HANDSHAKE_HINTS if words in details), None)
+        details = details if hint is None else f"{details}; {hint}"
     return _BY_CODE.get(code, ServerError)(code, details)
 
 

@@ -1,5 +1,6 @@
-"""Real certificates for the TLS tests: a CA, a server certificate for localhost and 127.0.0.1, and a
-client certificate, made with the `cryptography` package and written as PEM files."""
+"""Real certificates for the TLS tests: a CA, a server certificate for localhost and 127.0.0.1 (or the
+names asked for), and a client certificate, made with the `cryptography` package and written as PEM
+files."""
 
 from __future__ import annotations
 
@@ -39,8 +40,15 @@ class Authority:
         self.cert = folder / f"{_slug(name)}.pem"
         self.cert.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, common_name: str, server: bool, file_stem: str | None = None) -> Issued:
-        """A key and a certificate signed by this CA: for a server (localhost, 127.0.0.1) or a client."""
+    def issue(
+        self,
+        common_name: str,
+        server: bool,
+        file_stem: str | None = None,
+        names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+    ) -> Issued:
+        """A key and a certificate signed by this CA: for a server (carrying `names`, host names or IP
+        addresses, as its subjectAltName) or a client."""
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
@@ -48,8 +56,9 @@ class Authority:
             x509.ExtendedKeyUsage([usage]), critical=False
         )
         if server:
-            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_general_name(name) for name in names]), critical=False
+            )
         certificate = builder.sign(self.key, hashes.SHA256())
         stem = file_stem or _slug(common_name)
         issued = Issued(self.folder / f"{stem}.crt", self.folder / f"{stem}.key")
@@ -75,6 +84,13 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key) -> x509.Certific
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=2))
     )
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def _slug(text: str) -> str:
