@@ -12,10 +12,16 @@ DEFAULT_MODEL := models/digits/1/model.onnx
 install: $(INSTALLED)
 install-dev: $(INSTALLED_DEV)
 
-# torch comes through constraints.txt: its 2.13.0 CPU build is on disk; any other pulls CUDA wheels.
+# constraints.txt pins torch's version, not its build: pip takes whatever build its indexes offer. The
+# development machines have 2.13.0's CPU wheel on disk (pip's find-links); where pip reaches only PyPI,
+# its Linux x86-64 torch is the multi-GB CUDA build. TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# installs torch (and its few dependencies) from that index first, so the rest finds it there.
+# Empty (the default): torch comes with the rest, from pip's own indexes.
+TORCH_INDEX ?=
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/pip install --quiet -c constraints.txt --index-url '$(TORCH_INDEX)' torch)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,serve,client]'
 	touch $@
 
