@@ -58,6 +58,7 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
 
     best_loss, best_epoch, best_weights = math.inf, 0, copy.deepcopy(model.state_dict())
     history = []
+    naive_val = naive_mse(splits.val) if config.loss == "mse" else math.nan
     bar = tqdm(range(1, settings.max_epochs + 1), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
         model.train()
@@ -67,7 +68,7 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
         history.append(
             {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": accuracy}
         )
-        bar.set_postfix(loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", val_acc=f"{val_accuracy:.3f}")
+        bar.set_postfix(progress_figures(train_loss, val_loss, val_accuracy, naive_val))
         if val_loss < best_loss - 1e-4:
             best_loss, best_epoch, best_weights = val_loss, epoch, copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= settings.patience:
@@ -97,6 +98,17 @@ def train(settings: TrainSettings, progress: bool = True) -> TrainResult:
         if key in ("dataset", "data_path", "seed", "val_fraction", "test_fraction", "limit")
     }
     return TrainResult(Checkpoint(model, data_spec, metrics), metrics)
+
+
+def progress_figures(train_loss: float, val_loss: float, val_accuracy: float, naive_val: float) -> dict:
+    """The progress bar's figures: a classifier's accuracy, or for a regression (no accuracy) the
+    loss of predicting that the next value is the last, which its val_loss (an MSE) must beat."""
+    figures = {"loss": f"{train_loss:.4f}", "val_loss": f"{val_loss:.4f}"}
+    if not math.isnan(val_accuracy):
+        figures["val_acc"] = f"{val_accuracy:.3f}"
+    elif not math.isnan(naive_val):
+        figures["last_value_loss"] = f"{naive_val:.4f}"
+    return figures
 
 
 def write_outputs(result: TrainResult, checkpoint_path: str | Path, metrics_path: str | Path) -> None:

@@ -122,6 +122,19 @@ def test_a_regression_head_trains_with_mse_and_beats_the_last_value():
     assert metrics["test_loss"] < metrics["naive_test_mse"]  # better than "the next value is this one"
 
 
+@pytest.mark.parametrize(
+    ("dataset", "shown", "not_shown"),
+    [("sines", "last_value_loss=", "val_acc"), ("digits", "val_acc=", "last_value_loss")],
+)
+def test_the_progress_bar_shows_figures_the_task_has(dataset, shown, not_shown, capsys):
+    """A regression has no accuracy: its bar once showed val_acc=nan; now the last-value baseline."""
+    settings = TrainSettings(dataset=dataset, hidden_sizes=(8,), max_epochs=2, limit=100)
+    train(settings, progress=True)
+    bar = capsys.readouterr().err  # tqdm draws on stderr
+    assert "val_loss=" in bar and shown in bar, bar
+    assert not_shown not in bar and "nan" not in bar.lower(), bar
+
+
 def test_mse_needs_a_per_step_head():
     from lstmserve.model.config import LSTMConfig
     from lstmserve.model.errors import ConfigError
