@@ -62,7 +62,7 @@ class Settings:
     )
     max_generate_steps: int = setting(4096, "most steps one Generate call may ask for")
     max_calls: int = setting(1024, "unary calls in flight at once; past it, RESOURCE_EXHAUSTED")
-    max_streams: int = setting(64, "open StreamInfer calls; past it, RESOURCE_EXHAUSTED")
+    max_streams: int = setting(64, "open StreamInfer and Generate calls; past it, RESOURCE_EXHAUSTED")
     receive_seconds: float = setting(
         10.0, "how long a unary call may take to send its request; past it, DEADLINE_EXCEEDED"
     )

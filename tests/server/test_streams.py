@@ -49,6 +49,17 @@ def test_streams_past_the_limit_are_refused_until_one_closes(strict):
         third.close()
 
 
+def test_a_generation_is_a_stream_and_is_refused_past_the_limit_too(strict):
+    with Client(strict.address) as client:
+        first, second = client.stream(CHARS, bidi=True), client.stream(CHARS, bidi=True)
+        first.feed(X)
+        second.feed(X)
+        with pytest.raises(ResourceExhaustedError, match=r"2 streams open \(--max-streams 2\)"):
+            client.generate(CHARS, X, max_steps=3).steps()
+        first.close()
+        second.close()
+
+
 def test_an_idle_stream_ends_with_unavailable_and_the_client_resumes_from_its_state(strict):
     with Client(strict.address) as client:
         whole = client.infer(CHARS, X)
