@@ -24,4 +24,3 @@ def test_dockerfile_is_hadolint_clean(tmp_path):
     sloppy = tmp_path / "Dockerfile"
     sloppy.write_text("FROM python:latest\nRUN pip install lstmserve\nCMD lstmserve serve\n")
     assert hadolint(sloppy).returncode != 0
-
