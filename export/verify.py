@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
 from lstmserve import contract
 from lstmserve.model.stack import LSTMStack
 
 from .errors import VerificationError
+from .sessions import run, session
 
 SHAPES = ((1, 1), (1, 8), (3, 1), (4, 5), (7, 13))  # (batch, time)
 # Scaled by 1 + |value| (scaled_gap). onnxruntime's LSTM and PyTorch's add in other orders: a trained
@@ -37,13 +37,6 @@ class VerifyReport:
             f"{len(self.cases)} checks passed: max |ORT - PyTorch| {self.max_error:.1e}, "
             f"chunked vs one call {self.chunked_error:.1e}"
         )
-
-
-def session(model: onnx.ModelProto) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3  # the checks feed odd shapes on purpose; spare the console
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def verify_export(
@@ -159,11 +152,6 @@ def random_feed(
         feed[contract.initial_c(layer)] = rng.standard_normal((batch, size), dtype=np.float32)
         feed[contract.initial_h(layer)] = np.tanh(rng.standard_normal((batch, size), dtype=np.float32))
     return feed
-
-
-def run(sess: ort.InferenceSession, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    names = [output.name for output in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feed)))
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """The default model that `make model` builds (and `make serve` and `make test` depend on)."""
 
 import hashlib
+import json
 
 import numpy as np
 import onnx
@@ -35,15 +36,25 @@ def test_meets_the_contract(default_model):
     assert meta[contract.META_FINGERPRINT] == hashlib.sha256(kept).hexdigest()[:16]
 
 
-def test_classifies_held_out_digits_row_by_row(default_model):
+# The accuracy any training of the default recipe reaches. Training is seeded, but its float sums run
+# in the CPU's own order, so each kind of CPU trains other weights: on 180 held-out digits, seeds 0-5
+# gave 96.67-99.44% on a 2-core Ice Lake (AVX-512), and seed 0 98.33% on an AMD EPYC (AVX2).
+LEARNED = 0.95
+
+
+def test_classifies_held_out_digits_row_by_row_as_pytorch_did(default_model):
+    """The exported file classifies the split `lstmserve train` held out (seed 0) as the checkpoint
+    did in PyTorch (its metrics file), to within one digit, and well."""
     data, _ = load_dataset("digits")
-    test = split(data, None, seed=0).test  # the split `lstmserve train` held out (seed 0)
+    test = split(data, None, seed=0).test
     sess = session(default_model)
     feed = {contract.INPUT: test.inputs, contract.SEQUENCE_LENGTHS: np.full(len(test), 8, np.int32)}
     for value in sess.get_inputs()[2:]:
         feed[value.name] = np.zeros((len(test), value.shape[1]), np.float32)
     accuracy = (run(sess, feed)[contract.LOGITS].argmax(1) == test.targets).mean()
-    assert accuracy >= 0.97
+    trained = json.loads(DEFAULT_METRICS.read_text())["test_accuracy"]
+    assert abs(accuracy - trained) <= 1 / len(test) + 1e-9, (accuracy, trained)
+    assert accuracy >= LEARNED, accuracy
 
 
 def test_streams_one_row_at_a_time(default_model):
@@ -73,12 +84,18 @@ def test_streams_one_row_at_a_time(default_model):
 
 
 DEFAULT_CHECKPOINT = REPO / "checkpoints" / "digits.pt"
+DEFAULT_METRICS = REPO / "checkpoints" / "digits.metrics.json"
+# What int8 may change in the default model's predictions of its 180 held-out digits: 2 of them.
+# Measured on six trainings (seeds 0-5) on x86 with and without VNNI (valgrind's AVX2 CPU) and on
+# emulated ARM (dot product; I8MM/SME): at most 1 lost, 1 changed, and the same answers streamed a
+# row per call as in one call (python -m lstmserve.benchmarks.int8_check; docs/export.md#int8).
+INT8_DIGITS = 2
 
 
-def test_int8_of_the_default_model_stays_within_its_measured_error(tmp_path):
-    """The figures README quotes, as bounds: int8 vs fp32 8.4e-2 on the per-step output and 1.9e-1 on
-    the logits of the 180 held-out digits, the same accuracy; fed one row at a time, one digit per
-    call, the logits 1.2e-1 from one call (each call quantizes its own activations)."""
+def test_int8_of_the_default_model_predicts_as_fp32_does(tmp_path):
+    """int8 vs fp32 on the held-out digits: what a user relies on (accuracy, the same predictions,
+    the same when streamed a row per call), and one step within what its scales allow."""
+    from lstmserve.benchmarks.int8_check import check
     from lstmserve.export.publish import export_checkpoint
 
     if not DEFAULT_CHECKPOINT.exists():
@@ -86,28 +103,11 @@ def test_int8_of_the_default_model_stays_within_its_measured_error(tmp_path):
     result = export_checkpoint(DEFAULT_CHECKPOINT, tmp_path, "digits", quantize="int8")
     report = result.int8_report
     assert report is not None and report.fp32_accuracy is not None and report.int8_accuracy is not None
-    assert report.int8_accuracy >= report.fp32_accuracy - 0.012, report.summary()  # 2 of 180 digits
-    assert 0 < report.max_output_error <= 0.15, report.summary()
-    fp32, int8 = session(onnx.load(result.model.path)), session(onnx.load(result.int8.path))
+    assert 0 < report.step_error_ratio <= 1, report.summary()
     data, _ = load_dataset("digits")
     test = split(data, None, seed=0).test
-    whole = run(int8, zero_state_feed(int8, test.inputs))
-    logits_fp32 = run(fp32, zero_state_feed(fp32, test.inputs))[contract.LOGITS]
-    assert 0 < np.abs(whole[contract.LOGITS] - logits_fp32).max() <= 0.3
-    worst = 0.0
-    for digit in test.inputs[:60]:
-        state = None
-        for row in range(8):
-            got = run(int8, zero_state_feed(int8, digit[None, row : row + 1], state))
-            state = {k.replace("final_", "initial_"): v for k, v in got.items() if k.startswith("final_")}
-        alone = run(int8, zero_state_feed(int8, digit[None]))
-        worst = max(worst, float(np.abs(got[contract.LOGITS] - alone[contract.LOGITS]).max()))
-    assert 0 < worst <= 0.2, worst
-
-
-def zero_state_feed(sess, x, state=None):
-    feed = {contract.INPUT: x, contract.SEQUENCE_LENGTHS: np.full(len(x), x.shape[1], np.int32)}
-    for value in sess.get_inputs()[2:]:
-        zero = np.zeros((len(x), value.shape[1]), np.float32)
-        feed[value.name] = zero if state is None else state[value.name]
-    return feed
+    found = check(onnx.load(result.model.path), onnx.load(result.int8.path), test.inputs, test.targets)
+    allowed = INT8_DIGITS / len(test) + 1e-9
+    assert found["int8_accuracy"] >= found["fp32_accuracy"] - allowed, found
+    assert found["agreement"] >= 1 - allowed, found  # the same digit as fp32
+    assert found["streamed_agreement"] >= 1 - allowed, found  # a row per call, as in one call
