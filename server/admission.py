@@ -13,7 +13,6 @@ rest once its grace is over, both with UNAVAILABLE: the client resumes from the 
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 from .auth import EVERY_MODEL
 from .errors import DeadlineExceeded, ResourceExhausted, Unavailable
+from .receive_turns import ReceiveTurns
 from .settings import Settings
 
 STOPPING = "the server is shutting down: send this call to another replica"
@@ -47,12 +47,9 @@ class Admission:
         self.max_bytes = settings.max_inflight_bytes
         self.idle_seconds = settings.stream_idle_seconds
         self.receive_seconds = settings.receive_seconds
-        # Unary requests being received at once. A request's bytes arrive only while it is being
-        # received (before, its HTTP/2 window holds 64 KiB), so a client that stalls in the middle of
-        # a 4 MiB message holds one of these turns, not an unbounded share of memory.
-        self.receive_turns = max(1, self.max_bytes // (2 * settings.max_message_bytes))
-        self.receiving = 0
-        self._turn_waiters: collections.deque[asyncio.Future] = collections.deque()
+        # Unary requests being received at once, each holding up to a message in gRPC: twice its
+        # bytes (wire and decoded) per turn, shared fairly between clients (receive_turns.py).
+        self.turns = ReceiveTurns(self.max_bytes // (2 * settings.max_message_bytes))
         self._receivers: dict[asyncio.Task, float] = {}  # unary calls receiving, since when
         self._late: set[asyncio.Task] = set()
         self.calls = 0  # unary calls in flight
@@ -103,29 +100,20 @@ class Admission:
     def release(self, nbytes: int) -> None:
         self.bytes -= nbytes
 
-    async def receive(self, read: Callable[[], Awaitable[Any]]) -> Any:
-        """`read()`, in a turn (at most receive_turns at once) and within receive_seconds in all.
+    async def receive(self, read: Callable[[], Awaitable[Any]], client: str) -> Any:
+        """`read()`, in one of `client`'s turns, within receive_seconds in all (the wait included).
 
-        NOTE: a counter and a sweep (end_late_receives, on the watchdog's tick) rather than a
-        semaphore and a timer per call: this runs for every unary call."""
+        NOTE: a sweep (end_late_receives, on the watchdog's tick) rather than a timer per call: this
+        runs for every unary call."""
         task = asyncio.current_task()
         assert task is not None
         self._receivers[task] = time.monotonic()
         try:
-            while self.receiving >= self.receive_turns:
-                turn = asyncio.get_running_loop().create_future()
-                self._turn_waiters.append(turn)
-                await turn
-            self.receiving += 1
+            await self.turns.acquire(client)
             try:
                 return await read()
             finally:
-                self.receiving -= 1
-                while self._turn_waiters:
-                    waiter = self._turn_waiters.popleft()
-                    if not waiter.done():
-                        waiter.set_result(None)
-                        break
+                self.turns.release(client)
         except asyncio.CancelledError:
             if task in self._late:
                 raise DeadlineExceeded(
@@ -190,12 +178,13 @@ class Admission:
 class Call:
     """One call's share of the server: what the servicer reserves for it, given back when it ends."""
 
-    __slots__ = ("admission", "held", "state_bytes", "model", "scope")
+    __slots__ = ("admission", "held", "state_bytes", "model", "scope", "client")
 
     def __init__(self, admission: Admission):
         self.admission = admission
         self.model = "-"  # NAME:VERSION once the servicer has found the model (the metrics' label)
         self.scope = EVERY_MODEL  # the models its token may call (every model without --auth-tokens)
+        self.client = ""  # its token, or else its connection (gRPC's peer): what fair shares count
         self.held = 0  # bytes reserved for the message in hand (a unary call: the whole call)
         self.state_bytes = 0  # a stream's held state, kept between its messages
 

@@ -33,9 +33,11 @@ _CHECK_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class Scope:
-    """The models a caller may call: `models` None means every model."""
+    """The models a caller may call: `models` None means every model. `holder` names the token (a
+    prefix of its digest) where tokens are on: the client that fair shares are counted by."""
 
     models: frozenset[str] | None = None
+    holder: str = ""
 
     def allows(self, name: str) -> bool:
         return self.models is None or name in self.models
@@ -122,7 +124,8 @@ def _parse(text: str) -> dict[str, Scope]:
             raise ValueError(
                 f"line {number}: a token of {len(token)} characters; use {MIN_TOKEN_CHARS} or more"
             )
-        scopes[_digest(token)] = Scope(frozenset(models)) if models else EVERY_MODEL
+        digest = _digest(token)
+        scopes[digest] = Scope(frozenset(models) if models else None, holder=f"token {digest[:12]}")
     if not scopes:
         raise ValueError("no tokens in the file: every call would be refused")
     return scopes

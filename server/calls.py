@@ -94,7 +94,7 @@ class Calls:
                 assert task is not None  # gRPC runs each call in a task of its own
                 task.add_done_callback(lambda _: self._unary_done(call))
                 del task  # a frame holding its own task is a cycle once the task ends in an exception
-                raw = await self._receive(context)
+                raw = await self._receive(context, call.client)
                 call.reserve(2 * len(raw))  # the bytes, and the message parsed from them
                 return self._serialize(await behaviour(parse(raw), call))
             except asyncio.CancelledError:
@@ -155,8 +155,10 @@ class Calls:
         stream.task = None  # type: ignore[assignment]
 
     def _authenticate(self, context: grpc.aio.ServicerContext, call: Call) -> None:
+        """The call's scope, and the client it counts against: its token, or else its connection."""
         if self.tokens is not None:
             call.scope = self.tokens.scope_of(context.invocation_metadata())
+        call.client = call.scope.holder or context.peer()
 
     def _refuse(self, context: grpc.aio.ServicerContext, method: str, exc: Exception) -> str:
         """End the call with `exc`'s status once the handler returns; the code's name, for the metrics.
@@ -173,9 +175,9 @@ class Calls:
         context.set_details(details)
         return code.name
 
-    async def _receive(self, context: grpc.aio.ServicerContext) -> bytes:
+    async def _receive(self, context: grpc.aio.ServicerContext, client: str) -> bytes:
         """A unary call's request, received within --receive-seconds (waiting for a turn included)."""
-        raw = await self.admission.receive(context.read)
+        raw = await self.admission.receive(context.read, client)
         if raw is grpc.aio.EOF:
             # The client cancelled (or its deadline passed) before sending its request: gRPC's own
             # unary handling treats this the same way.

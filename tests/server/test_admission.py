@@ -130,18 +130,21 @@ def test_requests_are_received_a_bounded_number_at_a_time_and_within_the_time():
     async def main():
         gate = admission(max_message_bytes=1 << 20, max_inflight_bytes=4 << 20, receive_seconds=0.2)
         arrivals = [asyncio.get_running_loop().create_future() for _ in range(3)]
-        receiving = [asyncio.ensure_future(gate.receive(lambda f=f: f)) for f in arrivals]
+        receiving = [
+            asyncio.ensure_future(gate.receive(lambda f=f: f, client=f"client {i}"))
+            for i, f in enumerate(arrivals)
+        ]
         await asyncio.sleep(0.01)
-        assert gate.receiving == 2  # the third waits for a turn
+        assert gate.turns.held == 2  # the third waits for a turn
         arrivals[0].set_result(b"first")
         assert await receiving[0] == b"first"
         await asyncio.sleep(0.01)
-        assert gate.receiving == 2  # the third has its turn now
+        assert gate.turns.held == 2  # the third has its turn now
         await asyncio.sleep(0.25)
         assert gate.end_late_receives() == 2  # neither request came within 0.2 s
         for late in receiving[1:]:
             with pytest.raises(DeadlineExceeded, match=r"did not arrive within 0.2 s \(--receive-seconds\)"):
                 await late
-        assert gate.receiving == 0
+        assert gate.turns.held == 0
 
     asyncio.run(main())
