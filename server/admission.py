@@ -178,13 +178,14 @@ class Admission:
 class Call:
     """One call's share of the server: what the servicer reserves for it, given back when it ends."""
 
-    __slots__ = ("admission", "held", "state_bytes", "model", "scope", "client")
+    __slots__ = ("admission", "held", "state_bytes", "model", "scope", "client", "deadline")
 
     def __init__(self, admission: Admission):
         self.admission = admission
         self.model = "-"  # NAME:VERSION once the servicer has found the model (the metrics' label)
         self.scope = EVERY_MODEL  # the models its token may call (every model without --auth-tokens)
         self.client = ""  # its token, or else its connection (gRPC's peer): what fair shares count
+        self.deadline: float | None = None  # loop time when its client gives up; None: never
         self.held = 0  # bytes reserved for the message in hand (a unary call: the whole call)
         self.state_bytes = 0  # a stream's held state, kept between its messages
 

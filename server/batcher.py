@@ -43,7 +43,7 @@ import numpy as np
 
 from lstmserve import contract
 
-from .errors import InvalidArgument, ResourceExhausted
+from .errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from .runtime import ModelRuntime
 
 Feed = dict[str, np.ndarray]
@@ -56,6 +56,7 @@ _BUSY_WINDOW = 0.25e-3
 # streams 0.97-1.04x. Stopping at the first loop turn that brought no call, even only after batches
 # of fewer than 3 or 8 requests, made unary and KServe batches at 64 streams too small (0.7-0.9x).
 _GATHER_GAP = 0.3e-3
+_LATE = "the call's deadline passed before its batch ran: it was not run; allow more time, or add replicas"
 
 
 @dataclass(eq=False)  # compared by identity: a caller that goes away finds itself in the queue
@@ -66,6 +67,7 @@ class _Pending:
     future: asyncio.Future
     queued_at: float  # loop time
     owner: object = None  # a caller that sends one run after another (a generation), or None
+    deadline: float | None = None  # loop time past which its answer is of no use; None: none
 
 
 class Observer:
@@ -105,10 +107,13 @@ class Batcher:
         self.batches = 0  # onnxruntime runs so far
         self.requests = 0  # requests they answered (requests / batches: the mean batch, in requests)
 
-    async def run(self, runtime: ModelRuntime, feed: Feed, owner: object = None) -> dict[str, np.ndarray]:
+    async def run(
+        self, runtime: ModelRuntime, feed: Feed, owner: object = None, deadline: float | None = None
+    ) -> dict[str, np.ndarray]:
         """One request's outputs, run alone or merged with others'. owner: a caller whose runs follow
         one another (a generation, step after step): its next run right after its own last one is
-        not other calls queuing up, and waits for no company."""
+        not other calls queuing up, and waits for no company. deadline: the loop time past which the
+        caller has given up; a request still waiting then is refused DEADLINE_EXCEEDED, not run."""
         lane = self._lanes.get(runtime)
         if lane is None:
             lane = _Lane(self, runtime)
@@ -116,7 +121,7 @@ class Batcher:
             # that goes with it: kept here, the lane would keep its onnxruntime session for good.
             if runtime not in self._forgotten:
                 self._lanes[runtime] = lane
-        return await lane.submit(feed, owner)
+        return await lane.submit(feed, owner, deadline)
 
     def forget(self, runtime: ModelRuntime) -> None:
         """Drop an unloaded model's lane; what it still holds finishes on its own."""
@@ -146,7 +151,9 @@ class _Lane:
         self.last_alone: object = None  # the owner whose request the last batch held alone, if any
         self.progress_at = monotonic()  # when a batch last ended, or the lane last woke up
 
-    async def submit(self, feed: Feed, owner: object = None) -> dict[str, np.ndarray]:
+    async def submit(
+        self, feed: Feed, owner: object = None, deadline: float | None = None
+    ) -> dict[str, np.ndarray]:
         rows, steps = feed[contract.INPUT].shape[:2]
         limit = self.batcher.max_queue_rows
         info = self.runtime.info
@@ -158,6 +165,8 @@ class _Lane:
                 f"{limit}); retry shortly, or add replicas"
             )
         loop = asyncio.get_running_loop()
+        if deadline is not None and loop.time() >= deadline:
+            raise DeadlineExceeded(_LATE)
         # A run that follows the same owner's run alone is that caller's next step, not company.
         following = owner is not None and owner is self.last_alone
         busy = loop.time() - self.last_run < _BUSY_WINDOW and not following
@@ -168,7 +177,7 @@ class _Lane:
                 return self.runtime.run(feed)
             finally:  # a failed run counts too: it was a run, and it makes the lane busy
                 self._count(1, perf_counter() - started, owner)
-        item = _Pending(feed, rows, steps, loop.create_future(), loop.time(), owner)
+        item = _Pending(feed, rows, steps, loop.create_future(), loop.time(), owner, deadline)
         self.waiting.append(item)
         self.queued_rows += rows
         self.batcher.observer.queued(self.runtime, self.queued_rows)
@@ -283,10 +292,15 @@ class _Lane:
         kept: collections.deque[_Pending] = collections.deque()
         rows = longest = shortest = 0
         max_rows = self.batcher.max_batch_rows
+        now = asyncio.get_running_loop().time()
         while self.waiting:
             item = self.waiting.popleft()
             if item.future.done():  # its caller went away while it waited
                 self._dequeued(item)
+                continue
+            if item.deadline is not None and now >= item.deadline:  # given up on, if not yet gone
+                self._dequeued(item)
+                item.future.set_exception(DeadlineExceeded(_LATE))
                 continue
             if batch:
                 joined_rows, top, bottom = rows + item.rows, max(longest, item.time), min(shortest, item.time)
@@ -306,7 +320,6 @@ class _Lane:
             shortest = item.time if len(batch) == 1 else min(shortest, item.time)
         kept.extend(self.waiting)
         self.waiting = kept
-        now = asyncio.get_running_loop().time()
         for item in batch:
             self.batcher.observer.waited(self.runtime, now - item.queued_at)
         return batch

@@ -35,6 +35,7 @@ from grpc._cython import cygrpc
 
 from .admission import Admission, Call, OpenStream
 from .auth import Tokens
+from .deadlines import Deadlines
 from .errors import InvalidArgument, ServingError, Unavailable, status_of
 from .metrics import Metrics
 
@@ -56,6 +57,7 @@ class Calls:
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
         self.refusals = RefusalLog()
+        self.deadlines = Deadlines()
 
     def register(self, server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
         """Serve every method of `service` from the servicer's method of the same name."""
@@ -86,6 +88,9 @@ class Calls:
             started, call, code = perf_counter(), Call(self.admission), "OK"
             try:
                 self._authenticate(context, call)  # before anything is held for the call
+                remaining = context.time_remaining()
+                self.deadlines.check(remaining)  # one that cannot be met is refused before any work
+                call.deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
                 self.admission.start_call()
                 # When the call's task ends, its answer has been sent (or the call has failed). Not
                 # context.add_done_callback: gRPC keeps that callback in a reference cycle with the
@@ -103,7 +108,10 @@ class Calls:
             except Exception as exc:
                 code = self._refuse(context, name, exc)
             finally:
-                self.metrics.answered(call.model, name, code, perf_counter() - started)
+                seconds = perf_counter() - started
+                self.metrics.answered(call.model, name, code, seconds)
+                if code == "OK":
+                    self.deadlines.answered(seconds)
             return b""  # not sent: the status set above goes instead
 
         return handle
@@ -118,6 +126,8 @@ class Calls:
             call = Call(self.admission)
             try:
                 self._authenticate(context, call)
+                remaining = context.time_remaining()  # the stream's: none of its chunks runs after it
+                call.deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
                 stream = self.admission.open_stream()
             except ServingError as exc:
                 self.metrics.answered(call.model, name, self._refuse(context, name, exc))

@@ -65,7 +65,8 @@ class PermissionDenied(ServingError):
 
 
 class DeadlineExceeded(ServingError):
-    """A unary call whose request did not arrive within --receive-seconds."""
+    """A unary call that cannot be answered in time: its request did not arrive within
+    --receive-seconds, or it arrived with less time left than any answer takes (deadlines.py)."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 

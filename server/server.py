@@ -56,6 +56,13 @@ SERVICE_NAME, KSERVE_SERVICE_NAME = SERVICE.full_name, KSERVE_SERVICE.full_name
 _QUIET_SECONDS = 0.1  # after the drain, how long no call may arrive before gRPC stops
 _STREAMS_PER_CONNECTION = 256
 _HANDSHAKE_SECONDS = 10
+# Calls gRPC has taken from the connections and not yet handed to lstmserve. Past its default (1000)
+# gRPC refuses new calls at random with CANCELLED, which tells a client nothing about retrying, and
+# fell on well-behaved clients too: 205 of 734 calls with 30 s deadlines beside a storm of 1-10 ms
+# deadlines (docs/limits.md#under-overload). gRPC keeps the calls whose clients gave up in this
+# backlog, so it is long under such a storm (about 900 measured); admission (--max-calls, and each
+# connection's stream cap) bounds the rest.
+_PENDING_CALLS = 16384
 
 
 class Server:
@@ -249,6 +256,8 @@ class Server:
             # A connection that has not finished its handshake (TLS, HTTP/2 preface) within this long
             # is closed: gRPC's default (120 s) let stalled sockets pile up to the fd limit.
             ("grpc.server_handshake_timeout_ms", _HANDSHAKE_SECONDS * 1000),
+            ("grpc.server.max_pending_requests", _PENDING_CALLS),
+            ("grpc.server.max_pending_requests_hard_limit", _PENDING_CALLS),
             *self._connection_options(),
         ]
 

@@ -71,5 +71,5 @@ class KServeServicer:
         rows, time = feed[contract.INPUT].shape[:2]
         echoed = len(request.id.encode())  # the answer carries the request's id back, as UTF-8
         call.reserve(2 * self.limits.check_answer(runtime, rows, time, names, echoed))
-        outputs = await self.batcher.run(runtime, feed)
+        outputs = await self.batcher.run(runtime, feed, deadline=call.deadline)
         return encode(request, runtime, outputs, names, self.seal)

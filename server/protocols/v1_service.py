@@ -43,7 +43,7 @@ class LSTMServicer:
             decode(request), runtime, self.repository, self.limits, scope=call.scope, seal=self.seal
         )
         call.reserve(2 * self._answer_bytes(runtime, feed, names))
-        outputs = await self.batcher.run(runtime, feed)
+        outputs = await self.batcher.run(runtime, feed, deadline=call.deadline)
         return encode(runtime, outputs, names, seal=self.seal)
 
     async def StreamInfer(self, requests: AsyncIterator[pb.InferRequest], call: Call):
@@ -60,7 +60,7 @@ class LSTMServicer:
             if _asks_only_state(feed, names):  # a checkpoint: the state the stream holds
                 outputs = _zero_step_outputs(feed, runtime)
             else:
-                outputs = await self.batcher.run(runtime, feed)
+                outputs = await self.batcher.run(runtime, feed, deadline=call.deadline)
             state = runtime.final_state(outputs)
             # Copies: a view would keep the whole merged batch's arrays alive between chunks.
             held = [(c.copy(), h.copy()) for c, h in state.layers]

@@ -57,6 +57,7 @@ def test_a_cancelled_waiter_neither_keeps_nor_loses_a_turn():
         turns = ReceiveTurns(4)
         holders = [take(turns, name) for name in "abcd"]
         await asyncio.sleep(0)
+        assert all(task.done() for task in holders)
         gone, stays = take(turns, "e"), take(turns, "f")
         await asyncio.sleep(0)
         gone.cancel()  # its call ended (deadline, cancel) while it waited

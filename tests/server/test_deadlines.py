@@ -1,0 +1,83 @@
+"""Calls whose deadline cannot be met are refused before they cost a batch (issue 23, finding 3)."""
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from lstmserve.client import Client, DeadlineExceededError
+from lstmserve.server.batcher import Batcher
+from lstmserve.server.deadlines import Deadlines
+from lstmserve.server.errors import DeadlineExceeded
+from lstmserve.server.repository import ModelRepository
+from lstmserve.server.settings import Settings
+
+from ..conftest import CHARS, SLOW
+from ..servers import InProcessServer
+from .test_batcher import random_feed
+
+
+def test_a_call_with_less_time_than_the_fastest_recent_answer_is_refused():
+    deadlines = Deadlines()
+    deadlines.check(0.001)  # nothing answered yet: nothing to judge by
+    for seconds in (0.030, 0.012, 0.050):
+        deadlines.answered(seconds)
+    deadlines._computed_at = 0.0  # recompute now (it is cached for 0.1 s)
+    deadlines.check(None)  # no deadline
+    deadlines.check(0.013)  # more than the fastest answer took: it may be met
+    with pytest.raises(DeadlineExceeded, match=r"arrived with 11.0 ms left .* answers take 12.0 ms"):
+        deadlines.check(0.011)
+
+
+@pytest.fixture(scope="module")
+def chars(repository):
+    loaded = ModelRepository(repository)
+    loaded.load_all()
+    return loaded.get(CHARS, 1)
+
+
+def test_a_request_whose_deadline_passes_in_the_queue_is_refused_and_not_run(chars):
+    """The lane is busy (its run waits behind a blocked executor); a request queued behind it with a
+    50 ms deadline is refused when its turn comes, without a run; one already late is refused at once."""
+    rng = np.random.default_rng(0)
+    gate = threading.Event()
+
+    async def main(batcher: Batcher):
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(batcher.run(chars, random_feed(chars, rng)))
+        await asyncio.sleep(0.01)
+        late = asyncio.ensure_future(batcher.run(chars, random_feed(chars, rng), deadline=loop.time() + 0.05))
+        await asyncio.sleep(0.1)
+        gate.set()  # the first run goes ahead; by then the second's deadline has passed
+        await first
+        with pytest.raises(DeadlineExceeded, match="deadline passed before its batch ran"):
+            await late
+        with pytest.raises(DeadlineExceeded):
+            await batcher.run(chars, random_feed(chars, rng), deadline=loop.time() - 0.001)
+
+    with ThreadPoolExecutor(1) as executor:
+        executor.submit(gate.wait)  # holds the one thread, so the lane's run waits
+        batcher = Batcher(executor, max_inline_steps=0)
+        asyncio.run(main(batcher))
+    assert batcher.requests == 1 and batcher.batches == 1  # the late ones cost no run
+
+
+def test_the_server_refuses_at_once_a_call_it_cannot_answer_in_time(slow_models):
+    """Answers of 8000 steps of a (512, 512) stack take about a second here: a call of the same kind
+    with 0.2 s left is refused by the server at once (the client's own timer has not fired), saying
+    why; with time to spare it is answered."""
+    server = InProcessServer(Settings(repository=str(slow_models))).start()
+    x = np.random.default_rng(1).standard_normal((1, 8000, 5)).astype(np.float32)
+    try:
+        with Client(server.address, timeout=60) as client:
+            for _ in range(2):
+                client.infer(SLOW, x, version=1, outputs=["state"])
+            client.timeout = 0.2
+            with pytest.raises(DeadlineExceededError, match=r"arrived with \d+\.\d ms left of its deadline"):
+                client.infer(SLOW, x, version=1, outputs=["state"])
+            client.timeout = 60
+            assert client.infer(SLOW, x, version=1, outputs=["state"]).state is not None
+    finally:
+        server.stop()
