@@ -67,6 +67,8 @@ def run_soak_command(args: argparse.Namespace) -> int:
         model=args.models[0],
         streams=SoakOptions.streams if args.many is None else args.many,  # --streams
         server_args=tuple(args.server_args),
+        hostile=args.hostile,
+        phase_seconds=args.phase_seconds,
     )
     from .soak import run_soak
     from .soak_report import summary, write

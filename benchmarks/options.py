@@ -34,6 +34,13 @@ class SoakOptions:
     """Concurrent streams, each cycling through unary, bidi and KServe sequences."""
     server_args: tuple[str, ...] = ()
     """Extra `lstmserve serve` flags. With --workers, RSS is the supervising process's only."""
+    hostile: bool = setting(
+        False,
+        "with --soak: attacks beside the checked streams, in turns (a process burning a core, a storm of "
+        "short deadlines, calls that never send, streams that never read, random bytes), and the streams' "
+        "calls/s, errors and the server's RSS during each",
+    )
+    phase_seconds: float = setting(30.0, "with --hostile: how long each attack (and each quiet spell) lasts")
     seed: int = 0
     sample_seconds: float = 2.0
     """Seconds between RSS samples (shorter for short soaks, so they still have a trend)."""
@@ -44,6 +51,10 @@ class SoakOptions:
             raise OptionsError(f"{flag_of(self, 'minutes')} must be positive, got {self.minutes}")
         if self.streams < 1:
             raise OptionsError(f"--streams must be positive, got {self.streams}")
+        if not self.phase_seconds >= 1:
+            raise OptionsError(
+                f"{flag_of(self, 'phase_seconds')} must be at least 1, got {self.phase_seconds}"
+            )
 
 
 @dataclass(frozen=True)

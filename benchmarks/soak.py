@@ -24,6 +24,7 @@ from .options import SoakOptions
 from .processes import ServerProcess
 from .reference import ATOL, Reference
 from .run import parse_model
+from .soak_hostile import Attacks
 from .soak_load import MODES, Latencies, SoakLoad, Tally
 
 # The server's stop line, "stopped: 123 requests in 45 onnxruntime runs (2.7 per run)".
@@ -43,9 +44,10 @@ def run_soak(options: SoakOptions, say: Callable[[str], None] = print) -> dict[s
     seconds = options.minutes * 60
     say(f"soak: {name}:{version} ({path}), {options.streams} streams for {seconds:g} s")
     server = ServerProcess.lstmserve(options.repository, *options.server_args)
+    attacks = Attacks(load, server.address, name, options.phase_seconds, say) if options.hostile else None
     try:
         started = time.perf_counter()
-        samples, peak = asyncio.run(_soak(server, load, options, seconds, say))
+        samples, peak = asyncio.run(_soak(server, load, options, seconds, say, attacks))
         elapsed = time.perf_counter() - started
     finally:
         exit_code = server.terminate()
@@ -56,22 +58,32 @@ def run_soak(options: SoakOptions, say: Callable[[str], None] = print) -> dict[s
         "trend_mb_per_min": trend_mb_per_minute(samples, elapsed),
         "samples": [[round(t, 2), round(mb, 2)] for t, mb in samples],
     }
-    return _results(
+    results = _results(
         options, f"{name}:{version}", reference, load.tally, elapsed, memory, exit_code, server.log
     )
+    if attacks is not None:
+        results["hostile"] = attacks.results()
+    return results
 
 
 async def _soak(
-    server: ServerProcess, load: SoakLoad, options: SoakOptions, seconds: float, say: Callable[[str], None]
+    server: ServerProcess,
+    load: SoakLoad,
+    options: SoakOptions,
+    seconds: float,
+    say: Callable[[str], None],
+    attacks: Attacks | None = None,
 ) -> tuple[list[tuple[float, float]], float]:
-    """Run the load; meanwhile sample RSS, say how it goes, and stop early if the server dies.
-    Returns (seconds since start, RSS MB) samples, the first before any call, and the peak RSS."""
+    """Run the load (and the attacks, in turns); meanwhile sample RSS, say how it goes, and stop early if
+    the server dies. Returns (seconds since start, RSS MB) samples, the first before any call, and the
+    peak RSS."""
     started = time.perf_counter()
     samples = [(0.0, server.memory_mb()["rss_mb"])]
     peak = samples[0][1]
     every = min(options.sample_seconds, seconds / 12)
     next_progress = started + min(options.progress_seconds, seconds / 2)
     task = asyncio.create_task(load.run(server.address, options.streams, seconds))
+    attacking = asyncio.create_task(attacks.run(started, seconds)) if attacks is not None else None
     while True:
         await asyncio.wait({task}, timeout=every)
         try:
@@ -86,12 +98,16 @@ async def _soak(
         now = time.perf_counter()
         samples.append((now - started, memory["rss_mb"]))
         peak = max(peak, memory["peak_rss_mb"])
+        if attacks is not None:
+            attacks.sample_rss(memory["rss_mb"])
         if task.done():
             break
-        if now >= next_progress:
+        if now >= next_progress and attacks is None:  # with attacks, each phase's end says how it went
             say(progress(load.tally, now - started, seconds, memory["rss_mb"]))
             next_progress += options.progress_seconds
     await task
+    if attacking is not None:
+        await attacking
     return samples, peak
 
 

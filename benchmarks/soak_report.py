@@ -42,6 +42,7 @@ def summary(results: dict[str, Any]) -> str:
         f"server      exit status {server['exit_code']}, {server['log_problems']} warnings or errors "
         f"in its log{batching}",
     ]
+    lines += _hostile(results.get("hostile"))
     for example in results["mismatch_examples"]:
         lines.append(f"  mismatch  {example['mode']} {example['where']}: {'; '.join(example['problems'])}")
     for example in results["error_examples"]:
@@ -59,3 +60,21 @@ def write(results: dict[str, Any], out: Path) -> Path:
     path = out / "soak.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     return path
+
+
+def _hostile(hostile: dict[str, Any] | None) -> list[str]:
+    """One line per phase kind: the checked streams' calls/s during it (and against the burner)."""
+    if not hostile:
+        return []
+    lines = [f"attacks     in turns of {hostile['phase_seconds']:g} s; the checked streams during each:"]
+    for kind, entry in hostile["by_kind"].items():
+        versus = hostile["vs_burn"].get(kind)
+        ratio = f" ({versus:.2f}x beside the burner)" if versus is not None else ""
+        errors = (
+            ", ".join(f"{code} {count}" for code, count in sorted(entry["errors"].items())) or "no errors"
+        )
+        lines.append(
+            f"  {kind:<12} {entry['phases']} phases: {entry['calls_per_s']:.0f} calls/s{ratio}, {errors}, "
+            f"{entry['mismatches']} mismatches; server RSS up to {entry['peak_rss_mb']:.0f} MB"
+        )
+    return lines

@@ -2,7 +2,8 @@
 
 A field made by `setting(default, help)` is a flag, --NAME (or `flag=`), typed from its annotation:
 int, float, str or X | None; tuple[X, ...] takes one or more values (or, with `repeat=True`, one value
-per use of the flag). A plain field is not a flag. Checks belong in the dataclass's __post_init__, so
+per use of the flag); bool is a switch (a variable says 1/true/yes/on or 0/false/no/off). A plain
+field is not a flag. Checks belong in the dataclass's __post_init__, so
 Python callers meet them too.
 
     parser: add_flags(parser, TrainSettings)        # typed flags; argparse defaults = the fields'
@@ -22,7 +23,8 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-_KINDS = (int, float, str)
+_KINDS = (int, float, str, bool)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 def setting(
@@ -127,6 +129,9 @@ def add_flags(
             parser.add_argument(flag.flag, dest=flag.name, default=None, metavar=flag.metavar, help=help)
             continue
         default = None if flag.default is dataclasses.MISSING or flag.name in unset else flag.default
+        if flag.kind is bool:
+            parser.add_argument(flag.flag, dest=flag.name, action="store_true", default=default, help=help)
+            continue
         options: dict[str, Any] = {"type": flag.kind, "required": flag.required}
         if flag.choices is not None:
             options["choices"] = flag.choices
@@ -186,7 +191,7 @@ def _kind(hint: Any) -> tuple[type, bool]:
         kinds = [arg for arg in typing.get_args(hint) if arg is not type(None)]  # X | None
         kind, many = (kinds[0] if len(kinds) == 1 else hint), False
     if kind not in _KINDS:
-        raise TypeError(f"a setting must be int, float, str, X | None or tuple[X, ...], not {hint}")
+        raise TypeError(f"a setting must be int, float, str, bool, X | None or tuple[X, ...], not {hint}")
     return kind, many
 
 
@@ -195,4 +200,8 @@ def _items(raw: Any) -> list[Any]:
 
 
 def _convert(kind: type, value: Any) -> Any:
+    if kind is bool and isinstance(value, str):
+        if value.strip().lower() not in _TRUE + _FALSE:
+            raise ValueError(value)
+        return value.strip().lower() in _TRUE
     return kind(value) if isinstance(value, str) else value

@@ -77,10 +77,28 @@ def test_markdown_table():
 def test_unsupported_types_are_refused_where_declared():
     @dataclass
     class Bad:
-        flag: bool = setting(False, "a switch")
+        ratio: complex = setting(0j, "not a kind a flag takes")
 
-    with pytest.raises(TypeError, match="must be int, float, str"):
+    with pytest.raises(TypeError, match="must be int, float, str, bool"):
         flags(Bad)
+
+
+def test_a_bool_is_a_switch_and_a_variable_says_yes_or_no():
+    @dataclass(frozen=True)
+    class Switch:
+        loud: bool = setting(False, "a switch")
+
+    parser = argparse.ArgumentParser()
+    add_flags(parser, Switch)
+    assert from_args(Switch, parser.parse_args(["--loud"])) == Switch(True)
+    assert from_args(Switch, parser.parse_args([])) == Switch(False)
+    parser = argparse.ArgumentParser()
+    add_flags(parser, Switch, env_prefix="T_")
+    args = parser.parse_args([])
+    assert from_args(Switch, args, env_prefix="T_", environ={"T_LOUD": "on"}) == Switch(True)
+    assert from_args(Switch, args, env_prefix="T_", environ={"T_LOUD": "No"}) == Switch(False)
+    with pytest.raises(ValueError, match="T_LOUD='maybe' is not a valid bool"):
+        from_args(Switch, args, env_prefix="T_", environ={"T_LOUD": "maybe"})
 
 
 def test_a_field_without_default_is_a_flag_left_out_as_none():

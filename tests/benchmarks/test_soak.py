@@ -58,6 +58,52 @@ def test_short_soak_is_clean_end_to_end(repository, tmp_path):
     assert results["server"]["requests"] == results["calls"]  # the server saw each call once
 
 
+def test_a_hostile_soak_runs_every_attack_beside_the_checked_streams(tmp_path):
+    """`--hostile`: each attack in its own process, in turns, beside the checked streams; the
+    streams lose no call and get no wrong answer through any of them (issue 23, finding 3). Their
+    calls/s during each attack are reported, not judged here: docs/performance.md has a long run."""
+    from lstmserve.benchmarks.soak_hostile import PHASES
+
+    from ..conftest import REPO
+
+    out = tmp_path / "results"
+    command = [
+        sys.executable,
+        "-m",
+        "lstmserve",
+        "bench",
+        "--soak",
+        "0.35",
+        "--hostile",
+        "--phase-seconds",
+        "3",
+    ]
+    command += [
+        "--repository",
+        str(REPO / "models"),
+        "--models",
+        "digits",
+        "--streams",
+        "6",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    results = json.loads((out / "soak.json").read_text())
+    assert results["ok"] and results["errors"] == {} and results["mismatches"] == 0, results["error_examples"]
+    hostile = results["hostile"]
+    assert set(hostile["by_kind"]) == set(PHASES), hostile["by_kind"]  # every attack had its turn
+    assert all(entry["calls_per_s"] > 0 for entry in hostile["by_kind"].values())  # answered through each
+    attacks = {phase["kind"]: phase["attacker"] for phase in hostile["phases"]}
+    assert attacks["storm"]["DEADLINE_EXCEEDED"] > 100  # what each attacker saw: it really attacked
+    assert attacks["header_only"]["DEADLINE_EXCEEDED"] >= 64  # the calls left open till the phase ended
+    assert attacks["slow_reader"]["sent"] > 0
+    assert attacks["random_bytes"]["raw_connections"] > 0 and attacks["random_bytes"]["INVALID_ARGUMENT"] > 0
+    assert "beside the burner" in done.stdout and "storm" in done.stdout
+    assert results["server"]["exit_code"] == 0 and results["server"]["log_problems"] == 0, results["server"]
+
+
 def test_the_check_catches_answers_from_another_model(server, repository):
     # The server answers with chars v1; the reference is v2, same shape, other weights: every
     # answer, in every mode, must be flagged.
