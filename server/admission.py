@@ -77,8 +77,8 @@ class Admission:
             raise Unavailable(STOPPING)
         if len(self.streams) >= self.max_streams:
             raise ResourceExhausted(
-                f"{len(self.streams)} streams open (--max-streams {self.max_streams}); retry shortly, "
-                "or send unary Infer calls"
+                f"{len(self.streams)} streams open (--max-streams {self.max_streams}), StreamInfer and "
+                "Generate calls alike; retry shortly, or send StreamInfer's chunks as unary Infer calls"
             )
         task = asyncio.current_task()
         assert task is not None  # gRPC runs each call in a task of its own
