@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .hostile import KINDS
-from .soak_load import SoakLoad
+from .soak_load import MODES, SoakLoad
 
 PHASES = ("quiet", *KINDS)
 
@@ -33,6 +33,7 @@ class Phase:
     started: float  # seconds since the soak began
     seconds: float = 0.0
     calls: int = 0  # the checked streams' answered calls
+    by_mode: dict[str, int] = field(default_factory=dict)  # of those, by way in (unary, bidi, kserve)
     errors: Counter[str] = field(default_factory=Counter)
     mismatches: int = 0
     peak_rss_mb: float = 0.0
@@ -72,6 +73,7 @@ class Attacks:
     async def _phase(self, phase: Phase, seconds: float) -> None:
         tally = self.load.tally
         calls, errors, mismatches = tally.calls, Counter(tally.errors), tally.mismatches
+        by_mode = {mode: tally.latencies[mode].calls for mode in MODES}
         self._current = phase
         began = time.perf_counter()
         if phase.kind == "quiet":
@@ -86,6 +88,7 @@ class Attacks:
             phase.attacker = json.loads(lines[-1]) if lines else {"exit": attacker.returncode}
         phase.seconds = time.perf_counter() - began
         phase.calls = tally.calls - calls
+        phase.by_mode = {mode: tally.latencies[mode].calls - by_mode[mode] for mode in MODES}
         phase.errors = Counter(tally.errors)
         phase.errors.subtract(errors)
         phase.errors = +phase.errors  # only what happened during the phase
@@ -102,11 +105,16 @@ class Attacks:
             by_kind[kind] = {
                 "phases": len(mine),
                 "calls_per_s": statistics.median(phase.calls / phase.seconds for phase in mine),
+                "calls_per_s_by_mode": {
+                    mode: statistics.median(phase.by_mode[mode] / phase.seconds for phase in mine)
+                    for mode in MODES
+                },
                 "errors": dict(errors),
                 "mismatches": sum(phase.mismatches for phase in mine),
                 "peak_rss_mb": max(phase.peak_rss_mb for phase in mine),
             }
         burn = by_kind.get("burn", {}).get("calls_per_s")
+        burn_modes = by_kind.get("burn", {}).get("calls_per_s_by_mode", {})
         return {
             "phase_seconds": self.phase_seconds,
             "by_kind": by_kind,
@@ -115,6 +123,16 @@ class Attacks:
                 kind: entry["calls_per_s"] / burn
                 for kind, entry in by_kind.items()
                 if burn and kind != "burn"
+            },
+            # the same by way in: a stream's messages do not wait in gRPC's queue of new calls
+            "vs_burn_by_mode": {
+                kind: {
+                    mode: rate / burn_modes[mode]
+                    for mode, rate in entry["calls_per_s_by_mode"].items()
+                    if burn_modes.get(mode)
+                }
+                for kind, entry in by_kind.items()
+                if kind != "burn"
             },
             "phases": [
                 {**phase.__dict__, "errors": dict(phase.errors), "seconds": round(phase.seconds, 2)}

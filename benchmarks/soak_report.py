@@ -69,7 +69,10 @@ def _hostile(hostile: dict[str, Any] | None) -> list[str]:
     lines = [f"attacks     in turns of {hostile['phase_seconds']:g} s; the checked streams during each:"]
     for kind, entry in hostile["by_kind"].items():
         versus = hostile["vs_burn"].get(kind)
-        ratio = f" ({versus:.2f}x beside the burner)" if versus is not None else ""
+        ratio = f" ({versus:.2f}x beside the burner" if versus is not None else ""
+        modes = hostile.get("vs_burn_by_mode", {}).get(kind, {})
+        if ratio:
+            ratio += "".join(f"; {mode} {value:.2f}x" for mode, value in modes.items()) + ")"
         errors = (
             ", ".join(f"{code} {count}" for code, count in sorted(entry["errors"].items())) or "no errors"
         )
