@@ -59,38 +59,110 @@ def run_all(batcher, runtime, feeds):
     return asyncio.run(main())
 
 
+class GatedExecutor(ThreadPoolExecutor):
+    """A real executor whose runs start only once the gate opens: the test decides when a batch ends."""
+
+    def __init__(self):
+        super().__init__(1)
+        self.gate = threading.Event()
+        self.started = threading.Event()  # a run is waiting at the gate
+        self.running: list = []  # the input feeds of the batch being run, for a test to look at
+        self.finished: list[list] = []  # ...and of each batch that ran to its end, in turn
+
+    def submit(self, fn, /, *args, **kwargs):
+        def gated():
+            feeds = [item.feed for item in args[0]] if args and isinstance(args[0], list) else []
+            self.running = feeds
+            self.started.set()
+            assert self.gate.wait(30), "the test never opened the gate"
+            result = fn(*args, **kwargs)
+            self.finished.append(feeds)
+            return result
+
+        return super().submit(gated)
+
+
+async def until(predicate, seconds=10.0):
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
+def is_batch(feeds: list, feed) -> bool:
+    """`feeds` is one batch holding just `feed` (the very dict, not an equal one)."""
+    return len(feeds) == 1 and feeds[0] is feed
+
+
+def lane_of(batcher, runtime):
+    return batcher._lanes[runtime]
+
+
+def behind_a_held_run(batcher, executor, runtime, blocker, feeds) -> list:
+    """Every call's answer (or exception), the blocker's first: `blocker` runs, held at the gate of
+    a GatedExecutor, while `feeds` arrive, so they find the lane busy on any machine; then it ends.
+    (Sent together with no run held, a call finds the lane busy only if it comes within _BUSY_WINDOW,
+    0.25 ms, of the last run's end: 7 us here, but a loaded 2-core machine missed it 6 times in 2000.)
+    `blocker` must leave the event loop: over max_inline_steps rows x steps."""
+
+    def settled(feed, task) -> bool:  # queued behind the blocker, or refused at once
+        return task.done() or any(item.feed is feed for item in lane_of(batcher, runtime).waiting)
+
+    async def main():
+        head = asyncio.ensure_future(batcher.run(runtime, blocker))
+        await until(executor.started.is_set)
+        tasks = [asyncio.ensure_future(batcher.run(runtime, feed)) for feed in feeds]
+        await until(lambda: all(settled(feed, task) for feed, task in zip(feeds, tasks)))
+        executor.gate.set()
+        return await asyncio.gather(head, *tasks, return_exceptions=True)
+
+    return asyncio.run(asyncio.wait_for(main(), 30))
+
+
+class Runs(Observer):
+    def __init__(self):
+        self.sizes = []
+
+    def ran(self, runtime, requests, seconds):
+        self.sizes.append(requests)
+
+
 def test_concurrent_requests_are_merged_and_each_gets_its_own_answer(models):
     runtime = models.get(CHARS, 1)
     rng = np.random.default_rng(1)
     feeds = [random_feed(runtime, rng) for _ in range(40)]
-    with ThreadPoolExecutor(2) as executor:
-        batcher = Batcher(executor, max_batch_rows=64)
-        results = run_all(batcher, runtime, feeds)
-    assert batcher.requests == 40 and batcher.batches < 40  # merged, not one run each
+    runs = Runs()
+    with GatedExecutor() as executor:
+        batcher = Batcher(executor, max_batch_rows=64, observer=runs)  # small runs inline, as served
+        blocker = random_feed(runtime, rng, rows=1, time=batcher.max_inline_steps + 1)  # leaves the loop
+        results = behind_a_held_run(batcher, executor, runtime, blocker, feeds)[1:]
+    assert runs.sizes[0] == 1 and sum(runs.sizes[1:]) == 40
+    assert len(runs.sizes[1:]) < 40  # merged, not one run each
     for feed, got in zip(feeds, results):
         alone = runtime.run(feed)
         for key in alone:
             np.testing.assert_allclose(got[key], alone[key], atol=1e-6, rtol=0)
 
 
-def test_a_delay_gathers_bigger_batches(models):
+def test_requests_that_arrive_while_a_batch_runs_wait_together(models):
     runtime = models.get(CHARS, 1)
     rng = np.random.default_rng(2)
     feeds = [random_feed(runtime, rng, rows=1, time=5) for _ in range(16)]
-    with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(executor, max_batch_rows=64, max_delay=0.05)
-        run_all(batcher, runtime, feeds)
+    runs = Runs()
+    with GatedExecutor() as executor:
+        batcher = Batcher(executor, max_batch_rows=64, max_delay=0.05, max_inline_steps=0, observer=runs)
+        behind_a_held_run(batcher, executor, runtime, feeds[0], feeds[1:])
     # The first finds the lane idle and runs at once; the rest arrive while it is busy and wait together.
-    assert batcher.batches == 2 and batcher.requests == 16
+    assert runs.sizes == [1, 15] and batcher.requests == 16
 
 
 def test_max_batch_rows_caps_a_batch_and_zero_turns_batching_off(models):
     runtime = models.get(CHARS, 1)
     rng = np.random.default_rng(3)
     feeds = [random_feed(runtime, rng, rows=3) for _ in range(8)]
-    with ThreadPoolExecutor(1) as executor:
-        capped = Batcher(executor, max_batch_rows=6, max_delay=0.05)
-        run_all(capped, runtime, feeds)
+    with GatedExecutor() as executor:
+        capped = Batcher(executor, max_batch_rows=6, max_delay=0.05, max_inline_steps=0)
+        behind_a_held_run(capped, executor, runtime, feeds[0], feeds[1:])
         off = Batcher(executor, max_batch_rows=0)
         run_all(off, runtime, feeds)
     assert capped.batches == 5  # the first alone, then two requests of 3 rows per run
@@ -101,12 +173,12 @@ def test_a_full_queue_refuses_at_once(models):
     runtime = models.get(CHARS, 1)
     rng = np.random.default_rng(4)
     feeds = [random_feed(runtime, rng, rows=1) for _ in range(10)]
-    with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(executor, max_batch_rows=64, max_delay=0.01, max_queue_rows=4)
-        results = run_all(batcher, runtime, feeds)
+    with GatedExecutor() as executor:
+        batcher = Batcher(executor, max_batch_rows=64, max_delay=0.01, max_queue_rows=4, max_inline_steps=0)
+        results = behind_a_held_run(batcher, executor, runtime, feeds[0], feeds[1:])
     refused = [r for r in results if isinstance(r, ResourceExhausted)]
     answered = [r for r in results if isinstance(r, dict)]
-    # The first runs at once; four queue behind the second leader's wait; the other five are refused.
+    # The first runs at once; four queue behind it; the other five are refused.
     assert len(answered) == 5 and len(refused) == 5
     assert "chars v1 has 4 rows queued (--max-queue-rows 4)" in str(refused[0])
 
@@ -150,58 +222,24 @@ def test_both_run_paths_answer_the_same(models, inline_steps):
     runtime = models.get(DIGITS, 1)
     rng = np.random.default_rng(6)
     feeds = [random_feed(runtime, rng, time=6) for _ in range(12)]
-    with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(executor, max_batch_rows=64, max_delay=0.01, max_inline_steps=inline_steps)
-        results = run_all(batcher, runtime, feeds)
-    assert batcher.requests == 12 and batcher.batches <= 2  # merged, whichever path ran them
+    blocker = random_feed(runtime, rng, rows=1, time=inline_steps + 1)  # a run that leaves the loop
+    runs = Runs()
+    with GatedExecutor() as executor:
+        batcher = Batcher(executor, max_delay=0.01, max_inline_steps=inline_steps, observer=runs)
+        results = behind_a_held_run(batcher, executor, runtime, blocker, feeds)[1:]
+    assert runs.sizes == [1, 12]  # merged behind the blocker...
+    ran_on_the_executor = [len(batch) for batch in executor.finished]
+    assert ran_on_the_executor == ([1, 12] if inline_steps == 0 else [1])  # ...on the path under test
     for feed, got in zip(feeds, results):
         np.testing.assert_allclose(
             got[contract.LOGITS], runtime.run(feed)[contract.LOGITS], atol=1e-6, rtol=0
         )
 
 
-class GatedExecutor(ThreadPoolExecutor):
-    """A real executor whose runs start only once the gate opens: the test decides when a batch ends."""
-
-    def __init__(self):
-        super().__init__(1)
-        self.gate = threading.Event()
-        self.started = threading.Event()  # a run is waiting at the gate
-        self.running: list = []  # the input feeds of the batch being run, for a test to look at
-        self.finished: list[list] = []  # ...and of each batch that ran to its end, in turn
-
-    def submit(self, fn, /, *args, **kwargs):
-        def gated():
-            feeds = [item.feed for item in args[0]] if args and isinstance(args[0], list) else []
-            self.running = feeds
-            self.started.set()
-            assert self.gate.wait(30), "the test never opened the gate"
-            result = fn(*args, **kwargs)
-            self.finished.append(feeds)
-            return result
-
-        return super().submit(gated)
-
-
-async def until(predicate, seconds=10.0):
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.001)
-
-
-def is_batch(feeds: list, feed) -> bool:
-    """`feeds` is one batch holding just `feed` (the very dict, not an equal one)."""
-    return len(feeds) == 1 and feeds[0] is feed
-
-
-def lane_of(batcher, runtime):
-    return batcher._lanes[runtime]
-
-
 async def answered_at_once(batcher, runtime, feed):
-    """A new call on the lane, answered within a second: nothing was left wedged."""
-    got = await asyncio.wait_for(batcher.run(runtime, feed), 1.0)
+    """A new call on the lane is answered: nothing was left wedged. (A wedged lane never answers; the
+    bound only ends the wait. One small run takes ms, so 10 s holds on a loaded machine too.)"""
+    got = await asyncio.wait_for(batcher.run(runtime, feed), 10.0)
     np.testing.assert_allclose(got[contract.OUTPUT], runtime.run(feed)[contract.OUTPUT], atol=1e-6, rtol=0)
 
 
@@ -330,14 +368,6 @@ def test_random_cancellations_leave_the_lane_clean(models):
         asyncio.run(asyncio.wait_for(main(batcher), 60))
 
 
-class Runs(Observer):
-    def __init__(self):
-        self.sizes = []
-
-    def ran(self, runtime, requests, seconds):
-        self.sizes.append(requests)
-
-
 def test_short_chunks_are_not_padded_into_long_batches(models):
     """Chunks merge only within 2x of each other's length and within max_batch_row_steps padded."""
     runtime = models.get(CHARS, 1)
@@ -376,7 +406,8 @@ def test_a_lane_whose_work_makes_no_progress_is_reported_stalled(models):
     async def main(batcher, executor):
         task = asyncio.ensure_future(batcher.run(runtime, feed))
         await until(executor.started.is_set)
-        assert batcher.stalled(0.05) == []
+        # Waiting, but not for 10 s: stalled(0.05) here would race the run's start on a loaded machine.
+        assert batcher.stalled(10.0) == []
         await asyncio.sleep(0.1)
         assert batcher.stalled(0.05) == [runtime]  # work waits, and no batch has ended for 0.1 s
         executor.gate.set()
