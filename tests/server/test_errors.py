@@ -26,35 +26,55 @@ def test_a_batch_that_fails_in_onnxruntime_fails_each_of_its_callers_with_intern
     shutil.copytree(repository / CHARS, root / CHARS)
     fail_unless_rows_of(root / CHARS / "1" / "model.onnx", 13)
     port = free_port()
-    # One chunk of 90,000 steps (~0.1 s of onnxruntime, off the loop) holds the lane while the rest queue.
-    limits = ("--max-request-steps", "100000", "--max-request-row-steps", "100000")
-    server = ServerProcess(root, "--metrics-port", str(port), *limits)
+    # One chunk of 300,000 steps (0.36 s of onnxruntime here, off the loop) holds the lane while the
+    # rest queue: a 6 MB request and an 8.4 MB answer, so larger messages than the default.
+    steps = 300_000
+    limits = ("--max-request-steps", str(steps), "--max-request-row-steps", str(steps))
+    server = ServerProcess(root, "--metrics-port", str(port), *limits, "--max-message-bytes", str(16 << 20))
+    long = np.ones((1, steps, 5), np.float32)
     codes: list[str] = []
-    start = threading.Barrier(CALLERS + 1)
+    connected = threading.Barrier(CALLERS + 1)
+    queued = threading.Event()  # the long call is in the lane
 
-    def caller(steps: int, after: float) -> None:
+    def call(client: Client, x: np.ndarray) -> None:
+        try:
+            client.infer(CHARS, x, version=1)
+            codes.append("OK")
+        except ServerError as exc:
+            codes.append(f"{exc.code.name}: {exc.details}")
+
+    def caller() -> None:
         with Client(server.address) as client:
             client.model(CHARS)  # connected before the race starts
-            start.wait()
-            time.sleep(after)
-            try:
-                client.infer(CHARS, np.ones((1, steps, 5)), version=1)
-                codes.append("OK")
-            except ServerError as exc:
-                codes.append(f"{exc.code.name}: {exc.details}")
+            connected.wait()
+            assert queued.wait(30)
+            call(client, np.ones((1, 1, 5), np.float32))
 
     try:
-        long_call = threading.Thread(target=caller, args=(90_000, 0.0))
-        threads = [long_call] + [threading.Thread(target=caller, args=(1, 0.02)) for _ in range(CALLERS)]
+        threads = [threading.Thread(target=caller) for _ in range(CALLERS)]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join(30)
+        connected.wait()
+        with Client(server.address) as client:
+            threads.append(threading.Thread(target=call, args=(client, long)))
+            threads[-1].start()
+            # Started 20 ms after the long call, the callers sometimes came before it reached the lane
+            # (1 run in 8 on a loaded machine). It has once the server reserved its answer's bytes too:
+            # its request reserves 2 x 6 MB (the bytes, and the message parsed), its answer 2 x 8.4 MB,
+            # just before it joins the lane.
+            deadline = time.monotonic() + 30
+            while value(scrape(port), "lstmserve_inflight_bytes") <= 3 * long.nbytes:
+                assert time.monotonic() < deadline and threads[-1].is_alive(), codes
+                time.sleep(0.005)
+            queued.set()
+            for thread in threads:
+                thread.join(30)
         with Client(server.address) as client:
             assert client.infer(CHARS, np.ones((13, 1, 5)), version=1).output.shape == (7, 13)  # reshaped
             assert client.infer(CHARS, np.ones((1, 1, 5)), version=2).output.shape == (1, 1, 7)
         samples = scrape(port)
     finally:
+        queued.set()
         assert server.terminate() == 0
     assert codes == ["INTERNAL: internal error; the server logged it"] * (CALLERS + 1)
     runs = value(samples, "lstmserve_batch_requests_count", model="chars:1")
