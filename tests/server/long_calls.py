@@ -63,6 +63,27 @@ def health_status(address: str, service: str = "") -> int:
         return health_pb2_grpc.HealthStub(channel).Check(request, timeout=2).status
 
 
+def steps_lasting(path: Path, seconds: float, most: int) -> int:
+    """One row's steps whose run takes about `seconds` on this machine (one onnxruntime thread, as
+    the server runs it), from a short run timed here, and at most `most`: a call that must outlast
+    a stop or a health check on any CPU, rather than 16384 steps that take 2 s on one."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    probe = 2000
+    feed = {
+        contract.INPUT: np.zeros((1, probe, INPUT_SIZE), np.float32),
+        contract.SEQUENCE_LENGTHS: np.full(1, probe, np.int32),
+    }
+    for value in session.get_inputs()[2:]:
+        feed[value.name] = np.zeros((1, value.shape[1]), np.float32)
+    session.run(None, feed)  # the first run allocates
+    started = time.perf_counter()
+    session.run(None, feed)
+    per_step = (time.perf_counter() - started) / probe
+    return max(probe, min(most, int(seconds / per_step)))
+
+
 class LocalModel:
     """A model file run by onnxruntime in this process: what the server must answer for it."""
 

@@ -16,7 +16,16 @@ from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
 from ..conftest import CHARS, DIGITS, SLOW
 from ..servers import ServerProcess
-from .long_calls import LocalModel, LongCall, health_status
+from .long_calls import LocalModel, LongCall, health_status, steps_lasting
+
+# One row of 5 float32 inputs is 20 bytes a step: 200k steps stay under the 4 MiB message limit.
+MOST_STEPS = 200_000
+
+
+def step_limits(steps: int) -> list[str]:
+    """Server flags that admit one row of `steps` steps (over the defaults for the longer calls)."""
+    steps = max(steps, 16384)
+    return ["--max-request-steps", str(steps), "--max-request-row-steps", str(2 * steps)]
 
 
 def wait_for(predicate, seconds: float = 10) -> None:
@@ -55,9 +64,10 @@ def one_slow_model(slow_models, tmp_path):
 def test_sigterm_turns_health_not_serving_at_once_and_the_long_call_in_flight_completes(one_slow_model):
     """Health says NOT_SERVING while the call taken before the signal still runs; that call is
     answered in full (every layer's state as onnxruntime computes it); a new one is UNAVAILABLE."""
-    server = ServerProcess(one_slow_model, "--grace-seconds", "10")
+    steps = steps_lasting(one_slow_model / SLOW / "1" / "model.onnx", 4.0, MOST_STEPS)
+    server = ServerProcess(one_slow_model, "--grace-seconds", "10", *step_limits(steps))
     assert health_status(server.address) == health_pb2.HealthCheckResponse.SERVING
-    long = LongCall(server.address, steps=16384)  # 2 s here; the default limit on steps
+    long = LongCall(server.address, steps=steps)  # about 4 s, on any CPU
     assert not long.done()
     signalled = time.monotonic()
     server.process.send_signal(15)
@@ -84,18 +94,11 @@ def test_a_unary_call_past_the_grace_ends_unavailable_when_grpc_stops(one_slow_m
     stops, cancelling what is still open after 1 s more. A unary call still running then gets
     UNAVAILABLE "Cancelling all calls" (gRPC's status for it), between grace + 1 and grace + 3 s
     after the signal (measured: 3.0 s), never CANCELLED, UNKNOWN or INTERNAL, and the process
-    exits 0. The exit waits for the onnxruntime run itself (measured 5.5 s for this 6 s run): a run
-    cannot be interrupted (docs/limits.md says so)."""
-    steps = 50_000  # about 6 s; over the default limits, raised here
-    server = ServerProcess(
-        one_slow_model,
-        "--grace-seconds",
-        "1",
-        "--max-request-steps",
-        str(steps),
-        "--max-request-row-steps",
-        str(steps),
-    )
+    exits 0. The exit waits for the onnxruntime run itself: a run cannot be interrupted (docs/limits.md
+    says so)."""
+    # About 8 s on any CPU, so the run outlasts gRPC's stop (3 s after the signal) with room to spare.
+    steps = steps_lasting(one_slow_model / SLOW / "1" / "model.onnx", 8.0, MOST_STEPS)
+    server = ServerProcess(one_slow_model, "--grace-seconds", "1", *step_limits(steps))
     long = LongCall(server.address, steps=steps)
     assert not long.done()
     signalled = time.monotonic()
