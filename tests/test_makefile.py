@@ -13,7 +13,10 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 
 def dry_run(*args: str) -> list[str]:
-    done = subprocess.run(["make", "--dry-run", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    # --no-print-directory: under `make test` this make is a sub-make (MAKELEVEL is set), which
+    # would otherwise print "Entering directory" around its recipe.
+    command = ["make", "--dry-run", "--no-print-directory", *args]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
