@@ -35,7 +35,6 @@ from grpc._cython import cygrpc
 
 from .admission import Admission, Call, OpenStream
 from .auth import Tokens
-from .deadlines import Deadlines
 from .errors import InvalidArgument, ServingError, Unavailable, status_of
 from .metrics import Metrics
 
@@ -57,7 +56,6 @@ class Calls:
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
         self.refusals = RefusalLog()
-        self.deadlines = Deadlines()
 
     def register(self, server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
         """Serve every method of `service` from the servicer's method of the same name."""
@@ -87,9 +85,7 @@ class Calls:
         async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> bytes:
             started, call, code = perf_counter(), Call(self.admission), "OK"
             try:
-                if _dead_on_arrival(context):
-                    code = "DEADLINE_EXCEEDED"
-                    raise asyncio.CancelledError()
+                _end_if_past_deadline(context)
                 self._authenticate(context, call)  # before anything is held for the call
                 self.admission.start_call()
                 # When the call's task ends, its answer has been sent (or the call has failed). Not
@@ -100,21 +96,24 @@ class Calls:
                 task.add_done_callback(lambda _: self._unary_done(call))
                 del task  # a frame holding its own task is a cycle once the task ends in an exception
                 raw = await self._receive(context, call.client)
-                remaining = context.time_remaining()
-                self.deadlines.check(remaining)  # one that cannot be met is refused before its batch
-                call.deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
+                call.deadline = _loop_deadline(context)  # the batcher refuses it if it cannot be met
                 call.reserve(2 * len(raw))  # the bytes, and the message parsed from them
-                return self._serialize(await behaviour(parse(raw), call))
+                answer = self._serialize(await behaviour(parse(raw), call))
+                _end_if_past_deadline(context)
+                return answer
+            except _PastDeadline:
+                code = "DEADLINE_EXCEEDED"
+                raise asyncio.CancelledError() from None
             except asyncio.CancelledError:
-                code = "DEADLINE_EXCEEDED" if code == "DEADLINE_EXCEEDED" else _gone(context)
+                code = _gone(context)
                 raise
             except Exception as exc:
+                if _past_deadline(context):  # its client has gone: no status for it either
+                    code = "DEADLINE_EXCEEDED"
+                    raise asyncio.CancelledError() from None
                 code = self._refuse(context, name, exc)
             finally:
-                seconds = perf_counter() - started
-                self.metrics.answered(call.model, name, code, seconds)
-                if code == "OK":
-                    self.deadlines.answered(seconds)
+                self.metrics.answered(call.model, name, code, perf_counter() - started)
             return b""  # not sent: the status set above goes instead
 
         return handle
@@ -127,13 +126,12 @@ class Calls:
     def _stream(self, name: str, parse: Callable[[bytes], Message], behaviour) -> Callable:
         async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> None:
             call = Call(self.admission)
-            if _dead_on_arrival(context):
+            if _past_deadline(context):  # see _end_if_past_deadline
                 self.metrics.answered(call.model, name, "DEADLINE_EXCEEDED")
                 raise asyncio.CancelledError()
             try:
                 self._authenticate(context, call)
-                remaining = context.time_remaining()  # the stream's: none of its chunks runs after it
-                call.deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
+                call.deadline = _loop_deadline(context)  # the stream's: none of its chunks runs after it
                 stream = self.admission.open_stream()
             except ServingError as exc:
                 self.metrics.answered(call.model, name, self._refuse(context, name, exc))
@@ -258,12 +256,28 @@ def _parser(message_type: type[Message]) -> Callable[[bytes], Message]:
     return parse
 
 
-def _dead_on_arrival(context: grpc.aio.ServicerContext) -> bool:
-    """Whether a call's deadline passed while gRPC held it, so its client has given up. Such a call
-    is ended without a word (the handler raises CancelledError): a read or an answer on it is a batch
-    that fails, and grpc.aio keeps each failed batch's operations (grpc/grpc#43360), 4 MB more after
-    every 20 s of a storm of short deadlines; ended so, nothing is kept."""
-    return context.time_remaining() == 0
+class _PastDeadline(Exception):
+    """A call's deadline has passed: its client has given up, so it ends without a word."""
+
+
+def _past_deadline(context: grpc.aio.ServicerContext) -> bool:
+    return context.time_remaining() == 0  # gRPC's own clock, which it clamps at 0
+
+
+def _end_if_past_deadline(context: grpc.aio.ServicerContext) -> None:
+    """Raise _PastDeadline for a call whose deadline has passed (the handler then raises
+    CancelledError, so gRPC ends it without reading, answering or setting a status). Each of those is a
+    batch that fails on such a call, and grpc.aio keeps every failed batch's operations
+    (grpc/grpc#43360): a storm of short deadlines grew the server by 19 MB in 15 s; ended so, nothing
+    is kept (tests/e2e/test_storm.py)."""
+    if _past_deadline(context):
+        raise _PastDeadline()
+
+
+def _loop_deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The call's deadline in the event loop's time, which the batcher compares; None: none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else asyncio.get_running_loop().time() + remaining
 
 
 def _gone(context: grpc.aio.ServicerContext) -> str:

@@ -65,8 +65,9 @@ class PermissionDenied(ServingError):
 
 
 class DeadlineExceeded(ServingError):
-    """A unary call that cannot be answered in time: its request did not arrive within
-    --receive-seconds, or it arrived with less time left than any answer takes (deadlines.py)."""
+    """A call that cannot be answered in time: its unary request did not arrive within
+    --receive-seconds, or it reached its model's lane with no more time left than the model's runs
+    take, or its deadline passed while it waited there (deadlines.py)."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 

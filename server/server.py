@@ -60,9 +60,10 @@ _HANDSHAKE_SECONDS = 10
 # gRPC refuses new calls at random with CANCELLED, which tells a client nothing about retrying, and
 # fell on well-behaved clients too: 205 of 734 calls with 30 s deadlines beside a storm of 1-10 ms
 # deadlines (docs/limits.md#under-overload). gRPC keeps the calls whose clients gave up in this
-# backlog, so it is long under such a storm (about 900 measured); admission (--max-calls, and each
-# connection's stream cap) bounds the rest.
-_PENDING_CALLS = 16384
+# backlog, so it is long under such a storm (about 900 measured): room for 4.5 times that. It is not
+# more because each call waiting there may hold what its client sent within its first HTTP/2 window
+# (64 KiB), outside --max-inflight-bytes: 256 MiB at most (docs/limits.md#memory).
+_PENDING_CALLS = 4096
 
 
 class Server:
