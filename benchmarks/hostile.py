@@ -1,6 +1,7 @@
 """The hostile soak's attackers, each a process of its own beside the checked streams, as a careless or
-hostile client would be: `python -m lstmserve.benchmarks.hostile KIND ADDRESS SECONDS [MODEL]`.
-Each prints one JSON line of what it saw when its time is up.
+hostile client would be: `python -m lstmserve.benchmarks.hostile KIND ADDRESS SECONDS [MODEL
+[INPUT_SIZE]]` (the input size is asked of the server where not given). Each prints one JSON line of
+what it saw when its time is up.
 
     burn          no gRPC at all: one core kept busy. The fair control for the others (on two cores an
                   attacker's own process takes one core whatever it sends)
@@ -38,15 +39,14 @@ _INFER = "/lstmserve.v1.LSTMService/Infer"
 _STREAM_INFER = "/lstmserve.v1.LSTMService/StreamInfer"
 
 
-def burn(address: str, seconds: float, model: str, seen: Counter) -> None:
+def burn(address: str, seconds: float, model: str, input_size: int, seen: Counter) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         sum(range(10_000))
         seen["loops"] += 1
 
 
-def storm(address: str, seconds: float, model: str, seen: Counter) -> None:
-    input_size = _input_size(address, model)
+def storm(address: str, seconds: float, model: str, input_size: int, seen: Counter) -> None:
 
     def impatient(seed: int, stop: float) -> None:
         rng = np.random.default_rng(seed)
@@ -63,7 +63,7 @@ def storm(address: str, seconds: float, model: str, seen: Counter) -> None:
     _threads(impatient, STORM_CLIENTS, seconds)
 
 
-def header_only(address: str, seconds: float, model: str, seen: Counter) -> None:
+def header_only(address: str, seconds: float, model: str, input_size: int, seen: Counter) -> None:
     stop = time.monotonic() + seconds
     with grpc.insecure_channel(address) as channel:  # one connection for all of them
         hang = channel.stream_stream(_INFER)
@@ -85,8 +85,7 @@ def header_only(address: str, seconds: float, model: str, seen: Counter) -> None
         _threads(one, HEADER_ONLY_CALLS, seconds)
 
 
-def slow_reader(address: str, seconds: float, model: str, seen: Counter) -> None:
-    input_size = _input_size(address, model)
+def slow_reader(address: str, seconds: float, model: str, input_size: int, seen: Counter) -> None:
     x = np.zeros((1, 16, input_size), np.float32)
     request = pb.InferRequest(model=model)
     request.input.dtype = pb.FLOAT32
@@ -114,7 +113,7 @@ def _chunks(data: bytes, stop_at: float, seen: Counter) -> Iterator[bytes]:
         time.sleep(0.01)
 
 
-def random_bytes(address: str, seconds: float, model: str, seen: Counter) -> None:
+def random_bytes(address: str, seconds: float, model: str, input_size: int, seen: Counter) -> None:
     host, port = address.rsplit(":", 1)
     rng = np.random.default_rng(0)
     stop = time.monotonic() + seconds
@@ -143,9 +142,13 @@ def _threads(target: Callable[[int, float], None], count: int, seconds: float) -
         thread.join(seconds + 30)
 
 
-def _input_size(address: str, model: str) -> int:
+def input_size_of(address: str, model: str) -> int:
+    """The served model's input size, asked of the server."""
     with Client(address, timeout=10) as client:
         return client.model(model).input_size
+
+
+_NEEDS_INPUT_SIZE = ("storm", "slow_reader")
 
 
 def main(argv: list[str]) -> int:
@@ -154,9 +157,13 @@ def main(argv: list[str]) -> int:
     if kind not in KINDS:
         print(f"unknown attack {kind!r}; one of {', '.join(KINDS)}", file=sys.stderr)
         return 2
+    if len(argv) > 4:
+        input_size = int(argv[4])
+    else:
+        input_size = input_size_of(address, model) if kind in _NEEDS_INPUT_SIZE else 0
     seen: Counter = Counter()
     started, cpu = time.monotonic(), time.process_time()
-    globals()[kind](address, seconds, model, seen)
+    globals()[kind](address, seconds, model, input_size, seen)
     elapsed = time.monotonic() - started
     report = {"kind": kind, "seconds": elapsed, "cpu_share": (time.process_time() - cpu) / elapsed, **seen}
     print(json.dumps(report), flush=True)

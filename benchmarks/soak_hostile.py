@@ -6,7 +6,7 @@
 Each attack is a process of its own (benchmarks/hostile.py). What the checked streams got during
 each phase is kept: their calls/s, errors and mismatches, and the server's peak RSS. `burn` calls
 nothing: on two cores an attacker's own process takes a core, so the streams' calls/s beside the
-burner is the fair control for every attack, and `storm_vs_burn` the figure docs/limits.md quotes.
+burner is the fair control for every attack: `vs_burn`, as docs/performance.md reports it.
 """
 
 from __future__ import annotations
@@ -84,8 +84,7 @@ class Attacks:
                 *command, f"{seconds:g}", self.model, stdout=asyncio.subprocess.PIPE
             )
             out, _ = await attacker.communicate()
-            lines = out.decode().strip().splitlines()
-            phase.attacker = json.loads(lines[-1]) if lines else {"exit": attacker.returncode}
+            phase.attacker = _what_it_saw(out.decode(), attacker.returncode)
         phase.seconds = time.perf_counter() - began
         phase.calls = tally.calls - calls
         phase.by_mode = {mode: tally.latencies[mode].calls - by_mode[mode] for mode in MODES}
@@ -139,3 +138,12 @@ class Attacks:
                 for phase in self.phases
             ],
         }
+
+
+def _what_it_saw(out: str, exit_code: int | None) -> dict[str, Any]:
+    """An attacker's last line (JSON), or its exit status where it printed none."""
+    lines = out.strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, ValueError):
+        return {"exit": exit_code}

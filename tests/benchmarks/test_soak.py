@@ -67,16 +67,20 @@ def test_a_hostile_soak_runs_every_attack_beside_the_checked_streams(tmp_path):
     from ..conftest import REPO
 
     out = tmp_path / "results"
+    # Each attack's phase is 3 s after its process has started (imports: up to a few seconds on a
+    # loaded machine): room for every phase's turn, whatever the start-ups take.
+    phase_seconds, start_up = 3, 4
+    minutes = len(PHASES) * (phase_seconds + start_up) / 60
     command = [
         sys.executable,
         "-m",
         "lstmserve",
         "bench",
         "--soak",
-        "0.35",
+        f"{minutes:.2f}",
         "--hostile",
         "--phase-seconds",
-        "3",
+        str(phase_seconds),
     ]
     command += [
         "--repository",
@@ -88,7 +92,7 @@ def test_a_hostile_soak_runs_every_attack_beside_the_checked_streams(tmp_path):
         "--out",
         str(out),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     results = json.loads((out / "soak.json").read_text())
     assert results["ok"] and results["errors"] == {} and results["mismatches"] == 0, results["error_examples"]
