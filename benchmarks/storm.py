@@ -89,11 +89,15 @@ def ratios(address: str, model: str, input_size: int, bidi: bool, rounds: int, s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lstmserve.benchmarks.storm", description=__doc__)
-    parser.add_argument("--repository", default="models")
-    parser.add_argument("--model", default="digits")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser = argparse.ArgumentParser(
+        prog="python -m lstmserve.benchmarks.storm",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the docstring's table
+    )
+    parser.add_argument("--repository", default="models", help="the model repository (default models)")
+    parser.add_argument("--model", default="digits", help="the model the good streams call (default digits)")
+    parser.add_argument("--rounds", type=int, default=3, help="burner-then-storm rounds per target (default 3)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="seconds each phase lasts (default 8)")
     args = parser.parse_args(argv)
     rounds, seconds = args.rounds, args.seconds
 
