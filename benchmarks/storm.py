@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repository", default="models", help="the model repository (default models)")
     parser.add_argument("--model", default="digits", help="the model the good streams call (default digits)")
-    parser.add_argument("--rounds", type=int, default=3, help="burner-then-storm rounds per target (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="burner, then storm, rounds (default 3)")
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds each phase lasts (default 8)")
     args = parser.parse_args(argv)
     rounds, seconds = args.rounds, args.seconds
