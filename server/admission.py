@@ -108,16 +108,22 @@ class Admission:
         task = asyncio.current_task()
         assert task is not None
         self._receivers[task] = time.monotonic()
+        turn = False
         try:
             await self.turns.acquire(client)
+            turn = True
             try:
                 return await read()
             finally:
                 self.turns.release(client)
         except asyncio.CancelledError:
             if task in self._late:
+                # Say whose fault it was: the client's slow request, or other calls holding the turns.
                 raise DeadlineExceeded(
                     f"the request did not arrive within {self.receive_seconds:g} s (--receive-seconds)"
+                    if turn
+                    else f"no receive turn came free within {self.receive_seconds:g} s (--receive-seconds):"
+                    " other calls held them all; retry, or see docs/limits.md#receiving-requests"
                 ) from None
             raise
         finally:

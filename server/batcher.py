@@ -168,7 +168,7 @@ class _Lane:
             )
         loop = asyncio.get_running_loop()
         if deadline is not None:
-            self.runs.check(deadline - loop.time(), self.runtime.label)
+            self.runs.check(deadline - loop.time(), rows * steps, self.runtime.label)
         # A run that follows the same owner's run alone is that caller's next step, not company.
         following = owner is not None and owner is self.last_alone
         busy = loop.time() - self.last_run < _BUSY_WINDOW and not following
@@ -178,7 +178,7 @@ class _Lane:
             try:
                 return self.runtime.run(feed)
             finally:  # a failed run counts too: it was a run, and it makes the lane busy
-                self._count(1, perf_counter() - started, owner)
+                self._count(1, rows * steps, perf_counter() - started, owner)
         item = _Pending(feed, rows, steps, loop.create_future(), loop.time(), owner, deadline)
         self.waiting.append(item)
         self.queued_rows += rows
@@ -216,7 +216,7 @@ class _Lane:
                             self.batcher.executor, self._merge_run_split, batch
                         )
                 except Exception as exc:  # onnxruntime failed: every caller in the batch hears of it
-                    self._count(len(batch), perf_counter() - started)
+                    self._count(len(batch), _row_steps(batch), perf_counter() - started)
                     self._fail(batch, exc)
                 else:
                     self._deliver(batch, *results)
@@ -248,8 +248,7 @@ class _Lane:
         return self.worker is not None and monotonic() - self.progress_at > seconds
 
     def _inline(self, batch: list[_Pending]) -> bool:
-        rows, steps = sum(item.rows for item in batch), max(item.time for item in batch)
-        return rows * steps <= self.batcher.max_inline_steps
+        return _row_steps(batch) <= self.batcher.max_inline_steps
 
     def _merge_run_split(self, batch: list[_Pending]) -> tuple[list[dict[str, np.ndarray]], float]:
         """Each request's outputs, and the seconds onnxruntime took (this may run on a thread)."""
@@ -261,16 +260,16 @@ class _Lane:
             return [outputs], seconds
         return split(outputs, [(item.rows, item.time) for item in batch]), seconds
 
-    def _count(self, requests: int, seconds: float, alone: object = None) -> None:
+    def _count(self, requests: int, row_steps: int, seconds: float, alone: object = None) -> None:
         self.last_run = asyncio.get_running_loop().time()
-        self.runs.ran(seconds)
+        self.runs.ran(row_steps, seconds)
         self.last_alone = alone
         self.batcher.batches += 1
         self.batcher.requests += requests
         self.batcher.observer.ran(self.runtime, requests, seconds)
 
     def _deliver(self, batch: list[_Pending], results: list[dict[str, np.ndarray]], seconds: float) -> None:
-        self._count(len(batch), seconds, batch[0].owner if len(batch) == 1 else None)
+        self._count(len(batch), _row_steps(batch), seconds, batch[0].owner if len(batch) == 1 else None)
         for item, result in zip(batch, results):
             if not item.future.done():  # done: its caller went away
                 item.future.set_result(result)
@@ -326,6 +325,11 @@ class _Lane:
         for item in batch:
             self.batcher.observer.waited(self.runtime, now - item.queued_at)
         return batch
+
+
+def _row_steps(batch: list[_Pending]) -> int:
+    """A batch's padded size: its rows, each as long as its longest chunk."""
+    return sum(item.rows for item in batch) * max(item.time for item in batch)
 
 
 def merge(feeds: list[Feed]) -> Feed:

@@ -50,7 +50,7 @@ def test_short_soak_is_clean_end_to_end(repository, tmp_path):
     assert 0 < results["calls_with_lengths"] < results["calls"]
     memory = results["rss_mb"]
     # Measured: 84 MB at the start, 88 MB at the end and at the peak. A leak of a few kB a call,
-    # or a stream's state kept, shows here; the pod's limit (deployment.yaml, 640 Mi) is far above.
+    # or a stream's state kept, shows here; the pod's limit (deployment.yaml, 896 Mi) is far above.
     assert memory["start"] > 20 and memory["end"] - memory["start"] < 20, memory
     assert memory["peak"] < 640, memory  # MiB: ServerProcess.memory_mb divides /proc's kB by 1024
     assert memory["trend_mb_per_min"] is not None and len(memory["samples"]) >= 6

@@ -148,3 +148,23 @@ def test_requests_are_received_a_bounded_number_at_a_time_and_within_the_time():
         assert gate.turns.held == 0
 
     asyncio.run(main())
+
+
+def test_a_call_that_never_got_a_receive_turn_is_told_so():
+    """Ended by --receive-seconds while other clients held every turn: the refusal says the turns were
+    held, not that its request did not arrive (it may have sent it all)."""
+
+    async def main():
+        gate = admission(max_message_bytes=1 << 20, max_inflight_bytes=4 << 20, receive_seconds=0.2)
+        never = asyncio.get_running_loop().create_future()
+        holders = [asyncio.ensure_future(gate.receive(lambda: never, client=f"silent {i}")) for i in range(2)]
+        waiting = asyncio.ensure_future(gate.receive(lambda: never, client="victim"))
+        await asyncio.sleep(0.25)
+        assert gate.turns.held == 2 and gate.end_late_receives() == 3
+        with pytest.raises(DeadlineExceeded, match=r"no receive turn came free within 0.2 s"):
+            await waiting
+        for holder in holders:
+            with pytest.raises(DeadlineExceeded, match=r"did not arrive within 0.2 s"):
+                await holder
+
+    asyncio.run(main())

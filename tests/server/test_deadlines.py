@@ -21,21 +21,23 @@ from ..servers import InProcessServer
 from .test_batcher import random_feed
 
 
-def test_a_call_with_no_more_time_than_the_fastest_recent_run_is_refused(monkeypatch):
+def test_a_call_with_no_more_time_than_recent_runs_of_its_size_is_refused(monkeypatch):
     runs = RecentRuns()
-    runs.check(0.001, "m:1")  # nothing ran yet: nothing to judge by
-    for seconds in (0.030, 0.012, 0.050):
-        runs.ran(seconds)
-    runs.check(0.013, "m:1")  # more than the fastest run took: it may be met
+    runs.check(0.001, 8, "m:1")  # nothing ran yet: nothing to judge by
+    for row_steps, seconds in ((64, 0.030), (16, 0.012), (256, 0.050)):
+        runs.ran(row_steps, seconds)
+    runs.check(0.013, 16, "m:1")  # more than the fastest run of its size took: it may be met
     with pytest.raises(DeadlineExceeded, match=r"reached m:1 with 11.0 ms left .* take 12.0 ms or more"):
-        runs.check(0.011, "m:1")
+        runs.check(0.011, 64, "m:1")
+    # A smaller call than any recent run: those say nothing about how fast it can be.
+    runs.check(0.001, 8, "m:1")
     with pytest.raises(DeadlineExceeded, match="deadline passed"):
-        runs.check(0.0, "m:1")
+        runs.check(0.0, 8, "m:1")
     # Runs older than the window are forgotten: a slow spell cannot keep refusing short deadlines.
     now = time.monotonic()
     monkeypatch.setattr(deadlines, "monotonic", lambda: now + deadlines.WINDOW + 1)
-    assert runs.fastest() == 0.0
-    runs.check(0.001, "m:1")
+    assert runs.fastest(256) == 0.0
+    runs.check(0.001, 256, "m:1")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,7 @@ def test_a_request_whose_deadline_passes_in_the_queue_is_refused_and_not_run(cha
 
     async def main(batcher: Batcher):
         loop = asyncio.get_running_loop()
-        first = asyncio.ensure_future(batcher.run(chars, random_feed(chars, rng)))
+        first = asyncio.ensure_future(batcher.run(chars, random_feed(chars, rng, rows=1, time=4)))
         await asyncio.sleep(0.01)
         late = asyncio.ensure_future(batcher.run(chars, random_feed(chars, rng), deadline=loop.time() + 0.05))
         await asyncio.sleep(0.1)
@@ -65,10 +67,11 @@ def test_a_request_whose_deadline_passes_in_the_queue_is_refused_and_not_run(cha
             await batcher.run(chars, random_feed(chars, rng), deadline=loop.time() - 0.001)
         # The first run now bars a call with half its time left (onnxruntime's time: tens of us
         # or more, against the few us between taking the loop's time here and the lane's check).
-        fastest = batcher._lanes[chars].runs.fastest()
+        fastest = batcher._lanes[chars].runs.fastest(10**9)
         assert fastest > 0
-        with pytest.raises(DeadlineExceeded, match=r"its runs take .* ms or more"):
-            await batcher.run(chars, random_feed(chars, rng), deadline=loop.time() + fastest / 2)
+        with pytest.raises(DeadlineExceeded, match=r"runs of its size take .* ms or more"):
+            larger = random_feed(chars, rng, rows=3, time=8)  # more row-steps than that run
+            await batcher.run(chars, larger, deadline=loop.time() + fastest / 2)
 
     with ThreadPoolExecutor(1) as executor:
         executor.submit(gate.wait)  # holds the one thread, so the lane's run waits
