@@ -43,7 +43,7 @@ import numpy as np
 
 from lstmserve import contract
 
-from .deadlines import RecentRuns
+from .deadlines import LATE, RecentRuns
 from .errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from .runtime import ModelRuntime
 
@@ -57,7 +57,6 @@ _BUSY_WINDOW = 0.25e-3
 # streams 0.97-1.04x. Stopping at the first loop turn that brought no call, even only after batches
 # of fewer than 3 or 8 requests, made unary and KServe batches at 64 streams too small (0.7-0.9x).
 _GATHER_GAP = 0.3e-3
-_LATE = "the call's deadline passed before its batch ran: it was not run; allow more time, or add replicas"
 
 
 @dataclass(eq=False)  # compared by identity: a caller that goes away finds itself in the queue
@@ -302,7 +301,7 @@ class _Lane:
                 continue
             if item.deadline is not None and now >= item.deadline:  # given up on, if not yet gone
                 self._dequeued(item)
-                item.future.set_exception(DeadlineExceeded(_LATE))
+                item.future.set_exception(DeadlineExceeded(LATE))
                 continue
             if batch:
                 joined_rows, top, bottom = rows + item.rows, max(longest, item.time), min(shortest, item.time)

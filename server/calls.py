@@ -85,7 +85,8 @@ class Calls:
         async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> bytes:
             started, call, code = perf_counter(), Call(self.admission), "OK"
             try:
-                _end_if_past_deadline(context)
+                if _past_deadline(context):
+                    raise asyncio.CancelledError()  # _gone counts it DEADLINE_EXCEEDED
                 self._authenticate(context, call)  # before anything is held for the call
                 self.admission.start_call()
                 # When the call's task ends, its answer has been sent (or the call has failed). Not
@@ -99,11 +100,9 @@ class Calls:
                 call.deadline = _loop_deadline(context)  # the batcher refuses it if it cannot be met
                 call.reserve(2 * len(raw))  # the bytes, and the message parsed from them
                 answer = self._serialize(await behaviour(parse(raw), call))
-                _end_if_past_deadline(context)
+                if _past_deadline(context):
+                    raise asyncio.CancelledError()
                 return answer
-            except _PastDeadline:
-                code = "DEADLINE_EXCEEDED"
-                raise asyncio.CancelledError() from None
             except asyncio.CancelledError:
                 code = _gone(context)
                 raise
@@ -126,7 +125,7 @@ class Calls:
     def _stream(self, name: str, parse: Callable[[bytes], Message], behaviour) -> Callable:
         async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> None:
             call = Call(self.admission)
-            if _past_deadline(context):  # see _end_if_past_deadline
+            if _past_deadline(context):
                 self.metrics.answered(call.model, name, "DEADLINE_EXCEEDED")
                 raise asyncio.CancelledError()
             try:
@@ -256,22 +255,13 @@ def _parser(message_type: type[Message]) -> Callable[[bytes], Message]:
     return parse
 
 
-class _PastDeadline(Exception):
-    """A call's deadline has passed: its client has given up, so it ends without a word."""
-
-
 def _past_deadline(context: grpc.aio.ServicerContext) -> bool:
-    return context.time_remaining() == 0  # gRPC's own clock, which it clamps at 0
-
-
-def _end_if_past_deadline(context: grpc.aio.ServicerContext) -> None:
-    """Raise _PastDeadline for a call whose deadline has passed (the handler then raises
-    CancelledError, so gRPC ends it without reading, answering or setting a status). Each of those is a
-    batch that fails on such a call, and grpc.aio keeps every failed batch's operations
-    (grpc/grpc#43360): a storm of short deadlines grew the server by 19 MB in 15 s; ended so, nothing
-    is kept (tests/e2e/test_storm.py)."""
-    if _past_deadline(context):
-        raise _PastDeadline()
+    """Whether the call's deadline has passed (gRPC's own clock, which it clamps at 0): its client has
+    given up, so the handler raises CancelledError and gRPC ends it without reading, answering or
+    setting a status. Each of those is a batch that fails on such a call, and grpc.aio keeps every
+    failed batch's operations (grpc/grpc#43360): a storm of short deadlines grew the server by 19 MB
+    in 15 s; ended so, nothing is kept (tests/e2e/test_storm.py)."""
+    return context.time_remaining() == 0
 
 
 def _loop_deadline(context: grpc.aio.ServicerContext) -> float | None:

@@ -18,6 +18,7 @@ from time import monotonic
 
 from .errors import DeadlineExceeded
 
+LATE = "the call's deadline passed before its batch ran: it was not run; allow more time, or add replicas"
 RECENT = 64  # runs remembered
 WINDOW = 10.0  # seconds a run counts for
 
@@ -43,7 +44,7 @@ class RecentRuns:
         """Refuse a call of `row_steps` to the model `label` with `remaining` seconds left, if it
         cannot be met."""
         if remaining <= 0:
-            raise DeadlineExceeded("the call's deadline passed before its batch ran: allow more time")
+            raise DeadlineExceeded(LATE)
         fastest = self.fastest(row_steps)
         if remaining <= fastest:
             raise DeadlineExceeded(
