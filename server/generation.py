@@ -12,19 +12,22 @@ choices. A cancelled call stops at its next await: between steps, or while a ste
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from lstmserve import contract
-from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
-from .batcher import Batcher, Feed
+from .batcher import Batcher
 from .errors import FailedPrecondition, InvalidArgument
+from .limits import Limits
+from .request import GenerateRequest, State
 from .runtime import ModelRuntime
+from .validation import Checked
 
-CHOICE, VALUE = pb.GenerateRequest.CHOICE, pb.GenerateRequest.VALUE
+CHOICE, VALUE = "choice", "value"  # what is fed back: the sampled class one-hot, or the logits
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,22 @@ class Sampler:
         return np.minimum((weights.cumsum(axis=1) < draws).sum(axis=1), weights.shape[1] - 1).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How a generation goes on from its prompt, each part checked against the model and limits."""
+
+    steps: int
+    feedback: str  # CHOICE or VALUE
+    sampler: Sampler
+    stop_classes: np.ndarray  # (n,) int64
+
+
 @dataclass
 class Step:
     number: int  # 1, 2, ...
     logits: np.ndarray  # (rows, num_outputs); zeros for rows already stopped
     choices: np.ndarray | None  # (rows,) int64, -1 for rows already stopped; None with VALUE feedback
+    state: State  # every row's state after this step (a stopped row's from when it stopped)
 
 
 def check_generative(runtime: ModelRuntime) -> None:
@@ -75,54 +89,75 @@ def check_generative(runtime: ModelRuntime) -> None:
         )
 
 
+def plan(request: GenerateRequest, runtime: ModelRuntime, limits: Limits) -> Plan:
+    """The generation a request asks for, each option checked against the model and the limits."""
+    if not 1 <= request.max_steps <= limits.generate_steps:
+        raise InvalidArgument(
+            f"max_steps must be in [1, {limits.generate_steps}] (--max-generate-steps), "
+            f"got {request.max_steps}"
+        )
+    if request.feedback == CHOICE and runtime.info.config.loss == "mse":
+        raise InvalidArgument(
+            f"{runtime.info.name} is a regression (loss mse): it generates with VALUE feedback, its "
+            "outputs fed back as they are"
+        )
+    seed = request.seed if request.seed is not None else secrets.randbits(63)
+    sampler = Sampler(request.temperature, request.top_k, seed)
+    classes = runtime.info.config.num_outputs
+    if len(request.stop_classes) > classes:  # before any array is made of them: a list may hold millions
+        raise InvalidArgument(
+            f"stop_classes has {len(request.stop_classes)} entries; {runtime.info.name} has {classes} "
+            "classes: name each stop class once"
+        )
+    stop = np.array(request.stop_classes, dtype=np.int64)
+    bad = np.flatnonzero((stop < 0) | (stop >= classes))
+    if bad.size:  # the first only: the message must stay short
+        raise InvalidArgument(
+            f"stop_classes must be classes in [0, {classes}); entry {bad[0]} is {stop[bad[0]]}"
+        )
+    if stop.size and request.feedback == VALUE:
+        raise InvalidArgument("stop_classes need CHOICE feedback: VALUE chooses no class")
+    return Plan(request.max_steps, request.feedback, sampler, stop)
+
+
 async def generate(
-    runtime: ModelRuntime,
-    batcher: Batcher,
-    prompt: Feed,
-    steps: int,
-    feedback: int,
-    sampler: Sampler,
-    stop_classes: np.ndarray,
-    finals: dict[str, np.ndarray],
+    runtime: ModelRuntime, batcher: Batcher, prompt: Checked, plan: Plan
 ) -> AsyncIterator[Step]:
-    """Yield each generated step; `finals` ends holding every row's final state (contract names)."""
-    config = runtime.info.config
-    lengths = prompt[contract.SEQUENCE_LENGTHS]
-    if (lengths < 1).any():
+    """Yield each generated step, the state it ended in with it."""
+    if (prompt.lengths < 1).any():
         raise InvalidArgument("every row of a prompt needs at least one step (sequence_lengths >= 1)")
-    rows = len(lengths)
-    rng = sampler.generator()
+    rows = len(prompt.lengths)
+    rng = plan.sampler.generator()
     stopped = np.zeros(rows, dtype=bool)
     owner = object()  # this generation: its steps follow one another
-    outputs = await batcher.run(runtime, prompt, owner)
-    last = lengths - 1  # each row's last prompt step: its logits choose the first generated input
-    for number in range(1, steps + 1):
+    outputs = await batcher.run(runtime, runtime.feed(prompt.input, prompt.lengths, prompt.layers), owner)
+    last = prompt.lengths - 1  # each row's last prompt step: its logits choose the first generated input
+    for number in range(1, plan.steps + 1):
         logits = outputs[contract.LOGITS]
         logits = logits[np.arange(rows), last] if logits.ndim == 3 else logits  # per_step or classify_last
         logits = np.where(stopped[:, None], np.float32(0), logits)
         _check_finite(logits, runtime, number)
-        choices = None
-        if feedback == CHOICE:
-            choices = np.where(stopped, -1, sampler.choose(logits, rng))
-            next_input = np.zeros((rows, 1, config.input_size), np.float32)
-            live = np.flatnonzero(~stopped)
-            next_input[live, 0, choices[live]] = 1.0
-            stopped = stopped | np.isin(choices, stop_classes)
-        else:
-            next_input = logits[:, None, :].astype(np.float32)
-        _keep_state(outputs, finals, config.num_layers)
-        yield Step(number, logits, choices)
-        if number == steps or stopped.all():
+        next_input, choices, stopped = _next_input(logits, stopped, plan, rng, runtime.info.config.input_size)
+        state = _kept(runtime.final_state(outputs))
+        yield Step(number, logits, choices, state)
+        if number == plan.steps or stopped.all():
             return
-        feed = {
-            contract.INPUT: next_input,
-            contract.SEQUENCE_LENGTHS: np.where(stopped, 0, 1).astype(np.int32),
-        }
-        for layer in range(config.num_layers):
-            feed[contract.initial_c(layer)] = finals[contract.final_c(layer)]
-            feed[contract.initial_h(layer)] = finals[contract.final_h(layer)]
-        outputs = await batcher.run(runtime, feed, owner)
+        lengths = np.where(stopped, 0, 1).astype(np.int32)
+        outputs = await batcher.run(runtime, runtime.feed(next_input, lengths, state.layers), owner)
         last = np.zeros(rows, dtype=np.int64)
+
+
+def _next_input(
+    logits: np.ndarray, stopped: np.ndarray, plan: Plan, rng: np.random.Generator, input_size: int
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(the next step's input, the choices made, which rows have stopped) after one step's logits."""
+    if plan.feedback != CHOICE:
+        return logits[:, None, :].astype(np.float32), None, stopped
+    choices = np.where(stopped, -1, plan.sampler.choose(logits, rng))
+    next_input = np.zeros((len(logits), 1, input_size), np.float32)
+    live = np.flatnonzero(~stopped)
+    next_input[live, 0, choices[live]] = 1.0
+    return next_input, choices, stopped | np.isin(choices, plan.stop_classes)
 
 
 def _check_finite(logits: np.ndarray, runtime: ModelRuntime, number: int) -> None:
@@ -136,8 +171,6 @@ def _check_finite(logits: np.ndarray, runtime: ModelRuntime, number: int) -> Non
         )
 
 
-def _keep_state(outputs: dict[str, np.ndarray], finals: dict[str, np.ndarray], num_layers: int) -> None:
-    # Copies: a view would keep the whole merged batch's arrays alive across the steps.
-    for layer in range(num_layers):
-        for name in (contract.final_c(layer), contract.final_h(layer)):
-            finals[name] = outputs[name].copy()
+def _kept(state: State) -> State:
+    """Copies: a view would keep the whole merged batch's arrays alive across the steps."""
+    return State(state.fingerprint, [(c.copy(), h.copy()) for c, h in state.layers])

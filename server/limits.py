@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lstmserve import contract
 from lstmserve.model.config import LSTMConfig
 
 from .errors import InvalidArgument
+from .request import Wanted
 from .runtime import ModelRuntime
 from .settings import Settings
 
@@ -59,23 +59,23 @@ class Limits:
             )
 
     def check_answer(
-        self, runtime: ModelRuntime, rows: int, time: int, names: list[str], extra: int = 0
+        self, runtime: ModelRuntime, rows: int, time: int, wanted: Wanted, extra: int = 0
     ) -> int:
         """The answer's size in bytes, refused up front if it would not fit in one message.
 
-        `names` are the contract outputs asked for; `extra`, bytes the answer echoes (a KServe id)."""
+        `extra`: bytes the answer echoes (a KServe id)."""
         config = runtime.info.config
-        per_step, fixed = _sizes(config, rows, names)
+        per_step, fixed = _sizes(config, rows, wanted)
         # What is not tensor data, counted high: the model's name and fingerprint, and per tensor its
         # name, datatype, shape and framing (a 151-layer model's answers came 32 kB under this).
         envelope = _ENVELOPE_BYTES + len(runtime.info.name.encode()) + len(runtime.info.fingerprint)
-        envelope += _PER_TENSOR_BYTES * len(names) + extra
+        envelope += _PER_TENSOR_BYTES * wanted.tensors + extra
         room = self.message_bytes - envelope
         size = per_step * time + fixed
         if size > room:
             fit = (room - fixed) // per_step if per_step else 0
             advice = f"send at most {fit} steps per chunk of {_rows(rows)}" if fit > 0 else "send fewer rows"
-            if contract.OUTPUT in names and config.head != "none":
+            if wanted.output and config.head != "none":
                 advice += ", or ask only for the logits and the state (leave out the per-step output)"
             raise InvalidArgument(
                 f"the answer would be {size + envelope} bytes, over the server's message "
@@ -84,19 +84,15 @@ class Limits:
         return size
 
 
-def _sizes(config: LSTMConfig, rows: int, names: list[str]) -> tuple[int, int]:
-    """Bytes per time step, and bytes regardless of time, of the named outputs."""
-    per_step = fixed = 0
-    for name in names:
-        if name == contract.OUTPUT:
-            per_step += rows * config.hidden_sizes[-1] * _FLOAT
-        elif name == contract.LOGITS and config.head == "per_step":
+def _sizes(config: LSTMConfig, rows: int, wanted: Wanted) -> tuple[int, int]:
+    """Bytes per time step, and bytes regardless of time, of the outputs asked for."""
+    per_step = rows * config.hidden_sizes[-1] * _FLOAT if wanted.output else 0
+    fixed = sum(rows * config.hidden_sizes[layer] * _FLOAT for layer, _ in wanted.state)
+    if wanted.logits:
+        if config.head == "per_step":
             per_step += rows * config.num_outputs * _FLOAT
-        elif name == contract.LOGITS:
+        else:
             fixed += rows * config.num_outputs * _FLOAT
-        else:  # final_c_{l} / final_h_{l}
-            layer = int(name.rsplit("_", 1)[1])
-            fixed += rows * config.hidden_sizes[layer] * _FLOAT
     return per_step, fixed
 
 

@@ -16,18 +16,11 @@ from lstmserve.codec import LayerArrays
 from lstmserve.model.config import LSTMConfig  # a dataclass: importing it does not import torch
 
 from .errors import ModelLoadError
+from .request import State
+
+Feed = dict[str, np.ndarray]  # onnxruntime's inputs by the model's names
 
 log = logging.getLogger("lstmserve.server")
-
-
-@dataclass
-class State:
-    """A stack's state, in the one form the server holds it from decode to encode: per layer (c, h),
-    each (batch, hidden_sizes[l]), bottom to top, with the fingerprint of the model that made it."""
-
-    fingerprint: str
-    layers: LayerArrays
-    sealed: bytes = b""  # as a client sent it back to a server that seals (layers then empty)
 
 
 @dataclass(frozen=True)
@@ -147,12 +140,23 @@ class ModelRuntime:
     def labels(self) -> list[str]:
         return list(self.info.config.labels)
 
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One onnxruntime call; blocking (callers run it off the event loop). ORT releases the GIL."""
+    def run(self, feed: Feed) -> dict[str, np.ndarray]:
+        """One onnxruntime call; blocking. The batcher runs small batches on the event loop (cheaper
+        than a thread's hand-over) and the rest in a worker thread; ORT releases the GIL."""
         return dict(zip(self.output_names, self.session.run(self.output_names, feed)))
 
+    # The model's tensor names, mapped here only: a state goes in as initial_c_{l}/initial_h_{l} and
+    # comes out as final_c_{l}/final_h_{l}; every other layer of the server holds a `State`.
+
+    def feed(self, input: np.ndarray, lengths: np.ndarray, layers: LayerArrays) -> Feed:
+        """onnxruntime's inputs for rows of `input` that start from `layers`."""
+        feed = {contract.INPUT: input, contract.SEQUENCE_LENGTHS: lengths}
+        for layer, (c, h) in enumerate(layers):
+            feed[contract.initial_c(layer)], feed[contract.initial_h(layer)] = c, h
+        return feed
+
     def final_state(self, outputs: dict[str, np.ndarray]) -> State:
-        """The state a run ended in, from its outputs (named final_c_{l}, final_h_{l} by the contract)."""
+        """The state a run ended in, stamped with this model's fingerprint."""
         layers = range(self.info.config.num_layers)
         return State(
             self.info.fingerprint,

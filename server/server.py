@@ -35,6 +35,7 @@ from .admission import Admission
 from .auth import ReflectionGuard, Tokens
 from .batcher import Batcher
 from .calls import Calls, ClientGoneFilter
+from .dataplane import DataPlane
 from .errors import StartError
 from .health import Health
 from .limits import Limits
@@ -89,6 +90,27 @@ class Server:
             if settings.tls_cert
             else None
         )
+        self._load_models()
+        self.threads = settings.inference_threads or os.cpu_count() or 1
+        self.executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="onnxruntime")
+        self.tokens = Tokens(settings.auth_tokens) if settings.auth_tokens else None
+        self.metrics = Metrics()
+        for runtime in self.repository.all():
+            self.metrics.loaded(runtime)
+        self.admission = Admission(settings)
+        self.metrics.watch(self.admission)
+        plane = self._data_plane()
+        self.health = Health(
+            self.repository,
+            self.batcher,
+            self.admission,
+            [SERVICE_NAME, KSERVE_SERVICE_NAME],
+            settings.stall_seconds,
+        )
+        self._grpc_server(plane)
+
+    def _load_models(self) -> None:
+        settings = self.settings
         cuda = {
             "device_id": settings.cuda_device_id,
             "mem_limit_mb": settings.cuda_mem_limit_mb,
@@ -101,14 +123,10 @@ class Server:
         self.repository.load_all()  # RepositoryError is a StartError
         if not self.repository.names():
             log.warning("no model loaded from %s: every call will be NOT_FOUND", settings.repository)
-        self.threads = settings.inference_threads or os.cpu_count() or 1
-        self.executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="onnxruntime")
-        self.tokens = Tokens(settings.auth_tokens) if settings.auth_tokens else None
-        interceptors = [ReflectionGuard(self.tokens, reflection.SERVICE_NAME)] if self.tokens else []
-        self.grpc = grpc.aio.server(options=self._options(), interceptors=interceptors)
-        self.metrics = Metrics()
-        for runtime in self.repository.all():
-            self.metrics.loaded(runtime)
+
+    def _data_plane(self) -> DataPlane:
+        """The batcher and the one path every protocol's inference calls take through it."""
+        settings = self.settings
         self.batcher = Batcher(
             self.executor,
             settings.max_batch_rows,
@@ -118,25 +136,20 @@ class Server:
             settings.max_request_row_steps,
             BatcherMetrics(self.metrics),
         )
-        self.admission = Admission(settings)
-        self.metrics.watch(self.admission)
-        limits = Limits.from_settings(settings)
-        self.health = Health(
-            self.repository,
-            self.batcher,
-            self.admission,
-            [SERVICE_NAME, KSERVE_SERVICE_NAME],
-            settings.stall_seconds,
-        )
-        calls = Calls(self.admission, self.metrics, settings.max_message_bytes, self.tokens)
         seal = (
             StateSeal(settings.state_key_file, settings.state_max_age_seconds)
             if settings.state_key_file
             else None
         )
-        calls.register(self.grpc, SERVICE, LSTMServicer(self.repository, self.batcher, limits, seal))
-        kserve_servicer = KServeServicer(self.repository, self.batcher, limits, self.health, seal)
-        calls.register(self.grpc, KSERVE_SERVICE, kserve_servicer)
+        return DataPlane(self.repository, self.batcher, Limits.from_settings(settings), seal)
+
+    def _grpc_server(self, plane: DataPlane) -> None:
+        """The gRPC server and its services: both protocols' adapters, health and reflection."""
+        interceptors = [ReflectionGuard(self.tokens, reflection.SERVICE_NAME)] if self.tokens else []
+        self.grpc = grpc.aio.server(options=self._options(), interceptors=interceptors)
+        calls = Calls(self.admission, self.metrics, self.settings.max_message_bytes, self.tokens)
+        calls.register(self.grpc, SERVICE, LSTMServicer(plane))
+        calls.register(self.grpc, KSERVE_SERVICE, KServeServicer(plane, self.health))
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.grpc)
         reflection.enable_server_reflection(
             [SERVICE_NAME, KSERVE_SERVICE_NAME, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME], self.grpc

@@ -1,55 +1,60 @@
-"""A decoded request -> the onnxruntime feed, with every check a client can fail named in its message.
+"""A decoded `Request` -> the checked rows to run, with every check a client can fail named in its message.
 
-Both protocols end here: lstmserve.v1 (server/protocols/v1.py) and KServe v2
-(server/protocols/kserve.py) decode their wire format into a `Chunk`, and `feed_from_chunk` refuses
+Every protocol's adapter decodes its wire into a `Request` (server/request.py), and `check` refuses
 everything a model could choke on before it reaches onnxruntime: dtypes, ranks, feature size, the
 request limits (checked from the shape, before anything is allocated), NaN/Inf, lengths, state
-layers and shapes, and a state from another model.
+layers and shapes, and a state from another model. A state tensor is named in a refusal as its
+protocol names it: `StateTensorError` says which, and the data plane asks the adapter for the name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from lstmserve import contract
 from lstmserve.codec import LayerArrays
 
 from .auth import EVERY_MODEL, Scope
 from .errors import FailedPrecondition, InvalidArgument, quoted
 from .limits import Limits
 from .repository import ModelRepository
-from .runtime import ModelRuntime, State
+from .request import Request, State
+from .runtime import ModelRuntime
 from .sealing import StateSeal
-
-Feed = dict[str, np.ndarray]
 
 
 @dataclass
-class Chunk:
-    """One request's tensors, decoded from the wire but not yet checked against the model."""
+class Checked:
+    """A request's rows, fit to run: every array the model takes, in no protocol's words."""
 
-    input: np.ndarray | None  # (batch, time, input_size) float32
-    sequence_lengths: np.ndarray | None = None  # (batch,) int32 or int64; None means full length
-    state: State | None = None  # None means zero state (or the stream's held state)
-    state_names: list[tuple[str, str]] = field(default_factory=list)  # as the request calls each c, h
+    input: np.ndarray  # (batch, time, input_size) float32
+    lengths: np.ndarray  # (batch,) int32
+    layers: LayerArrays  # the initial state, per layer (c, h)
 
 
-def feed_from_chunk(
-    chunk: Chunk,
+class StateTensorError(InvalidArgument):
+    """One tensor of a sent state does not fit the model; `problem` is the message without its name."""
+
+    def __init__(self, layer: int, part: int, problem: str):
+        super().__init__(f"state layer {layer} {'ch'[part]} {problem}")
+        self.layer, self.part, self.problem = layer, part, problem
+
+
+def check(
+    request: Request,
     runtime: ModelRuntime,
     repository: ModelRepository,
     limits: Limits,
-    held: LayerArrays | None = None,
+    held: State | None = None,
     scope: Scope = EVERY_MODEL,
     seal: StateSeal | None = None,
-) -> Feed:
-    """The checked feed for either protocol; `held` is a stream's state, used when none is sent."""
+) -> Checked:
+    """The request's rows, checked; `held` is a stream's state, used when none is sent."""
     config = runtime.info.config
     name = f"{runtime.info.name} v{runtime.info.version}"
-    x = chunk.input
+    x = request.input
     if x is None:
         raise InvalidArgument(f"input is missing: send a (batch, time, {config.input_size}) float32 tensor")
     if x.dtype != np.float32:
@@ -65,24 +70,19 @@ def feed_from_chunk(
         raise InvalidArgument("input has an empty batch: send at least one row")
     limits.check_chunk(batch, time)  # before the lengths and zero state below are made
     _check_finite(x, "input")
-    feed: Feed = {contract.INPUT: x, contract.SEQUENCE_LENGTHS: _lengths(chunk.sequence_lengths, batch, time)}
-
-    if chunk.state is not None:
-        layers = _state(
-            chunk.state, chunk.state_names, runtime, repository.by_fingerprint, scope, batch, seal
-        )
+    lengths = _lengths(request.sequence_lengths, batch, time)
+    if request.state is not None:
+        layers = _state(request.state, runtime, repository.by_fingerprint, scope, batch, seal)
     elif held is not None:
-        if held[0][0].shape[0] != batch:
+        if held.layers[0][0].shape[0] != batch:
             raise InvalidArgument(
-                f"this stream holds state for a batch of {held[0][0].shape[0]}; a chunk of batch {batch} "
-                "must bring its own state"
+                f"this stream holds state for a batch of {held.layers[0][0].shape[0]}; a chunk of batch "
+                f"{batch} must bring its own state"
             )
-        layers = held
+        layers = held.layers
     else:  # absent state means zero state, as zero_state(batch)
         layers = [(np.zeros((batch, size), np.float32),) * 2 for size in config.hidden_sizes]
-    for layer, (c, h) in enumerate(layers):
-        feed[contract.initial_c(layer)], feed[contract.initial_h(layer)] = c, h
-    return feed
+    return Checked(x, lengths, layers)
 
 
 def _lengths(lengths: np.ndarray | None, batch: int, time: int) -> np.ndarray:
@@ -104,7 +104,6 @@ def _lengths(lengths: np.ndarray | None, batch: int, time: int) -> np.ndarray:
 
 def _state(
     state: State,
-    names: list[tuple[str, str]],
     runtime: ModelRuntime,
     maker_of: Callable[[str, Scope], ModelRuntime | None],
     scope: Scope,
@@ -137,14 +136,16 @@ def _state(
     layers = _opened(state, config.hidden_sizes, seal)
     if len(layers) != config.num_layers:
         raise InvalidArgument(f"state has {len(layers)} layers; {info.name} has {config.num_layers}")
-    names = names * config.num_layers if len(names) == 1 else names  # a sealed state has one name
-    for (c, h), named, size in zip(layers, names, config.hidden_sizes):
-        for where, value in zip(named, (c, h)):
+    for layer, ((c, h), size) in enumerate(zip(layers, config.hidden_sizes)):
+        for part, value in enumerate((c, h)):
             if value.dtype != np.float32:
-                raise InvalidArgument(f"{where} must be float32, got {value.dtype}")
+                raise StateTensorError(layer, part, f"must be float32, got {value.dtype}")
             if value.shape != (batch, size):
-                raise InvalidArgument(f"{where} must have shape [{batch}, {size}]; got {list(value.shape)}")
-            _check_finite(value, where)
+                raise StateTensorError(
+                    layer, part, f"must have shape [{batch}, {size}]; got {list(value.shape)}"
+                )
+            if not np.isfinite(value).all():
+                raise StateTensorError(layer, part, _non_finite(value))
     return layers
 
 
@@ -174,5 +175,8 @@ def _opened(state: State, hidden_sizes: tuple[int, ...], seal: StateSeal | None)
 
 def _check_finite(array: np.ndarray, name: str) -> None:
     if not np.isfinite(array).all():
-        first = np.argwhere(~np.isfinite(array))[0].tolist()
-        raise InvalidArgument(f"{name} holds NaN or Inf values (first at {first})")
+        raise InvalidArgument(f"{name} {_non_finite(array)}")
+
+
+def _non_finite(array: np.ndarray) -> str:
+    return f"holds NaN or Inf values (first at {np.argwhere(~np.isfinite(array))[0].tolist()})"

@@ -1,5 +1,5 @@
-"""KServe v2's adapter (Open Inference Protocol): requests -> the `Chunk` validation.py checks;
-outputs -> responses. The one place KServe messages are decoded and encoded.
+"""KServe v2's adapter (Open Inference Protocol): ModelInferRequest -> `Request` (server/request.py);
+`Answer` -> ModelInferResponse. The one place KServe messages are decoded and encoded.
 
 A model's tensors keep their ONNX contract names on this wire too: `input`, `sequence_lengths`,
 `initial_c_{l}`, `initial_h_{l}` in; `output`, `final_c_{l}`, `final_h_{l}`, `logits` out. The
@@ -23,9 +23,8 @@ from lstmserve.layout import VERSION_DIGITS
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 
 from ..errors import InvalidArgument, quoted
-from ..runtime import ModelRuntime, State
-from ..sealing import StateSeal
-from ..validation import Chunk
+from ..request import Answer, Request, State, Wanted
+from ..runtime import ModelRuntime
 
 STATE_FINGERPRINT = "state_fingerprint"  # request and response parameter
 SEALED_STATE = "sealed_state"  # with --state-key-file: the state as one BYTES element, in and out
@@ -90,37 +89,102 @@ def output_shapes(runtime: ModelRuntime) -> dict[str, list[int]]:
     return shapes
 
 
-def decode(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> Chunk:
-    """The request's tensors by contract name, checked as wire data."""
-    for key in _SERVER_STATE_PARAMETERS:
-        if key in request.parameters:
-            raise InvalidArgument(
-                f"parameter {key!r}: lstmserve keeps no state between calls; send each response's "
-                "final_c_*/final_h_* back as initial_c_*/initial_h_* with its state_fingerprint parameter"
-            )
-    arrays = _arrays(request, runtime)
-    chunk = Chunk(input=arrays.get(contract.INPUT), sequence_lengths=arrays.get(contract.SEQUENCE_LENGTHS))
-    names = [
-        (contract.initial_c(layer), contract.initial_h(layer))
-        for layer in range(runtime.info.config.num_layers)
-    ]
+class Infer:
+    """ModelInfer's adapter; `sealed`: the server seals its states, which travel as sealed_state."""
+
+    def __init__(self, sealed: bool = False):
+        self.sealed = sealed
+
+    def model_of(self, request: kserve.ModelInferRequest) -> tuple[str, int]:
+        return request.model_name, parse_version(request.model_version)
+
+    def state_name(self, layer: int, part: int, sealed: bool) -> str:
+        if sealed:
+            return SEALED_STATE
+        return contract.initial_h(layer) if part else contract.initial_c(layer)
+
+    def decode(self, request: kserve.ModelInferRequest, runtime: ModelRuntime) -> Request:
+        """The request's tensors by contract name, checked as wire data."""
+        names = requested_outputs(request, runtime, self.sealed)
+        for key in _SERVER_STATE_PARAMETERS:
+            if key in request.parameters:
+                raise InvalidArgument(
+                    f"parameter {key!r}: lstmserve keeps no state between calls; send each response's "
+                    "final_c_*/final_h_* back as initial_c_*/initial_h_* with its state_fingerprint parameter"
+                )
+        arrays = _arrays(request, runtime)
+        return Request(
+            input=arrays.get(contract.INPUT),
+            wanted=_wanted(names, runtime),
+            sequence_lengths=arrays.get(contract.SEQUENCE_LENGTHS),
+            state=_state(request, arrays, runtime.info.config.num_layers),
+            echoed_bytes=len(request.id.encode()),  # the answer carries the request's id back, as UTF-8
+        )
+
+    def encode(
+        self, request: kserve.ModelInferRequest, runtime: ModelRuntime, answer: Answer
+    ) -> kserve.ModelInferResponse:
+        """The outputs asked for, in the order asked, as raw little-endian bytes, with the state's
+        fingerprint as a parameter; a sealed state travels as one sealed_state instead of final_*."""
+        response = kserve.ModelInferResponse(
+            model_name=runtime.info.name, model_version=str(runtime.info.version), id=request.id
+        )
+        response.parameters[STATE_FINGERPRINT].string_param = runtime.info.fingerprint
+        arrays = _answer_arrays(answer)
+        for name in requested_outputs(request, runtime, self.sealed):
+            if name in arrays:
+                response.outputs.add(name=name, datatype=_FP32, shape=arrays[name].shape)
+                response.raw_output_contents.append(to_bytes(arrays[name], _FP32_BYTES))
+        if answer.state is not None and answer.state.sealed:
+            blob = answer.state.sealed
+            response.outputs.add(name=SEALED_STATE, datatype="BYTES", shape=[1])
+            response.raw_output_contents.append(struct.pack("<I", len(blob)) + blob)  # BYTES' raw form
+        return response
+
+
+def _state(request: kserve.ModelInferRequest, arrays: dict[str, Any], num_layers: int) -> State | None:
+    """The state sent: every initial_c_*/initial_h_*, or sealed_state, or none (zero state)."""
+    names = [(contract.initial_c(layer), contract.initial_h(layer)) for layer in range(num_layers)]
     sent = [name for pair in names for name in pair if name in arrays]
     if SEALED_STATE in arrays:
         if sent:
             raise InvalidArgument(f"send {SEALED_STATE} or initial_c_*/initial_h_*, not both")
-        chunk.state = State(_fingerprint(request, SEALED_STATE), [], sealed=arrays[SEALED_STATE])
-        chunk.state_names = [(SEALED_STATE, SEALED_STATE)] * len(names)
-    elif sent:
-        missing = [name for pair in names for name in pair if name not in arrays]
-        if missing:
-            raise InvalidArgument(
-                f"state inputs come together: got {', '.join(sent)} but not {', '.join(missing)}; "
-                "send every initial_c_*/initial_h_* (a response's final_c_*/final_h_*), or none for "
-                "zero state"
-            )
-        chunk.state = State(_fingerprint(request), [(arrays[c], arrays[h]) for c, h in names])
-        chunk.state_names = names
-    return chunk
+        return State(_fingerprint(request, SEALED_STATE), [], sealed=arrays[SEALED_STATE])
+    if not sent:
+        return None
+    missing = [name for pair in names for name in pair if name not in arrays]
+    if missing:
+        raise InvalidArgument(
+            f"state inputs come together: got {', '.join(sent)} but not {', '.join(missing)}; "
+            "send every initial_c_*/initial_h_* (a response's final_c_*/final_h_*), or none for "
+            "zero state"
+        )
+    return State(_fingerprint(request), [(arrays[c], arrays[h]) for c, h in names])
+
+
+def _wanted(names: list[str], runtime: ModelRuntime) -> Wanted:
+    """The contract output names asked for, as a `Wanted`."""
+    finals = {
+        name: (layer, part)
+        for layer in range(runtime.info.config.num_layers)
+        for part, name in enumerate((contract.final_c(layer), contract.final_h(layer)))
+    }
+    return Wanted(
+        contract.OUTPUT in names, contract.LOGITS in names, tuple(finals[n] for n in names if n in finals)
+    )
+
+
+def _answer_arrays(answer: Answer) -> dict[str, np.ndarray]:
+    """An answer's unsealed tensors by their contract names."""
+    arrays = {}
+    if answer.output is not None:
+        arrays[contract.OUTPUT] = answer.output
+    if answer.logits is not None:
+        arrays[contract.LOGITS] = answer.logits
+    if answer.state is not None:
+        for layer, (c, h) in enumerate(answer.state.layers):
+            arrays[contract.final_c(layer)], arrays[contract.final_h(layer)] = c, h
+    return arrays
 
 
 def _arrays(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> dict[str, Any]:
@@ -184,32 +248,6 @@ def requested_outputs(
     if len(set(names)) != len(names):
         raise InvalidArgument(f"an output is asked for twice: {', '.join(names)}")
     return [expanded for name in names for expanded in (state if name == SEALED_STATE else [name])]
-
-
-def encode(
-    request: kserve.ModelInferRequest,
-    runtime: ModelRuntime,
-    outputs: dict[str, np.ndarray],
-    names: list[str],
-    seal: StateSeal | None = None,
-) -> kserve.ModelInferResponse:
-    """The named outputs as raw little-endian bytes, with the state's fingerprint as a parameter;
-    with a seal, the final_* outputs travel as one sealed_state instead."""
-    response = kserve.ModelInferResponse(
-        model_name=runtime.info.name, model_version=str(runtime.info.version), id=request.id
-    )
-    response.parameters[STATE_FINGERPRINT].string_param = runtime.info.fingerprint
-    for name in names:
-        if seal is not None and name.startswith("final_"):
-            continue
-        array = outputs[name]  # float32: every output of the contract is
-        response.outputs.add(name=name, datatype=_FP32, shape=array.shape)
-        response.raw_output_contents.append(to_bytes(array, _FP32_BYTES))
-    if seal is not None and contract.final_c(0) in names:
-        blob = seal.seal(runtime.info.fingerprint, runtime.final_state(outputs).layers)
-        response.outputs.add(name=SEALED_STATE, datatype="BYTES", shape=[1])
-        response.raw_output_contents.append(struct.pack("<I", len(blob)) + blob)  # BYTES' raw form
-    return response
 
 
 def parse_version(version: str, field: str = "model_version") -> int:

@@ -1,63 +1,111 @@
-"""lstmserve.v1's adapter: requests -> the `Chunk` validation.py checks; outputs -> responses.
+"""lstmserve.v1's adapters: its messages -> `Request`s (server/request.py); `Answer`s -> its messages.
 
-The one place lstmserve.v1 messages are decoded and encoded (KServe v2 has its own, kserve.py).
-Tensors themselves go through lstmserve/codec.py, which the client shares.
+The one place lstmserve.v1 messages are decoded and encoded (KServe v2 has its own, kserve.py); the
+data plane (server/dataplane.py) drives them. Tensors go through lstmserve/codec.py, which the
+client shares.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from lstmserve import contract
 from lstmserve.codec import TensorError, decode_state, decode_tensor, write_state, write_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from ..errors import InvalidArgument, quoted
+from ..generation import CHOICE, VALUE, Step
 from ..repository import ModelRepository
+from ..request import Answer, GenerateRequest, Request, State, Wanted, whole_state
 from ..runtime import ModelRuntime
-from ..sealing import StateSeal
-from ..validation import Chunk, State
 
-# What InferRequest.outputs may name; "state" stands for every layer's final_c_{l} and final_h_{l}.
+# What InferRequest.outputs may name; "state" stands for every layer's c and h.
 OUTPUT, LOGITS, STATE = contract.OUTPUT, contract.LOGITS, "state"
+_FEEDBACK = {pb.GenerateRequest.CHOICE: CHOICE, pb.GenerateRequest.VALUE: VALUE}
 
 
-def decode(request: pb.InferRequest) -> Chunk:
-    """The request's tensors, checked as wire data (dtype, shape against bytes)."""
-    try:
-        chunk = Chunk(input=decode_tensor(request.input, "input") if request.HasField("input") else None)
-        if request.HasField("sequence_lengths"):
-            chunk.sequence_lengths = decode_tensor(request.sequence_lengths, "sequence_lengths")
-        if request.HasField("state"):
-            if not request.state.fingerprint:
-                raise InvalidArgument("state.fingerprint is empty: send back the state a response returned")
-            if request.state.sealed:
-                if request.state.layers:
-                    raise InvalidArgument("state has both sealed bytes and layers: send it back as it came")
-                chunk.state = State(request.state.fingerprint, [], sealed=request.state.sealed)
-                chunk.state_names = [("state.sealed", "state.sealed")]
-                return chunk
-            layers = decode_state(request.state)
-            chunk.state = State(request.state.fingerprint, layers)
-            chunk.state_names = [(f"state.layers[{i}].c", f"state.layers[{i}].h") for i in range(len(layers))]
-    except TensorError as exc:
-        raise InvalidArgument(str(exc)) from None
-    return chunk
+class Names:
+    """How lstmserve.v1 names a sent state's tensors in a refusal."""
+
+    def state_name(self, layer: int, part: int, sealed: bool) -> str:
+        return "state.sealed" if sealed else f"state.layers[{layer}].{'ch'[part]}"
 
 
-def requested_outputs(request: pb.InferRequest, runtime: ModelRuntime) -> list[str]:
-    """The contract outputs to compute and send, from InferRequest.outputs (empty: all of them)."""
+class Infer(Names):
+    """InferRequest -> Request; Answer -> InferResponse (Infer and StreamInfer)."""
+
+    def model_of(self, request: pb.InferRequest) -> tuple[str, int]:
+        return request.model, request.version
+
+    def decode(self, request: pb.InferRequest, runtime: ModelRuntime) -> Request:
+        """The request's tensors, checked as wire data (dtype, shape against bytes)."""
+        wanted = _wanted(request, runtime)
+        try:
+            decoded = Request(
+                decode_tensor(request.input, "input") if request.HasField("input") else None, wanted
+            )
+            if request.HasField("sequence_lengths"):
+                decoded.sequence_lengths = decode_tensor(request.sequence_lengths, "sequence_lengths")
+            if request.HasField("state"):
+                decoded.state = _state(request.state)
+        except TensorError as exc:
+            raise InvalidArgument(str(exc)) from None
+        return decoded
+
+    def encode(self, request: pb.InferRequest, runtime: ModelRuntime, answer: Answer) -> pb.InferResponse:
+        """The outputs asked for, stamped with the model that made them."""
+        response = pb.InferResponse(model=runtime.info.name, version=runtime.info.version)
+        if answer.output is not None:
+            write_tensor(response.output, answer.output)
+        if answer.logits is not None:
+            write_tensor(response.logits, answer.logits)
+        if answer.state is not None:
+            encode_state(response.state, answer.state)
+        return response
+
+
+class Generate(Names):
+    """GenerateRequest -> its prompt and options; each step, and the state at the end, -> GenerateResponse."""
+
+    def model_of(self, request: pb.GenerateRequest) -> tuple[str, int]:
+        return request.prompt.model, request.prompt.version
+
+    def decode(self, request: pb.GenerateRequest, runtime: ModelRuntime) -> GenerateRequest:
+        if request.feedback not in _FEEDBACK:
+            raise InvalidArgument(f"unknown feedback {request.feedback}: CHOICE (0) or VALUE (1)")
+        return GenerateRequest(
+            prompt=Infer().decode(request.prompt, runtime),
+            max_steps=request.max_steps,
+            feedback=_FEEDBACK[request.feedback],
+            temperature=request.temperature,
+            top_k=request.top_k,
+            seed=request.seed if request.HasField("seed") else None,
+            stop_classes=request.stop_classes,
+        )
+
+    def encode_step(self, runtime: ModelRuntime, step: Step, seed: int | None) -> pb.GenerateResponse:
+        response = pb.GenerateResponse(
+            model=runtime.info.name, version=runtime.info.version, step=step.number
+        )
+        write_tensor(response.logits, step.logits)
+        if step.choices is not None:
+            write_tensor(response.choices, step.choices)
+        if seed is not None:
+            response.seed = seed
+        return response
+
+    def encode_end(self, runtime: ModelRuntime, state: State) -> pb.GenerateResponse:
+        """The last answer: step 0, with every row's state."""
+        response = pb.GenerateResponse(model=runtime.info.name, version=runtime.info.version, step=0)
+        encode_state(response.state, state)
+        return response
+
+
+def _wanted(request: pb.InferRequest, runtime: ModelRuntime) -> Wanted:
+    """The outputs InferRequest.outputs names (none: every output the model has)."""
     config = runtime.info.config
-    state = [
-        name
-        for layer in range(config.num_layers)
-        for name in (contract.final_c(layer), contract.final_h(layer))
-    ]
-    offered = {OUTPUT: [OUTPUT], STATE: state}
-    if config.head != "none":
-        offered[LOGITS] = [LOGITS]
+    head = config.head != "none"
     if not request.outputs:
-        return [name for names in offered.values() for name in names]
+        return Wanted.everything(head, config.num_layers)
+    offered = [OUTPUT, STATE] + ([LOGITS] if head else [])
     asked: list[str] = []
     for name in request.outputs:
         if name not in offered:
@@ -65,48 +113,28 @@ def requested_outputs(request: pb.InferRequest, runtime: ModelRuntime) -> list[s
                 f"unknown output {quoted(name)}: {runtime.info.name} v{runtime.info.version} offers "
                 f"{', '.join(offered)}"
             )
-        if offered[name][0] in asked:
+        if name in asked:
             raise InvalidArgument(f"output {name!r} is asked for twice")
-        asked += offered[name]
-    return asked
+        asked.append(name)
+    return Wanted(OUTPUT in asked, LOGITS in asked, whole_state(config.num_layers) if STATE in asked else ())
 
 
-def encode(
-    runtime: ModelRuntime,
-    outputs: dict[str, np.ndarray],
-    names: list[str],
-    state: State | None = None,
-    seal: StateSeal | None = None,
-) -> pb.InferResponse:
-    """The outputs asked for (`names`, from requested_outputs), stamped with the model that made them;
-    `state` is the outputs' final state where the caller already took it (runtime.final_state)."""
-    response = pb.InferResponse(model=runtime.info.name, version=runtime.info.version)
-    if OUTPUT in names:
-        write_tensor(response.output, outputs[OUTPUT])
-    if LOGITS in names:
-        write_tensor(response.logits, outputs[LOGITS])
-    if contract.final_c(0) in names:
-        encode_state(response.state, state or runtime.final_state(outputs), seal)
-    return response
+def _state(message: pb.State) -> State:
+    if not message.fingerprint:
+        raise InvalidArgument("state.fingerprint is empty: send back the state a response returned")
+    if message.sealed:
+        if message.layers:
+            raise InvalidArgument("state has both sealed bytes and layers: send it back as it came")
+        return State(message.fingerprint, [], sealed=message.sealed)
+    return State(message.fingerprint, decode_state(message))
 
 
-def encode_state(target: pb.State, state: State, seal: StateSeal | None) -> None:
-    """A state into a response's field: its layers, or sealed where the server seals."""
-    if seal is not None:
-        target.fingerprint = state.fingerprint
-        target.sealed = seal.seal(state.fingerprint, state.layers)
+def encode_state(target: pb.State, state: State) -> None:
+    """A state into a response's field, in place: its layers, or its sealed bytes."""
+    if state.sealed:
+        target.fingerprint, target.sealed = state.fingerprint, state.sealed
     else:
         write_state(target, state.fingerprint, state.layers)
-
-
-def encode_step(
-    runtime: ModelRuntime, number: int, logits: np.ndarray, choices: np.ndarray | None
-) -> pb.GenerateResponse:
-    response = pb.GenerateResponse(model=runtime.info.name, version=runtime.info.version, step=number)
-    write_tensor(response.logits, logits)
-    if choices is not None:
-        write_tensor(response.choices, choices)
-    return response
 
 
 def model_info(runtime: ModelRuntime, repository: ModelRepository) -> pb.ModelInfo:

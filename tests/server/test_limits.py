@@ -8,11 +8,13 @@ import pytest
 
 from lstmserve import contract
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
+from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from lstmserve.server.errors import InvalidArgument
 from lstmserve.server.limits import Limits
 from lstmserve.server.protocols import kserve as kserve_adapter
 from lstmserve.server.protocols import v1 as v1_adapter
 from lstmserve.server.repository import ModelRepository
+from lstmserve.server.request import Answer, State, Wanted
 
 from ..conftest import CHARS, DIGITS, random_checkpoint
 
@@ -43,14 +45,13 @@ def runtimes(repository, tmp_path_factory):
     return [models.get(LONG_NAME), models.get(DIGITS), models.get("deep")]
 
 
-def outputs(runtime, rows, steps):
+def answer_of(runtime, rows, steps, wanted):
     config = runtime.info.config
-    arrays = {contract.OUTPUT: np.zeros((rows, steps, config.hidden_sizes[-1]), np.float32)}
-    for layer, size in enumerate(config.hidden_sizes):
-        arrays[contract.final_c(layer)] = arrays[contract.final_h(layer)] = np.zeros((rows, size), np.float32)
+    output = np.zeros((rows, steps, config.hidden_sizes[-1]), np.float32)
+    layers = [(np.zeros((rows, size), np.float32),) * 2 for size in config.hidden_sizes]
     logits = (rows, steps, config.num_outputs) if config.head == "per_step" else (rows, config.num_outputs)
-    arrays[contract.LOGITS] = np.zeros(logits, np.float32)
-    return arrays
+    state = State(runtime.info.fingerprint, layers)
+    return Answer(output if wanted.output else None, np.zeros(logits, np.float32), state)
 
 
 @pytest.mark.parametrize("rows", [1, 3, 64, 1000])
@@ -58,21 +59,21 @@ def outputs(runtime, rows, steps):
 def test_the_longest_chunk_let_through_fits_the_message_limit(runtimes, rows, asked):
     limits = Limits(rows=1 << 20, steps=1 << 30, row_steps=1 << 40, message_bytes=LIMIT)
     for runtime in runtimes:
-        names = list(runtime.output_names)
-        if asked != "all":
-            names.remove(contract.OUTPUT)
+        everything = Wanted.everything(True, runtime.info.config.num_layers)
+        wanted = everything if asked == "all" else Wanted(False, True, everything.state)
         longest, step = 0, 1 << 20
         while step and longest < 1 << 20:  # the longest chunk the check accepts
             try:
-                limits.check_answer(runtime, rows, longest + step, names, extra=100)
+                limits.check_answer(runtime, rows, longest + step, wanted, extra=100)
                 longest += step
             except InvalidArgument:
                 step //= 2
         if longest == 0 or longest >= 1 << 20:
             continue  # no chunk fits, or any does (no per-step output asked for)
-        answer = outputs(runtime, rows, longest)
-        v1 = v1_adapter.encode(runtime, answer, names).ByteSize()
-        request = kserve.ModelInferRequest(id="i" * 100)
-        kserve_answer = kserve_adapter.encode(request, runtime, answer, names).ByteSize()
+        answer = answer_of(runtime, rows, longest, wanted)
+        v1 = v1_adapter.Infer().encode(pb.InferRequest(), runtime, answer).ByteSize()
+        outputs = [contract.LOGITS] + list(runtime.output_names[1:-1]) if asked != "all" else []
+        request = kserve.ModelInferRequest(id="i" * 100, outputs=[{"name": name} for name in outputs])
+        kserve_answer = kserve_adapter.Infer().encode(request, runtime, answer).ByteSize()
         assert max(v1, kserve_answer) <= LIMIT, (runtime.info.name[:8], rows, longest, v1, kserve_answer)
         assert max(v1, kserve_answer) > LIMIT * 0.95  # a bound, but not a loose one
