@@ -34,7 +34,6 @@ class OpenStream:
     waiting_since: float = field(default_factory=time.monotonic)
     on_client: bool = True  # reading its next request or writing a response, not computing
     ended_by: str | None = None  # set when the server ends the stream: the UNAVAILABLE message
-    received_at: float = 0.0  # perf_counter when the message in hand arrived (for its latency)
 
     def waits_on_client(self, waiting: bool) -> None:
         self.on_client, self.waiting_since = waiting, time.monotonic()
@@ -184,7 +183,17 @@ class Admission:
 class Call:
     """One call's share of the server: what the servicer reserves for it, given back when it ends."""
 
-    __slots__ = ("admission", "held", "state_bytes", "model", "scope", "client", "deadline")
+    __slots__ = (
+        "admission",
+        "held",
+        "state_bytes",
+        "model",
+        "scope",
+        "client",
+        "deadline",
+        "code",
+        "received_at",
+    )
 
     def __init__(self, admission: Admission):
         self.admission = admission
@@ -194,6 +203,8 @@ class Call:
         self.deadline: float | None = None  # loop time when its client gives up; None: never
         self.held = 0  # bytes reserved for the message in hand (a unary call: the whole call)
         self.state_bytes = 0  # a stream's held state, kept between its messages
+        self.code = "OK"  # the status its client saw (or CANCELLED / DEADLINE_EXCEEDED): the metrics'
+        self.received_at = 0.0  # perf_counter when a stream's message in hand arrived (its latency)
 
     def reserve(self, nbytes: int) -> None:
         self.admission.reserve(nbytes)

@@ -1,4 +1,4 @@
-"""The one place RPCs meet gRPC, for both protocols: bytes in, admission, status, bytes out.
+"""The gRPC edge, for both protocols: bytes in, authentication and admission, status, bytes out.
 
 Every method is registered with raw-bytes (de)serializers, so nothing gRPC would answer as UNKNOWN
 happens outside this module:
@@ -8,41 +8,37 @@ happens outside this module:
       │                                            logged with its traceback, for anything unexpected)
       │                                          the client went away: counted CANCELLED / DEADLINE_EXCEEDED
 
-Each call ends in one `metrics.answered` with the code its client saw, and the model the servicer
-found (`call.model`).
+Each handler leaves the code its client saw on its `Call` (`call.code`), beside the model the servicer
+found (`call.model`): call_metrics.py, which wraps every handler, counts it. A stream's flow control
+is stream_flow.py's; refusals are logged, rate-limited, by logs.py.
 
 A unary call's bytes stay reserved until its answer has been sent (gRPC's done callback). Calls are
 counted under the code the client gets: the status we send, or CANCELLED / DEADLINE_EXCEEDED when
 the client gives up first (one whose client gives up while the answer is already on its way counts
-as answered: the server cannot see that race). A stream is driven with gRPC's reader/writer API: the
-next request is read only after the last answer was taken by the transport, so a client that stops
-reading stops the stream rather than piling answers up in the server.
+as answered: the server cannot see that race). A stream is driven with gRPC's reader/writer API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from time import monotonic, perf_counter
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
-from grpc._cython import cygrpc
 
+from . import stream_flow
 from .admission import Admission, Call, OpenStream
 from .auth import Tokens
+from .call_metrics import CallMetrics
 from .errors import InvalidArgument, ServingError, Unavailable, status_of
+from .logs import RefusalLog
 from .metrics import Metrics
 
 log = logging.getLogger("lstmserve.server")
-
-# gRPC raises this from a stream's read or write when its client has cancelled the call; the
-# cancellation itself reaches the handler a moment later, if at all.
-_CLIENT_GONE = cygrpc.ExecuteBatchError
 
 
 class Calls:
@@ -53,7 +49,7 @@ class Calls:
     ):
         self.admission = admission
         self.tokens = tokens  # None: no authentication (--auth-tokens not given)
-        self.metrics = metrics
+        self.counted = CallMetrics(metrics, admission)
         self.max_message_bytes = max_message_bytes
         self.refusals = RefusalLog()
 
@@ -66,15 +62,16 @@ class Calls:
             if method.server_streaming:
                 # Server-streaming (Generate) is served as a bidi stream whose client sends one
                 # request: the same wire, and the same admission, flow control and cancellation.
+                answers = self.counted.answers(method.name, behaviour)
                 handlers[method.name] = grpc.stream_stream_rpc_method_handler(
-                    self._stream(method.name, parse, behaviour)
+                    self.counted.stream(method.name, self._stream(method.name, parse, answers))
                 )
             elif not method.client_streaming and not method.server_streaming:
                 # Registered as client-streaming so that the handler, not gRPC, receives the one
                 # request: after admission, within --receive-seconds, a bounded number at once. The
                 # wire is the same (one message each way), and so is the cost (measured).
                 handlers[method.name] = grpc.stream_unary_rpc_method_handler(
-                    self._unary(method.name, parse, behaviour)
+                    self.counted.unary(method.name, self._unary(method.name, parse, behaviour))
                 )
             else:
                 raise TypeError(f"{method.full_name}: client-streaming methods are not served")
@@ -82,8 +79,7 @@ class Calls:
         server.add_registered_method_handlers(service.full_name, handlers)
 
     def _unary(self, name: str, parse: Callable[[bytes], Message], behaviour) -> Callable:
-        async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> bytes:
-            started, call, code = perf_counter(), Call(self.admission), "OK"
+        async def handle(_unused: Any, context: grpc.aio.ServicerContext, call: Call) -> bytes:
             try:
                 if _past_deadline(context):
                     raise asyncio.CancelledError()  # _gone counts it DEADLINE_EXCEEDED
@@ -104,15 +100,13 @@ class Calls:
                     raise asyncio.CancelledError()
                 return answer
             except asyncio.CancelledError:
-                code = _gone(context)
+                call.code = _gone(context)
                 raise
             except Exception as exc:
                 if _past_deadline(context):  # its client has gone: no status for it either
-                    code = "DEADLINE_EXCEEDED"
+                    call.code = "DEADLINE_EXCEEDED"
                     raise asyncio.CancelledError() from None
-                code = self._refuse(context, name, exc)
-            finally:
-                self.metrics.answered(call.model, name, code, perf_counter() - started)
+                call.code = self._refuse(context, name, exc)
             return b""  # not sent: the status set above goes instead
 
         return handle
@@ -123,40 +117,34 @@ class Calls:
         self.admission.end_call()
 
     def _stream(self, name: str, parse: Callable[[bytes], Message], behaviour) -> Callable:
-        async def handle(_unused: Any, context: grpc.aio.ServicerContext) -> None:
-            call = Call(self.admission)
+        async def handle(_unused: Any, context: grpc.aio.ServicerContext, call: Call) -> None:
             if _past_deadline(context):
-                self.metrics.answered(call.model, name, "DEADLINE_EXCEEDED")
+                call.code = "DEADLINE_EXCEEDED"
                 raise asyncio.CancelledError()
             try:
                 self._authenticate(context, call)
                 call.deadline = _loop_deadline(context)  # the stream's: none of its chunks runs after it
                 stream = self.admission.open_stream()
             except ServingError as exc:
-                self.metrics.answered(call.model, name, self._refuse(context, name, exc))
+                call.code = self._refuse(context, name, exc)
                 return
             # The stream counts, and holds its bytes, until its task ends: its last answer and its
             # status may wait long after this handler returns, on a client that does not read.
             stream.task.add_done_callback(lambda _: self._stream_done(stream, call))
             try:
-                async for response in behaviour(self._read(context, parse, call, stream), call):
+                async for response in behaviour(stream_flow.requests(context, parse, call, stream), call):
                     data = self._serialize(response)
                     del response  # a slow reader holds us at write: hold the bytes only
-                    stream.waits_on_client(True)
-                    await context.write(data)  # returns once the transport took it (flow control)
-                    call.release_message()
-                    self.metrics.answered(call.model, name, "OK", perf_counter() - stream.received_at)
-                return
-            except _CLIENT_GONE:  # a read or write failed because the client cancelled the call
-                code = _gone(context)
+                    await stream_flow.send(context, stream, call, data)
+            except stream_flow.CLIENT_GONE:  # a read or write failed because the client cancelled the call
+                call.code = _gone(context)
             except asyncio.CancelledError:
                 if stream.ended_by is None:  # the client cancelled, or its deadline passed
-                    self.metrics.answered(call.model, name, _gone(context))
+                    call.code = _gone(context)
                     raise
-                code = self._refuse(context, name, Unavailable(stream.ended_by))
+                call.code = self._refuse(context, name, Unavailable(stream.ended_by))
             except Exception as exc:
-                code = self._refuse(context, name, exc)
-            self.metrics.answered(call.model, name, code)
+                call.code = self._refuse(context, name, exc)
 
         return handle
 
@@ -197,49 +185,12 @@ class Calls:
             raise asyncio.CancelledError()
         return raw
 
-    async def _read(
-        self,
-        context: grpc.aio.ServicerContext,
-        parse: Callable[[bytes], Message],
-        call: Call,
-        stream: OpenStream,
-    ) -> AsyncIterator[Message]:
-        """A stream's requests, one at a time: the next is read only when the servicer asks for it."""
-        while True:
-            stream.waits_on_client(True)
-            raw = await context.read()
-            stream.waits_on_client(False)
-            stream.received_at = perf_counter()
-            if raw is grpc.aio.EOF:
-                return
-            call.reserve(2 * len(raw))
-            yield parse(raw)
-
     def _serialize(self, response: Message) -> bytes:
         data = response.SerializeToString()
         if len(data) > self.max_message_bytes:
             # limits.py refuses requests whose answer would not fit: reaching this is a bug there.
             raise RuntimeError(f"answer of {len(data)} bytes is over the {self.max_message_bytes}-byte limit")
         return data
-
-
-class ClientGoneFilter(logging.Filter):
-    """gRPC logs an ERROR with a traceback when an answer cannot be sent because its client has
-    just gone (a deadline, a cancel) and it has not heard of that yet: an everyday event, not an error;
-    and when a client sends metadata that is not UTF-8. Installed on gRPC's logger by the server;
-    such records go to our DEBUG log instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = str(record.msg)
-        if message.startswith("ExecuteBatchError raised in core"):
-            log.debug("an answer was not sent: its client had gone (%s)", record.getMessage())
-            return False
-        if message.startswith("Invalid encoding on"):
-            # A metadata value that is not UTF-8: gRPC drops it and logs the value with a traceback,
-            # at any client's will (and the value may be someone's token). Not logged here.
-            log.debug("a call's metadata held a value that is not UTF-8; gRPC dropped it")
-            return False
-        return True
 
 
 def _parser(message_type: type[Message]) -> Callable[[bytes], Message]:
@@ -277,25 +228,3 @@ def _gone(context: grpc.aio.ServicerContext) -> str:
     # by however long the call took to reach it: a few ms idle, tens on a loaded machine (5 ms
     # counted some of a storm's calls CANCELLED that their clients saw DEADLINE_EXCEEDED).
     return "DEADLINE_EXCEEDED" if remaining is not None and remaining < 0.05 else "CANCELLED"
-
-
-class RefusalLog:
-    """One INFO line per refused call, up to `per_second`; past that, one line a second saying how many
-    were not logged: a client sending garbage in a loop must not flood the log (4000 lines/s seen)."""
-
-    def __init__(self, per_second: int = 10):
-        self.per_second = per_second
-        self.second = 0
-        self.logged = self.skipped = 0
-
-    def log(self, method: str, code: grpc.StatusCode, details: str) -> None:
-        now = int(monotonic())
-        if now != self.second:
-            if self.skipped:
-                log.info("... and %d more refused calls not logged", self.skipped)
-            self.second, self.logged, self.skipped = now, 0, 0
-        if self.logged < self.per_second:
-            self.logged += 1
-            log.info("%s %s: %s", method, code.name, details)
-        else:
-            self.skipped += 1

@@ -34,11 +34,12 @@ from lstmserve.proto.v1 import lstmserve_pb2 as pb
 from .admission import Admission
 from .auth import ReflectionGuard, Tokens
 from .batcher import Batcher
-from .calls import Calls, ClientGoneFilter
+from .calls import Calls
 from .dataplane import DataPlane
 from .errors import StartError
 from .health import Health
 from .limits import Limits
+from .logs import ClientGoneFilter
 from .memory import MemoryReturn
 from .metrics import BatcherMetrics, Metrics
 from .protocols.kserve_service import KServeServicer
