@@ -193,6 +193,11 @@ class Server:
             asyncio.create_task(watcher),
             asyncio.create_task(self.memory.run()),
         ]
+        self._say_listening()
+        return self.port
+
+    def _say_listening(self) -> None:
+        settings = self.settings
         batching = (
             f"batches of up to {settings.max_batch_rows} rows" if settings.max_batch_rows else "no batching"
         )
@@ -210,7 +215,6 @@ class Server:
             self.threads,
             batching,
         )
-        return self.port
 
     async def _serve_health(self, port: int) -> None:
         """grpc.health.v1 alone, in plaintext and without tokens, on its own port: Kubernetes' gRPC

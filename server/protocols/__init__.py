@@ -1,7 +1,9 @@
-"""The two wire protocols, each an adapter (decode and encode side by side) and a thin service.
+"""The two wire protocols, each adapters (decode and encode side by side) and a thin service.
 
-    v1.py, v1_service.py           lstmserve.v1.LSTMService (Infer, StreamInfer, ListModels, GetModel)
+    v1.py, v1_service.py           lstmserve.v1.LSTMService (Infer, StreamInfer, Generate, ListModels,
+                                   GetModel)
     kserve.py, kserve_service.py   inference.GRPCInferenceService (KServe v2 / Open Inference Protocol)
 
-A request goes: decode (here) -> validation.py -> batcher.py -> runtime.py -> encode (here).
+An inference request goes: the adapter's decode (here) -> ../dataplane.py (validation, limits,
+batcher, runtime) -> the same adapter's encode (here). Nothing below the adapters knows a wire.
 """
