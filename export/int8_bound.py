@@ -115,7 +115,13 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    return {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
+    """Constant tensors by name, including those passed through Identity: torch's exporter writes
+    equal weights once (two layers' all-zero biases, say) and gives the second an Identity of the first."""
+    arrays = {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in arrays:
+            arrays[node.output[0]] = arrays[node.input[0]]
+    return arrays
 
 
 def _quantized(fp32: np.ndarray, weights8: dict[str, np.ndarray], name: str, scale_name: str) -> _Weights:

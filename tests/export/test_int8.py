@@ -37,6 +37,9 @@ STACKS = {
     "per_step, two layers": dict(input_size=5, hidden_sizes=(12, 7), head="per_step", num_outputs=4),
     "classify_last": dict(input_size=8, hidden_sizes=(32,), head="classify_last", num_outputs=10),
     "no head, three layers": dict(input_size=3, hidden_sizes=(16, 24, 8), head="none"),
+    # Equal layers start with equal biases, which torch's exporter writes once (an Identity for the
+    # second): the bench's 2x128 model, whose export failed on that.
+    "two equal layers": dict(input_size=6, hidden_sizes=(16, 16), head="classify_last", num_outputs=3),
 }
 
 
