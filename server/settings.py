@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from lstmserve.config import add_flags, check_bounds, flag_of, from_args, markdown_table, setting
 from lstmserve.errors import LstmServeError
 from lstmserve.layout import DEFAULT_REPOSITORY
+from lstmserve.limits import DEFAULT_LIMITS
 
 ENV_PREFIX = "LSTMSERVE_"
 
@@ -59,16 +60,24 @@ class Settings:
     max_inline_steps: int = setting(
         256, "runs of up to rows x steps this size stay on the event loop thread", minimum=0
     )
-    max_message_bytes: int = setting(4 * 1024 * 1024, "largest request or response message", minimum=1)
-    max_request_rows: int = setting(1024, "rows (batch) in one request", minimum=1)
-    max_request_steps: int = setting(16384, "time steps in one request's chunk", minimum=1)
+    max_message_bytes: int = setting(
+        DEFAULT_LIMITS.max_message_bytes, "largest request or response message", minimum=1
+    )
+    max_request_rows: int = setting(DEFAULT_LIMITS.max_request_rows, "rows (batch) in one request", minimum=1)
+    max_request_steps: int = setting(
+        DEFAULT_LIMITS.max_request_steps, "time steps in one request's chunk", minimum=1
+    )
     max_request_row_steps: int = setting(
-        32768, "rows x steps in one request, and in one merged onnxruntime run (bounds its memory)", minimum=1
+        DEFAULT_LIMITS.max_request_row_steps,
+        "rows x steps in one request, and in one merged onnxruntime run (bounds its memory)",
+        minimum=1,
     )
     max_inflight_bytes: int = setting(
         128 * 1024 * 1024, "request, response and stream-state bytes held by all calls at once"
     )
-    max_generate_steps: int = setting(4096, "most steps one Generate call may ask for", minimum=1)
+    max_generate_steps: int = setting(
+        DEFAULT_LIMITS.max_generate_steps, "most steps one Generate call may ask for", minimum=1
+    )
     max_calls: int = setting(1024, "unary calls in flight at once; past it, RESOURCE_EXHAUSTED", minimum=1)
     max_streams: int = setting(
         64, "open StreamInfer and Generate calls; past it, RESOURCE_EXHAUSTED", minimum=1

@@ -13,6 +13,7 @@ from lstmserve.codec import TensorError, decode_state, decode_tensor, write_stat
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from ..errors import InvalidArgument, quoted
+from ..limits import Limits
 from ..repository import ModelRepository
 from ..runtime import ModelRuntime
 from ..sealing import StateSeal
@@ -109,7 +110,7 @@ def encode_step(
     return response
 
 
-def model_info(runtime: ModelRuntime, repository: ModelRepository) -> pb.ModelInfo:
+def model_info(runtime: ModelRuntime, repository: ModelRepository, limits: Limits) -> pb.ModelInfo:
     info, config = runtime.info, runtime.info.config
     return pb.ModelInfo(
         name=info.name,
@@ -126,4 +127,11 @@ def model_info(runtime: ModelRuntime, repository: ModelRepository) -> pb.ModelIn
         accepts_state_from=info.accepts_state_from,
         provider=runtime.providers[0],
         device=runtime.device,
+        limits=pb.Limits(
+            max_request_rows=limits.rows,
+            max_request_steps=limits.steps,
+            max_request_row_steps=limits.row_steps,
+            max_message_bytes=limits.message_bytes,
+            max_generate_steps=limits.generate_steps,
+        ),
     )

@@ -94,12 +94,14 @@ class LSTMServicer:
 
     async def ListModels(self, request: pb.ListModelsRequest, call: Call) -> pb.ListModelsResponse:
         served = self.repository.all(call.scope)
-        return pb.ListModelsResponse(models=[model_info(runtime, self.repository) for runtime in served])
+        return pb.ListModelsResponse(
+            models=[model_info(runtime, self.repository, self.limits) for runtime in served]
+        )
 
     async def GetModel(self, request: pb.GetModelRequest, call: Call) -> pb.ModelInfo:
         runtime = self.repository.get(request.model, request.version, call.scope)
         call.model = runtime.label
-        return model_info(runtime, self.repository)
+        return model_info(runtime, self.repository, self.limits)
 
     def _answer_bytes(self, runtime: ModelRuntime, feed: dict, names: list[str]) -> int:
         rows, time = feed[contract.INPUT].shape[:2]
@@ -147,7 +149,8 @@ def _generation_options(
     if not 1 <= request.max_steps <= limits.generate_steps:
         raise InvalidArgument(
             f"max_steps must be in [1, {limits.generate_steps}] (--max-generate-steps), "
-            f"got {request.max_steps}"
+            f"got {request.max_steps}",
+            limit="max_generate_steps" if request.max_steps > limits.generate_steps else None,
         )
     if request.feedback not in (CHOICE, VALUE):
         raise InvalidArgument(f"unknown feedback {request.feedback}: CHOICE (0) or VALUE (1)")

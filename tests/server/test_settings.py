@@ -113,3 +113,10 @@ def test_markdown_entry_point_prints_the_table():
         [sys.executable, "-m", "lstmserve.server.settings", "--markdown"], capture_output=True, text=True
     )
     assert done.returncode == 0 and done.stdout == settings_table(), done.stderr
+
+
+def test_the_limits_a_client_knows_are_settings_of_the_same_names_and_defaults():
+    from lstmserve.limits import DEFAULT_LIMITS
+
+    for field in fields(DEFAULT_LIMITS):
+        assert getattr(Settings(), field.name) == getattr(DEFAULT_LIMITS, field.name), field.name
