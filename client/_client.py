@@ -129,6 +129,13 @@ class _Connection:
         """Every channel opened so far: the first, then one per STREAMS_PER_CHANNEL streams."""
         return [lane.channel for lane in self._lanes]
 
+    def _heard(self, info: ModelInfo) -> ModelInfo:
+        """A model's info from the server: its limits size the coalescer's calls from now on."""
+        coalescer = getattr(self, "coalescer", None)  # Client and AsyncClient each set their own kind
+        if coalescer is not None and info.limits is not None:
+            coalescer.limits = info.limits
+        return info
+
 
 class Client(_Connection):
     """A blocking client. Use it in a `with` block, or call close()."""
@@ -249,14 +256,14 @@ class Client(_Connection):
             response = self.stub.ListModels(
                 pb.ListModelsRequest(), timeout=self.timeout, metadata=self.metadata
             )
-        return [ModelInfo.from_proto(info) for info in response.models]
+        return [self._heard(ModelInfo.from_proto(info)) for info in response.models]
 
     def model(self, name: str, version: int = 0) -> ModelInfo:
         with rpc_errors():
             info = self.stub.GetModel(
                 pb.GetModelRequest(model=name, version=version), timeout=self.timeout, metadata=self.metadata
             )
-        return ModelInfo.from_proto(info)
+        return self._heard(ModelInfo.from_proto(info))
 
     def close(self) -> None:
         if self.coalescer is not None:
@@ -371,14 +378,14 @@ class AsyncClient(_Connection):
             response = await self.stub.ListModels(
                 pb.ListModelsRequest(), timeout=self.timeout, metadata=self.metadata
             )
-        return [ModelInfo.from_proto(info) for info in response.models]
+        return [self._heard(ModelInfo.from_proto(info)) for info in response.models]
 
     async def model(self, name: str, version: int = 0) -> ModelInfo:
         with rpc_errors():
             info = await self.stub.GetModel(
                 pb.GetModelRequest(model=name, version=version), timeout=self.timeout, metadata=self.metadata
             )
-        return ModelInfo.from_proto(info)
+        return self._heard(ModelInfo.from_proto(info))
 
     async def close(self) -> None:
         for channel in self.channels:

@@ -1,6 +1,8 @@
 """The client's one exception hierarchy: every grpc.RpcError becomes one of these.
 
-    LstmServeClientError          base; .code is the grpc.StatusCode, .details the server's message
+    LstmServeClientError          base; .code is the grpc.StatusCode, .details the server's message,
+                                  .limit the server setting the call was refused by (its trailing
+                                  metadata's lstmserve-limit, e.g. "max_request_row_steps") or None
     ├── InvalidArgumentError      INVALID_ARGUMENT: a bad tensor, shape, dtype, length or state
     ├── NotFoundError             NOT_FOUND: unknown model or version
     ├── StateMismatchError        FAILED_PRECONDITION: a state made by another model or version
@@ -23,15 +25,17 @@ from contextlib import contextmanager
 import grpc
 
 from lstmserve.errors import LstmServeError
+from lstmserve.limits import LIMIT_KEY
 
 
 class LstmServeClientError(LstmServeError):
     """A call the server (or the channel) refused."""
 
-    def __init__(self, code: grpc.StatusCode, details: str):
+    def __init__(self, code: grpc.StatusCode, details: str, limit: str | None = None):
         super().__init__(f"{code.name}: {details}")
         self.code = code
         self.details = details
+        self.limit = limit
 
 
 class InvalidArgumentError(LstmServeClientError, ValueError):
@@ -120,7 +124,13 @@ def from_rpc_error(error: grpc.RpcError) -> LstmServeClientError:
     if code == grpc.StatusCode.UNAVAILABLE and _CONNECT in details:
         hint = next((hint for words, hint in _HANDSHAKE_HINTS if words in details), None)
         details = details if hint is None else f"{details}; {hint}"
-    return _BY_CODE.get(code, ServerError)(code, details)
+    return _BY_CODE.get(code, ServerError)(code, details, _limit_of(error))
+
+
+def _limit_of(error: grpc.RpcError) -> str | None:
+    """The server setting a refusal names in its trailing metadata, if any (lstmserve/limits.py)."""
+    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    return next((value for key, value in trailing or () if key == LIMIT_KEY), None)
 
 
 @contextmanager

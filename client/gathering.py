@@ -13,6 +13,7 @@ import grpc
 import numpy as np
 
 from lstmserve.codec import write_state, write_tensor
+from lstmserve.limits import DEFAULT_LIMITS, RequestLimits
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .errors import LstmServeClientError
@@ -21,15 +22,16 @@ from .state import State
 
 _ROW_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
 MAX_ROWS = 256  # rows of one gathered call
-# A gathered call's request and answer stay within _MESSAGE_BYTES (the answer judged from the bytes
-# per row-step of the lane's last answer), to fit the server's --max-message-bytes (4 MiB by default)
-# with room to spare: a refused gathered call costs a round trip, then one call per chunk. Until an
-# answer is seen, padded rows x steps stay within _ROW_STEPS_UNSEEN.
+# A gathered call's request and answer stay within 1/_MESSAGE_SHARE of the server's
+# max_message_bytes (the answer judged from the bytes per row-step of the lane's last answer), with
+# room to spare: a refused gathered call costs a round trip, then one call per chunk. Its padded rows
+# x steps stay within the server's max_request_row_steps, and until an answer is seen within
+# _ROW_STEPS_UNSEEN too (the client's own caution, not a server's limit). The server's limits are
+# Gathering.limits: what GetModel said, once the client has asked, else the defaults of every server.
 # A server with smaller messages refuses a gathered call as too big; the lane's budget is then halved
 # below that call's size, so it happens once, not every round.
-_MESSAGE_BYTES = 2 << 20
+_MESSAGE_SHARE = 2
 _ROW_STEPS_UNSEEN = 4096
-_ROW_STEPS = 32768  # the server's --max-request-row-steps, by default
 
 
 @dataclass(eq=False)  # compared by identity: it holds arrays
@@ -73,7 +75,9 @@ class Gathering:
         self.max_rows = max_rows
         self._lanes: dict[tuple, Lane] = {}
         self._row_step_bytes: dict[tuple, float] = {}  # per lane key: its last answer's bytes per row-step
-        self._budget: dict[tuple, float] = {}  # per lane key, where a server refused _MESSAGE_BYTES
+        self._budget: dict[tuple, float] = {}  # per lane key, where a gathered call was refused as too big
+        # The server's, from GetModel (Client.model, .models); until then, its settings' defaults.
+        self.limits: RequestLimits = DEFAULT_LIMITS
         self.calls = 0  # requests sent (for tests and the bench)
         self.sealing = False  # the server seals its states: one sealed state cannot be split by rows
 
@@ -97,7 +101,7 @@ class Gathering:
         length."""
         first = lane.waiting[0]
         low, high = max(first.steps // 2, 1), first.steps * 2
-        budget = self._budget.get(key, _MESSAGE_BYTES)
+        budget = self._budget.get(key, self.limits.max_message_bytes // _MESSAGE_SHARE)
         batch: list[Waiting] = []
         rows = longest = 0
         for waiting in list(lane.waiting):
@@ -114,7 +118,9 @@ class Gathering:
         """The larger of a gathered call's request and answer, as far as known; past the server's
         row-steps, infinite."""
         per_row_step = self._row_step_bytes.get(key)
-        limit = _ROW_STEPS if per_row_step is not None else _ROW_STEPS_UNSEEN
+        limit = self.limits.max_request_row_steps
+        if per_row_step is None:
+            limit = min(limit, _ROW_STEPS_UNSEEN)
         if rows * steps > limit:
             return float("inf")
         request = rows * steps * waiting.x.shape[2] * 4  # float32 inputs: the bulk of it
@@ -123,14 +129,14 @@ class Gathering:
     def _refused(self, batch: list[Waiting], error: LstmServeClientError) -> bool:
         """Whether a gathered call's refusal may be one row's fault, or its size (then the lane's
         budget shrinks below it): either way each chunk goes again alone."""
-        too_big = error.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in error.details
+        too_big = _over_channel_limit(error)
         if len(batch) < 2 or not (too_big or error.code in _ROW_ERRORS):
             return False
-        # NOTE: only a refusal that names a size limit (the server's "(--max-message-bytes)",
-        # "(--max-request-row-steps)", ...) shrinks the budget: one row's NaN or foreign state set it
-        # to half of that small call, and the lane never gathered again.
+        # NOTE: only a refusal that names a limit (the server's trailing metadata: max_message_bytes,
+        # max_request_row_steps, ...) or gRPC's own too-big shrinks the budget: one row's NaN or
+        # foreign state set it to half of that small call, and the lane never gathered again.
         key = self._key(batch[0])
-        if key is not None and (too_big or "(--max-" in error.details):
+        if key is not None and (too_big or error.limit is not None):
             rows, steps = sum(w.rows for w in batch), max(w.steps for w in batch)
             self._budget[key] = self._bytes(key, batch[0], rows, steps) / 2
         return True
@@ -182,6 +188,19 @@ class Gathering:
         for waiting, result in zip(batch, _split(merged, batch)):
             settle(waiting, result)
         return True
+
+
+def _over_channel_limit(error: LstmServeClientError) -> bool:
+    """Whether gRPC itself refused a message over a channel's max length: RESOURCE_EXHAUSTED
+    "SERVER: Received message larger than max (N vs. M)" (a request over the server's
+    max_message_bytes), "CLIENT: Received ..." (an answer over the client's max_message_bytes) or
+    "CLIENT: Sent ..." (a request over it), read from grpcio 1.85. gRPC's core sends no metadata of
+    ours, so only its words tell; the server's own refusals name their limit instead (error.limit)."""
+    return (
+        error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        and error.limit is None
+        and "larger than max" in error.details
+    )
 
 
 def _stackable(waiting: Waiting) -> bool:

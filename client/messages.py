@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
 from lstmserve.codec import decode_tensor, write_tensor
+from lstmserve.limits import RequestLimits
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .state import State
@@ -84,6 +85,7 @@ class ModelInfo:
     accepts_state_from: tuple[str, ...] = ()  # models whose states it also takes (a decoder's encoder)
     provider: str = ""  # the onnxruntime execution provider the server runs it on
     device: str = ""  # where: cpu, or cuda:N
+    limits: RequestLimits | None = None  # what one request may ask of the server; None: it did not say
 
     @classmethod
     def from_proto(cls, info: pb.ModelInfo) -> ModelInfo:
@@ -102,7 +104,13 @@ class ModelInfo:
             tuple(info.accepts_state_from),
             info.provider,
             info.device,
+            _limits(info.limits) if info.HasField("limits") else None,
         )
+
+
+def _limits(limits: pb.Limits) -> RequestLimits:
+    """The proto's Limits: the same field names, by construction (tests/proto checks it)."""
+    return RequestLimits(**{field.name: getattr(limits, field.name) for field in fields(RequestLimits)})
 
 
 def batch_major(input: Any) -> np.ndarray:

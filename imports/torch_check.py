@@ -4,8 +4,6 @@ dynamic_rnn does and as lstmserve serves it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from torch import nn
@@ -13,8 +11,7 @@ from torch import nn
 from lstmserve import contract
 from lstmserve.model.config import LSTMConfig
 
-if TYPE_CHECKING:
-    from .torch_lstm import LSTMGroup
+from .torch_group import LSTMGroup
 
 
 def torch_reference(groups: list[LSTMGroup], config: LSTMConfig, head_weights):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pickle
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from lstmserve.model.config import LSTMConfig
 from .errors import ImportRefused
 from .source import Imported, LayerWeights, check_chain, check_head
 from .torch_check import torch_reference
+from .torch_group import LSTMGroup
 
 _LSTM_KEY = re.compile(r"^(?P<prefix>(?:.*\.)?)weight_ih_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 _GATES = {1: "a plain RNN", 3: "a GRU", 4: "an LSTM"}
@@ -105,20 +105,6 @@ def _stack_order(path: Path, found: list[str]) -> list[str]:
 
 def _listed(keys: list[str]) -> str:
     return ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
-
-
-@dataclass
-class LSTMGroup:
-    """One nn.LSTM of the state_dict: its key prefix, its layers, its own entries (keys unchanged)."""
-
-    prefix: str
-    layers: list[LayerWeights]
-    tensors: dict[str, np.ndarray]
-    has_bias: bool
-
-    @property
-    def keys(self) -> set[str]:
-        return set(self.tensors)
 
 
 def _read_group(path: Path, tensors: dict[str, np.ndarray], prefix: str) -> LSTMGroup:

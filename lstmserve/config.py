@@ -3,8 +3,9 @@
 A field made by `setting(default, help)` is a flag, --NAME (or `flag=`), typed from its annotation:
 int, float, str or X | None; tuple[X, ...] takes one or more values (or, with `repeat=True`, one value
 per use of the flag); bool is a switch (a variable says 1/true/yes/on or 0/false/no/off). A plain
-field is not a flag. Checks belong in the dataclass's __post_init__, so
-Python callers meet them too.
+field is not a flag. A field's own bounds are declared on it (`minimum=`, `maximum=`, `above=`, `choices=`)
+and checked by `check_bounds`, which the dataclass's __post_init__ calls with the checks that span
+several fields, so Python callers meet them too.
 
     parser: add_flags(parser, TrainSettings)        # typed flags; argparse defaults = the fields'
     args:   from_args(TrainSettings, args)          # the dataclass, built (and checked) from them
@@ -36,8 +37,14 @@ def setting(
     repeat: bool = False,
     choices: tuple[str, ...] | None = None,
     required: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
 ) -> Any:
-    """A dataclass field that is also a flag; `help` is its one line, in --help and the docs."""
+    """A dataclass field that is also a flag; `help` is its one line, in --help and the docs.
+
+    minimum, maximum: the least and greatest value allowed; above: a value it must exceed (0: it must
+    be positive); checked, with `choices`, by check_bounds."""
     metadata = {
         "help": help,
         "flag": flag,
@@ -45,6 +52,9 @@ def setting(
         "repeat": repeat,
         "choices": choices,
         "required": required,
+        "minimum": minimum,
+        "maximum": maximum,
+        "above": above,
     }
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -61,9 +71,30 @@ class Flag:
     metavar: str | None
     choices: tuple[str, ...] | None = None
     required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
 
     def env(self, prefix: str) -> str:
         return prefix + self.name.upper()
+
+    def out_of_bounds(self, value: Any) -> str | None:
+        """What is wrong with `value` by this flag's own bounds and choices ("must be ..."), or None."""
+        low, high = self.minimum, self.maximum
+        if self.choices is not None and value not in self.choices:
+            return f"must be {_either(self.choices)}, got {value!r}"
+        if low is not None and high is not None and not low <= value <= high:
+            return f"must be {low}-{high}, got {value}"
+        if low is not None and value < low:
+            return (
+                f"must not be negative, got {value}" if low == 0 else f"must be at least {low}, got {value}"
+            )
+        if high is not None and value > high:
+            return f"must be at most {high}, got {value}"
+        if self.above is not None and value <= self.above:
+            wanted = "positive" if self.above == 0 else f"more than {self.above}"
+            return f"must be {wanted}, got {value}"
+        return None
 
     def shown_default(self) -> str:
         """The default as --help and the docs print it (a tuple as the list argparse would hold)."""
@@ -95,6 +126,9 @@ def flags(cls: type) -> list[Flag]:
                 metavar,
                 choices,
                 field.metadata.get("required", False),
+                field.metadata.get("minimum"),
+                field.metadata.get("maximum"),
+                field.metadata.get("above"),
             )
         )
     return found
@@ -103,6 +137,19 @@ def flags(cls: type) -> list[Flag]:
 def flag_of(cls: Any, name: str) -> str:
     """The flag of a field, for messages a user of the CLI can act on."""
     return next(flag.flag for flag in flags(cls if isinstance(cls, type) else type(cls)) if flag.name == name)
+
+
+def check_bounds(
+    settings: Any, error: Callable[[str], Exception], named: Callable[[str], str] | None = None
+) -> None:
+    """Raise `error` for the first field, in field order, outside its own bounds or choices; `named`
+    gives a field's name as the message shows it (default: its flag)."""
+    for flag in flags(type(settings)):
+        value = getattr(settings, flag.name)
+        for item in value if flag.many else (value,):
+            problem = None if item is None else flag.out_of_bounds(item)
+            if problem is not None:
+                raise error(f"{named(flag.name) if named else flag.flag} {problem}")
 
 
 def add_flags(
@@ -193,6 +240,11 @@ def _kind(hint: Any) -> tuple[type, bool]:
     if kind not in _KINDS:
         raise TypeError(f"a setting must be int, float, str, bool, X | None or tuple[X, ...], not {hint}")
     return kind, many
+
+
+def _either(choices: tuple[str, ...]) -> str:
+    """("a", "b", "c") as "a, b or c"."""
+    return choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
 
 
 def _items(raw: Any) -> list[Any]:

@@ -63,7 +63,8 @@ class Admission:
             raise Unavailable(STOPPING)
         if self.calls >= self.max_calls:
             raise ResourceExhausted(
-                f"{self.calls} calls in flight (--max-calls {self.max_calls}); retry shortly"
+                f"{self.calls} calls in flight (--max-calls {self.max_calls}); retry shortly",
+                limit="max_calls",
             )
         self.calls += 1
 
@@ -77,7 +78,8 @@ class Admission:
         if len(self.streams) >= self.max_streams:
             raise ResourceExhausted(
                 f"{len(self.streams)} streams open (--max-streams {self.max_streams}), StreamInfer and "
-                "Generate calls alike; retry shortly, or send StreamInfer's chunks as unary Infer calls"
+                "Generate calls alike; retry shortly, or send StreamInfer's chunks as unary Infer calls",
+                limit="max_streams",
             )
         task = asyncio.current_task()
         assert task is not None  # gRPC runs each call in a task of its own
@@ -92,7 +94,8 @@ class Admission:
             raise ResourceExhausted(
                 f"the calls in flight hold {self.bytes >> 20} MiB (--max-inflight-bytes "
                 f"{self.max_bytes >> 20} MiB) and this one needs {max(nbytes >> 20, 1)} MiB more; "
-                "retry shortly"
+                "retry shortly",
+                limit="max_inflight_bytes",
             )
         self.bytes += nbytes
 
@@ -122,7 +125,8 @@ class Admission:
                     f"the request did not arrive within {self.receive_seconds:g} s (--receive-seconds)"
                     if turn
                     else f"no receive turn came free within {self.receive_seconds:g} s (--receive-seconds):"
-                    " other calls held them all; retry, or see docs/limits.md#receiving-requests"
+                    " other calls held them all; retry, or see docs/limits.md#receiving-requests",
+                    limit="receive_seconds",
                 ) from None
             raise
         finally:

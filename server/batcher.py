@@ -163,7 +163,8 @@ class _Lane:
         if self.queued_rows + rows > limit:
             raise ResourceExhausted(
                 f"{info.name} v{info.version} has {self.queued_rows} rows queued (--max-queue-rows "
-                f"{limit}); retry shortly, or add replicas"
+                f"{limit}); retry shortly, or add replicas",
+                limit="max_queue_rows",
             )
         loop = asyncio.get_running_loop()
         if deadline is not None:

@@ -34,7 +34,7 @@ from . import stream_flow
 from .admission import Admission, Call, OpenStream
 from .auth import Tokens
 from .call_metrics import CallMetrics
-from .errors import InvalidArgument, ServingError, Unavailable, status_of
+from .errors import InvalidArgument, ServingError, Unavailable, status_of, trailing_metadata
 from .logs import RefusalLog
 from .metrics import Metrics
 
@@ -174,6 +174,8 @@ class Calls:
             self.refusals.log(method, code, details)
         context.set_code(code)
         context.set_details(details)
+        if metadata := trailing_metadata(exc):  # the limit it hit, by name: clients read it as data
+            context.set_trailing_metadata(metadata)
         return code.name
 
     async def _receive(self, context: grpc.aio.ServicerContext, client: str) -> bytes:

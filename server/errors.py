@@ -9,7 +9,9 @@
       ModelLoadError (one file cannot be served: logged, the rest go on)
 
 `status_of` maps any exception to a status: a ServingError to its own, anything else to INTERNAL
-with a fixed message (the caller logs the traceback). server/calls.py applies it to every call.
+with a fixed message (the caller logs the traceback). server/calls.py applies it to every call, and
+`trailing_metadata` with it: a refusal caused by a configured limit names that setting there
+(`lstmserve-limit: max_request_rows`), for clients to read as data rather than from the message.
 
 Text a client sent is never echoed raw: `quoted` escapes it and cuts it short, so a 1 MB model name
 or a newline in a fingerprint cannot bloat a status or forge a log line.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import grpc
 
 from lstmserve.errors import LstmServeError
+from lstmserve.limits import LIMIT_KEY
 
 ECHO_CHARS = 100  # the most of a client's own text a status or log line repeats
 MAX_DETAILS = 1000  # a status message travels in a header: clients refuse large ones (8 KiB by default)
@@ -27,9 +30,14 @@ INTERNAL_DETAILS = "internal error; the server logged it"
 
 
 class ServingError(LstmServeError):
-    """A request the server refuses; `code` is the gRPC status the client gets."""
+    """A request the server refuses; `code` is the gRPC status the client gets, `limit` the name of
+    the setting (a Settings field, e.g. "max_request_rows") that caused it, if one did."""
 
     code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, *, limit: str | None = None):
+        super().__init__(message)
+        self.limit = limit
 
 
 class InvalidArgument(ServingError):
@@ -92,6 +100,12 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if len(details) > MAX_DETAILS:
         details = details[: MAX_DETAILS - 3] + "..."
     return exc.code, details
+
+
+def trailing_metadata(exc: BaseException) -> tuple[tuple[str, str], ...]:
+    """The trailing metadata a client gets with an exception's status: the limit it hit, if any."""
+    limit = exc.limit if isinstance(exc, ServingError) else None
+    return () if limit is None else ((LIMIT_KEY, limit),)
 
 
 def quoted(text: str | bytes, limit: int = ECHO_CHARS) -> str:

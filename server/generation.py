@@ -94,7 +94,8 @@ def plan(request: GenerateRequest, runtime: ModelRuntime, limits: Limits) -> Pla
     if not 1 <= request.max_steps <= limits.generate_steps:
         raise InvalidArgument(
             f"max_steps must be in [1, {limits.generate_steps}] (--max-generate-steps), "
-            f"got {request.max_steps}"
+            f"got {request.max_steps}",
+            limit="max_generate_steps" if request.max_steps > limits.generate_steps else None,
         )
     if request.feedback == CHOICE and runtime.info.config.loss == "mse":
         raise InvalidArgument(

@@ -1,7 +1,8 @@
 """What one request may ask of the server, checked from shapes alone, before any array is made.
 
 A request over a limit can never succeed as sent, so it gets INVALID_ARGUMENT with the limit's name
-and what to send instead. The answer's size follows from the request's shape and the model, so a
+and what to send instead, and the setting's name as data (ServingError.limit, sent as trailing
+metadata). The answer's size follows from the request's shape and the model, so a
 request whose answer would not fit in one message is refused before it is computed.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lstmserve.limits import DEFAULT_LIMITS
 from lstmserve.model.config import LSTMConfig
 
 from .errors import InvalidArgument
@@ -27,7 +29,7 @@ class Limits:
     steps: int
     row_steps: int
     message_bytes: int
-    generate_steps: int = 4096
+    generate_steps: int = DEFAULT_LIMITS.max_generate_steps
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -44,18 +46,21 @@ class Limits:
         if rows > self.rows:
             raise InvalidArgument(
                 f"input has {rows} rows; a request may carry at most {self.rows} (--max-request-rows): "
-                "split the batch over several requests"
+                "split the batch over several requests",
+                limit="max_request_rows",
             )
         if time > self.steps:
             raise InvalidArgument(
                 f"input has {time} steps; a request may carry at most {self.steps} "
-                "(--max-request-steps): send the sequence in shorter chunks, feeding back the state"
+                "(--max-request-steps): send the sequence in shorter chunks, feeding back the state",
+                limit="max_request_steps",
             )
         if rows * time > self.row_steps:
             raise InvalidArgument(
                 f"input has {rows} x {time} = {rows * time} row-steps; a request may carry at most "
                 f"{self.row_steps} (--max-request-row-steps): send at most "
-                f"{max(self.row_steps // rows, 1)} steps per chunk of {_rows(rows)}"
+                f"{max(self.row_steps // rows, 1)} steps per chunk of {_rows(rows)}",
+                limit="max_request_row_steps",
             )
 
     def check_answer(
@@ -79,7 +84,8 @@ class Limits:
                 advice += ", or ask only for the logits and the state (leave out the per-step output)"
             raise InvalidArgument(
                 f"the answer would be {size + envelope} bytes, over the server's message "
-                f"limit of {self.message_bytes} (--max-message-bytes): {advice}"
+                f"limit of {self.message_bytes} (--max-message-bytes): {advice}",
+                limit="max_message_bytes",
             )
         return size
 

@@ -1,7 +1,8 @@
 """Settings: one object, read from flags, then LSTMSERVE_* environment variables, then defaults.
 
-Each field is declared once, with lstmserve.config.setting: its flag, variable, --help line and row in
-docs/serving.md's table (`python -m lstmserve.server.settings --markdown` prints it) all come from it.
+Each field is declared once, with lstmserve.config.setting: its flag, variable, --help line, row in
+docs/serving.md's table (`python -m lstmserve.server.settings --markdown` prints it) and its own bounds
+all come from it; __post_init__ adds only the checks that span several fields.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lstmserve.config import add_flags, flag_of, from_args, markdown_table, setting
+from lstmserve.config import add_flags, check_bounds, flag_of, from_args, markdown_table, setting
 from lstmserve.errors import LstmServeError
 from lstmserve.layout import DEFAULT_REPOSITORY
+from lstmserve.limits import DEFAULT_LIMITS
 
 ENV_PREFIX = "LSTMSERVE_"
 
@@ -25,12 +27,14 @@ class SettingsError(LstmServeError, ValueError):
 @dataclass(frozen=True)
 class Settings:
     host: str = setting("127.0.0.1", "address to bind; 0.0.0.0 to listen on every interface")
-    port: int = setting(50051, "port to bind; 0 picks a free one (logged at start)")
+    port: int = setting(50051, "port to bind; 0 picks a free one (logged at start)", minimum=0, maximum=65535)
     repository: str = setting(DEFAULT_REPOSITORY, "model repository: NAME/VERSION/model.onnx")
-    device: str = setting("cpu", "cpu, or cuda (falls back to cpu with a warning where absent)")
-    cuda_device_id: int = setting(0, "with --device cuda: the GPU to run on")
+    device: str = setting(
+        "cpu", "cpu, or cuda (falls back to cpu with a warning where absent)", choices=("cpu", "cuda")
+    )
+    cuda_device_id: int = setting(0, "with --device cuda: the GPU to run on", minimum=0)
     cuda_mem_limit_mb: int = setting(
-        0, "with --device cuda: most GPU memory onnxruntime's arena may take; 0: no limit"
+        0, "with --device cuda: most GPU memory onnxruntime's arena may take; 0: no limit", minimum=0
     )
     cuda_arena: str = setting(
         "next_power_of_two",
@@ -42,48 +46,67 @@ class Settings:
         "with --device cuda: on lets cuDNN and cuBLAS round to TF32 (faster; answers drift ~1e-3 from fp32)",
         choices=("off", "on"),
     )
-    intra_op_threads: int = setting(1, "onnxruntime threads per call (1 suits streaming chunks)")
-    inference_threads: int = setting(0, "threads for runs too long for the event loop; 0 = one per core")
-    max_batch_rows: int = setting(64, "rows merged into one onnxruntime run; 0 turns batching off")
+    intra_op_threads: int = setting(1, "onnxruntime threads per call (1 suits streaming chunks)", minimum=1)
+    inference_threads: int = setting(
+        0, "threads for runs too long for the event loop; 0 = one per core", minimum=0
+    )
+    max_batch_rows: int = setting(64, "rows merged into one onnxruntime run; 0 turns batching off", minimum=0)
     max_delay_ms: float = setting(
         2.0,
         "longest a batch gathers calls; it stops sooner once 0.3 ms pass with no call joining",
+        minimum=0,
     )
     max_queue_rows: int = setting(1024, "rows waiting per model version before RESOURCE_EXHAUSTED")
-    max_inline_steps: int = setting(256, "runs of up to rows x steps this size stay on the event loop thread")
-    max_message_bytes: int = setting(4 * 1024 * 1024, "largest request or response message")
-    max_request_rows: int = setting(1024, "rows (batch) in one request")
-    max_request_steps: int = setting(16384, "time steps in one request's chunk")
+    max_inline_steps: int = setting(
+        256, "runs of up to rows x steps this size stay on the event loop thread", minimum=0
+    )
+    max_message_bytes: int = setting(
+        DEFAULT_LIMITS.max_message_bytes, "largest request or response message", minimum=1
+    )
+    max_request_rows: int = setting(DEFAULT_LIMITS.max_request_rows, "rows (batch) in one request", minimum=1)
+    max_request_steps: int = setting(
+        DEFAULT_LIMITS.max_request_steps, "time steps in one request's chunk", minimum=1
+    )
     max_request_row_steps: int = setting(
-        32768, "rows x steps in one request, and in one merged onnxruntime run (bounds its memory)"
+        DEFAULT_LIMITS.max_request_row_steps,
+        "rows x steps in one request, and in one merged onnxruntime run (bounds its memory)",
+        minimum=1,
     )
     max_inflight_bytes: int = setting(
         128 * 1024 * 1024, "request, response and stream-state bytes held by all calls at once"
     )
-    max_generate_steps: int = setting(4096, "most steps one Generate call may ask for")
-    max_calls: int = setting(1024, "unary calls in flight at once; past it, RESOURCE_EXHAUSTED")
-    max_streams: int = setting(64, "open StreamInfer and Generate calls; past it, RESOURCE_EXHAUSTED")
+    max_generate_steps: int = setting(
+        DEFAULT_LIMITS.max_generate_steps, "most steps one Generate call may ask for", minimum=1
+    )
+    max_calls: int = setting(1024, "unary calls in flight at once; past it, RESOURCE_EXHAUSTED", minimum=1)
+    max_streams: int = setting(
+        64, "open StreamInfer and Generate calls; past it, RESOURCE_EXHAUSTED", minimum=1
+    )
     receive_seconds: float = setting(
-        10.0, "how long a unary call may take to send its request; past it, DEADLINE_EXCEEDED"
+        10.0, "how long a unary call may take to send its request; past it, DEADLINE_EXCEEDED", above=0
     )
     stream_idle_seconds: float = setting(
-        60.0, "a stream that neither sends nor reads for this long ends with UNAVAILABLE"
+        60.0, "a stream that neither sends nor reads for this long ends with UNAVAILABLE", above=0
     )
     stall_seconds: float = setting(
-        30.0, "a model whose waiting work makes no progress this long turns health NOT_SERVING"
+        30.0, "a model whose waiting work makes no progress this long turns health NOT_SERVING", above=0
     )
-    grace_seconds: float = setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish")
+    grace_seconds: float = setting(10.0, "on SIGTERM/SIGINT, how long calls in flight may finish", minimum=0)
     max_connection_age_seconds: float = setting(
-        300.0, "a connection this old is told to go (GOAWAY) and reconnects, maybe elsewhere; 0: never"
+        300.0,
+        "a connection this old is told to go (GOAWAY) and reconnects, maybe elsewhere; 0: never",
+        minimum=0,
     )
     max_connection_age_grace_seconds: float = setting(
-        30.0, "how long calls on an aged-out connection may go on before it closes"
+        30.0, "how long calls on an aged-out connection may go on before it closes", minimum=0
     )
     keepalive_seconds: float = setting(
-        60.0, "ping a connection idle this long; one that does not answer within 20 s is closed"
+        60.0, "ping a connection idle this long; one that does not answer within 20 s is closed", minimum=0
     )
     min_client_ping_seconds: float = setting(
-        10.0, "clients may ping this often, idle or not; more often and the server closes the connection"
+        10.0,
+        "clients may ping this often, idle or not; more often and the server closes the connection",
+        above=0,
     )
     tls_cert: str = setting("", "PEM certificate chain: with --tls-key, the serving port speaks TLS only")
     tls_key: str = setting("", "PEM private key of --tls-cert")
@@ -97,56 +120,27 @@ class Settings:
         "", "file of AES-256 keys (64 hex digits a line; the first seals, any opens): seal every state"
     )
     state_max_age_seconds: float = setting(
-        0.0, "with --state-key-file, refuse sealed states older than this; 0: any age"
+        0.0, "with --state-key-file, refuse sealed states older than this; 0: any age", minimum=0
     )
     health_port: int = setting(
-        0, "a plaintext port serving only grpc.health.v1, for probes when --tls-cert is set; 0: off"
+        0,
+        "a plaintext port serving only grpc.health.v1, for probes when --tls-cert is set; 0: off",
+        minimum=0,
+        maximum=65535,
     )
-    metrics_port: int = setting(0, "Prometheus metrics over HTTP on this port; 0: off")
-    poll_interval: float = setting(5.0, "seconds between rescans of the repository (0: only on SIGHUP)")
+    metrics_port: int = setting(
+        0, "Prometheus metrics over HTTP on this port; 0: off", minimum=0, maximum=65535
+    )
+    poll_interval: float = setting(
+        5.0, "seconds between rescans of the repository (0: only on SIGHUP)", minimum=0
+    )
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
     workers: int = setting(
-        1, "server processes sharing the port (SO_REUSEPORT); one per core on big machines"
+        1, "server processes sharing the port (SO_REUSEPORT); one per core on big machines", minimum=1
     )
 
     def __post_init__(self) -> None:
-        for name in ("port", "health_port", "metrics_port"):
-            if not 0 <= getattr(self, name) <= 65535:
-                raise SettingsError(f"{_named(name)} must be 0-65535, got {getattr(self, name)}")
-        if self.device not in ("cpu", "cuda"):
-            raise SettingsError(f"{_named('device')} must be cpu or cuda, got {self.device!r}")
-        if self.cuda_arena not in ("next_power_of_two", "same_as_requested"):
-            raise SettingsError(
-                f"{_named('cuda_arena')} must be next_power_of_two or same_as_requested, "
-                f"got {self.cuda_arena!r}"
-            )
-        if self.cuda_tf32 not in ("off", "on"):
-            raise SettingsError(f"{_named('cuda_tf32')} must be off or on, got {self.cuda_tf32!r}")
-        for name in (
-            "intra_op_threads",
-            "max_message_bytes",
-            "workers",
-            "max_request_rows",
-            "max_request_steps",
-            "max_request_row_steps",
-            "max_calls",
-            "max_streams",
-            "max_generate_steps",
-        ):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{_named(name)} must be at least 1, got {getattr(self, name)}")
-        for name in (
-            "inference_threads",
-            "grace_seconds",
-            "max_batch_rows",
-            "max_delay_ms",
-            "max_inline_steps",
-            "poll_interval",
-            "cuda_device_id",
-            "cuda_mem_limit_mb",
-        ):
-            if getattr(self, name) < 0:
-                raise SettingsError(f"{_named(name)} must not be negative, got {getattr(self, name)}")
+        check_bounds(self, SettingsError, _named)  # each field's own: setting(minimum=..., choices=...)
         if self.max_queue_rows < self.max_request_rows:
             # Otherwise a request could be told to retry when it can never fit the queue.
             raise SettingsError(
@@ -160,22 +154,11 @@ class Settings:
                 f"--max-message-bytes ({4 * self.max_message_bytes}), or a largest request and answer "
                 "could never be admitted"
             )
-        for name in (
-            "max_connection_age_seconds",
-            "max_connection_age_grace_seconds",
-            "keepalive_seconds",
-            "state_max_age_seconds",
-        ):
-            if getattr(self, name) < 0:
-                raise SettingsError(f"{_named(name)} must not be negative, got {getattr(self, name)}")
-        for name in ("stream_idle_seconds", "stall_seconds", "receive_seconds", "min_client_ping_seconds"):
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"{_named(name)} must be positive, got {getattr(self, name)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise SettingsError("--tls-cert and --tls-key come together: give both for TLS, or neither")
         if self.tls_client_ca and not self.tls_cert:
             raise SettingsError("--tls-client-ca (mTLS) needs TLS: give --tls-cert and --tls-key too")
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):  # any case: not choices=
             raise SettingsError(
                 f"{_named('log_level')} must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
             )

@@ -1,11 +1,12 @@
 """lstmserve.config: one dataclass declares a stage's flags, their types, defaults, help and checks."""
 
 import argparse
+import re
 from dataclasses import MISSING, dataclass
 
 import pytest
 
-from lstmserve.config import add_flags, flag_of, flags, from_args, markdown_table, setting
+from lstmserve.config import add_flags, check_bounds, flag_of, flags, from_args, markdown_table, setting
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,40 @@ def test_a_field_without_default_is_a_flag_left_out_as_none():
     add_flags(parser, Required)
     assert parser.parse_args([]).minutes is None
     assert from_args(Required, parser.parse_args(["--minutes", "2"])) == Required(2.0)
+
+
+@dataclass(frozen=True)
+class Bounded:
+    port: int = setting(1, "a port", minimum=0, maximum=65535)
+    threads: int = setting(1, "threads", minimum=1)
+    delay: float = setting(0.0, "a delay", minimum=0)
+    timeout: float = setting(1.0, "a timeout", above=0)
+    sizes: tuple[int, ...] = setting((1,), "sizes", minimum=1)
+    cap: int | None = setting(None, "a cap, or none", minimum=1)
+    mode: str = setting("a", "a mode", choices=("a", "b", "c"))
+
+    def __post_init__(self) -> None:
+        check_bounds(self, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"port": 70000}, "--port must be 0-65535, got 70000"),
+        ({"port": -1}, "--port must be 0-65535, got -1"),
+        ({"threads": 0}, "--threads must be at least 1, got 0"),
+        ({"delay": -0.5}, "--delay must not be negative, got -0.5"),
+        ({"timeout": 0.0}, "--timeout must be positive, got 0.0"),
+        ({"sizes": (2, 0)}, "--sizes must be at least 1, got 0"),
+        ({"mode": "d"}, "--mode must be a, b or c, got 'd'"),
+        ({"threads": 0, "delay": -1.0}, "--threads must be at least 1"),  # the first, in field order
+    ],
+)
+def test_a_fields_own_bounds_are_checked_from_its_declaration(values, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        Bounded(**values)
+
+
+def test_values_on_their_bounds_and_none_pass():
+    Bounded(port=0, threads=1, delay=0.0, timeout=1e-9, sizes=(1, 5), cap=None, mode="c")
+    Bounded(port=65535)

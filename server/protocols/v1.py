@@ -13,6 +13,7 @@ from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from ..errors import InvalidArgument, quoted
 from ..generation import CHOICE, VALUE, Step
+from ..limits import Limits
 from ..repository import ModelRepository
 from ..request import Answer, GenerateRequest, Request, State, Wanted, whole_state
 from ..runtime import ModelRuntime
@@ -137,7 +138,7 @@ def encode_state(target: pb.State, state: State) -> None:
         write_state(target, state.fingerprint, state.layers)
 
 
-def model_info(runtime: ModelRuntime, repository: ModelRepository) -> pb.ModelInfo:
+def model_info(runtime: ModelRuntime, repository: ModelRepository, limits: Limits) -> pb.ModelInfo:
     info, config = runtime.info, runtime.info.config
     return pb.ModelInfo(
         name=info.name,
@@ -154,4 +155,11 @@ def model_info(runtime: ModelRuntime, repository: ModelRepository) -> pb.ModelIn
         accepts_state_from=info.accepts_state_from,
         provider=runtime.providers[0],
         device=runtime.device,
+        limits=pb.Limits(
+            max_request_rows=limits.rows,
+            max_request_steps=limits.steps,
+            max_request_row_steps=limits.row_steps,
+            max_message_bytes=limits.message_bytes,
+            max_generate_steps=limits.generate_steps,
+        ),
     )

@@ -39,9 +39,12 @@ class LSTMServicer:
     async def ListModels(self, request: pb.ListModelsRequest, call: Call) -> pb.ListModelsResponse:
         repository = self.plane.repository
         return pb.ListModelsResponse(
-            models=[v1.model_info(runtime, repository) for runtime in repository.all(call.scope)]
+            models=[
+                v1.model_info(runtime, repository, self.plane.limits)
+                for runtime in repository.all(call.scope)
+            ]
         )
 
     async def GetModel(self, request: pb.GetModelRequest, call: Call) -> pb.ModelInfo:
         runtime = self.plane.model(request.model, request.version, call)
-        return v1.model_info(runtime, self.plane.repository)
+        return v1.model_info(runtime, self.plane.repository, self.plane.limits)

@@ -8,10 +8,12 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import numpy as np
 import pytest
 
-from lstmserve.client import AsyncClient, Client, InvalidArgumentError
+from lstmserve.client import AsyncClient, Client, InvalidArgumentError, ResourceExhaustedError
+from lstmserve.client.gathering import MAX_ROWS, Gathering, Waiting
 
 from ..conftest import CHARS
 from .held_sends import held
@@ -219,3 +221,65 @@ def test_gathered_calls_stay_within_the_servers_row_steps(server):
         assert len(sent) < 25, sent  # gathered
     assert sum(rows for rows, _ in rounds[0]) - 25 <= 16, rounds[0]  # at most one call refused
     assert sum(rows for rows, _ in rounds[1]) == 25, rounds[1]  # none: the budget learned
+
+
+def test_a_refusal_shrinks_the_lanes_budget_by_the_limit_it_names_not_by_its_words():
+    gathering = Gathering(MAX_ROWS)
+    batch = [Waiting(CHARS, 1, (), np.zeros((1, 100, 5), np.float32), None, None) for _ in range(2)]
+    key = gathering._key(batch[0])
+    invalid, exhausted = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED
+    # A row's fault, worded like a limit's: each chunk goes again alone; the budget stays.
+    assert gathering._refused(batch, InvalidArgumentError(invalid, "not a limit (--max-request-rows)"))
+    assert key not in gathering._budget
+    # A limit named in the trailing metadata: alone again, and the lane gathers less from now on.
+    named = InvalidArgumentError(invalid, "too big", limit="max_request_row_steps")
+    assert gathering._refused(batch, named) and gathering._budget[key] == 200 * 5 * 4 / 2
+    # gRPC's own refusal of a message over a channel's limit names none: its words are all there is.
+    del gathering._budget[key]
+    own = ResourceExhaustedError(exhausted, "SERVER: Received message larger than max (1200026 vs. 1048576)")
+    assert gathering._refused(batch, own) and key in gathering._budget
+    # A full queue: retrying later can succeed, so the whole call fails and nothing shrinks.
+    del gathering._budget[key]
+    queue = ResourceExhaustedError(exhausted, "4 rows queued", limit="max_queue_rows")
+    assert not gathering._refused(batch, queue) and key not in gathering._budget
+
+
+@pytest.fixture(scope="module")
+def small_server(repository):
+    """Requests of at most 8000 row-steps (the default is 32768), messages of 1 MiB."""
+    from lstmserve.server.settings import Settings
+
+    from ..servers import InProcessServer
+
+    running = InProcessServer(
+        Settings(repository=str(repository), max_request_row_steps=8000, max_message_bytes=1 << 20)
+    ).start()
+    yield running
+    running.stop()
+
+
+def test_a_client_that_asked_gathers_within_the_servers_own_limits(small_server):
+    """After client.model(), the coalescer sizes its calls by the limits GetModel returned: 24 chunks
+    of 2000 steps go in calls of at most 4 rows, and the server refuses none of them."""
+    sizes: list[tuple[int, int]] = []
+    x = np.random.default_rng(3).standard_normal((1, 2000, 5)).astype(np.float32)
+    with Client(small_server.address) as client:
+        assert client.model(CHARS).limits.max_request_row_steps == 8000
+        assert client.coalescer.limits.max_request_row_steps == 8000
+        send = client.coalescer._send
+
+        def recording(request):
+            sizes.append((request.input.shape[0], request.input.shape[1]))
+            return send(request)
+
+        client.coalescer._send = recording
+        first = held(client, chunks=24)
+        with ThreadPoolExecutor(25) as threads:
+            lead = threads.submit(client.infer, CHARS, x, version=1)
+            first.wait(10)
+            feeds = [threads.submit(client.infer, CHARS, x, version=1) for _ in range(24)]
+            answers = [lead.result(), *(feed.result() for feed in feeds)]
+    for answer in answers[1:]:
+        np.testing.assert_allclose(answer.output, answers[0].output, atol=1e-6, rtol=0)
+    assert all(rows * steps <= 8000 for rows, steps in sizes), sizes
+    assert len(sizes) < 25 and sum(rows for rows, _ in sizes) == 25, sizes  # gathered; none refused

@@ -61,3 +61,15 @@ def test_kserve_messages_match_a_third_party_client_field_for_field():
     assert len(ours["fields"]) > 40
     for field, shape in ours["fields"].items():
         assert theirs["fields"].get(field) == shape, field
+
+
+def test_the_wire_limits_are_the_shared_ones_field_for_field():
+    """ModelInfo.limits and lstmserve.limits.RequestLimits (which the client fills from it by name, and
+    whose defaults the server's settings take) hold the same names, in the same order."""
+    from dataclasses import fields
+
+    from lstmserve.limits import RequestLimits
+    from lstmserve.proto.v1 import lstmserve_pb2
+
+    wire = [field.name for field in lstmserve_pb2.Limits.DESCRIPTOR.fields]
+    assert wire == [field.name for field in fields(RequestLimits)]

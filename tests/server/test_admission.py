@@ -17,8 +17,11 @@ def test_calls_past_the_limit_are_refused_until_one_ends():
     gate = admission(max_calls=2)
     gate.start_call()
     gate.start_call()
-    with pytest.raises(ResourceExhausted, match=r"2 calls in flight \(--max-calls 2\); retry shortly"):
+    with pytest.raises(
+        ResourceExhausted, match=r"2 calls in flight \(--max-calls 2\); retry shortly"
+    ) as refused:
         gate.start_call()
+    assert refused.value.limit == "max_calls"  # sent as trailing metadata: the setting's name
     gate.end_call()
     gate.start_call()
     assert gate.calls == 2 and gate.arrivals == 4
@@ -28,8 +31,9 @@ def test_bytes_are_reserved_against_the_budget_and_given_back():
     gate = admission(max_inflight_bytes=64 << 20, max_message_bytes=4 << 20)
     first, second = Call(gate), Call(gate)
     first.reserve(40 << 20)
-    with pytest.raises(ResourceExhausted, match=r"hold 40 MiB \(--max-inflight-bytes 64 MiB\)"):
+    with pytest.raises(ResourceExhausted, match=r"hold 40 MiB \(--max-inflight-bytes 64 MiB\)") as refused:
         second.reserve(30 << 20)
+    assert refused.value.limit == "max_inflight_bytes"
     second.reserve(20 << 20)
     second.hold_state(1 << 20)  # a stream's state, kept between messages
     second.release_message()
@@ -43,8 +47,9 @@ def test_streams_past_the_limit_are_refused():
     async def main():
         gate = admission(max_streams=1)
         gate.open_stream()
-        with pytest.raises(ResourceExhausted, match=r"1 streams open \(--max-streams 1\)"):
+        with pytest.raises(ResourceExhausted, match=r"1 streams open \(--max-streams 1\)") as refused:
             gate.open_stream()
+        assert refused.value.limit == "max_streams"
 
     asyncio.run(main())
 
@@ -161,10 +166,12 @@ def test_a_call_that_never_got_a_receive_turn_is_told_so():
         waiting = asyncio.ensure_future(gate.receive(lambda: never, client="victim"))
         await asyncio.sleep(0.25)
         assert gate.turns.held == 2 and gate.end_late_receives() == 3
-        with pytest.raises(DeadlineExceeded, match=r"no receive turn came free within 0.2 s"):
+        with pytest.raises(DeadlineExceeded, match=r"no receive turn came free within 0.2 s") as refused:
             await waiting
+        assert refused.value.limit == "receive_seconds"
         for holder in holders:
-            with pytest.raises(DeadlineExceeded, match=r"did not arrive within 0.2 s"):
+            with pytest.raises(DeadlineExceeded, match=r"did not arrive within 0.2 s") as refused:
                 await holder
+            assert refused.value.limit == "receive_seconds"
 
     asyncio.run(main())

@@ -181,6 +181,7 @@ def test_a_full_queue_refuses_at_once(models):
     # The first runs at once; four queue behind it; the other five are refused.
     assert len(answered) == 5 and len(refused) == 5
     assert "chars v1 has 4 rows queued (--max-queue-rows 4)" in str(refused[0])
+    assert refused[0].limit == "max_queue_rows"
 
 
 def test_queue_full_over_grpc_is_resource_exhausted_and_the_server_recovers(repository):
@@ -209,6 +210,7 @@ def test_queue_full_over_grpc_is_resource_exhausted_and_the_server_recovers(repo
             refused = [r for r in results if isinstance(r, ResourceExhaustedError)]
             assert refused and refused[0].code == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "rows queued (--max-queue-rows 3)" in refused[0].details
+            assert refused[0].limit == "max_queue_rows"  # from the trailing metadata
             want = client.infer(CHARS, x, version=1).output  # still serving
             for r in results:
                 if not isinstance(r, ResourceExhaustedError):

@@ -108,3 +108,12 @@ def test_an_unexpected_failure_is_internal_logged_once_and_counted(repository, t
     log = "".join(server.log)
     assert log.count("Infer failed unexpectedly") == 1 and log.count("Traceback") == 1
     assert value(samples, "lstmserve_requests_total", code="INTERNAL", method="Infer", model="chars:1") == 1
+
+
+def test_only_a_refusal_by_a_limit_has_trailing_metadata():
+    from lstmserve.server.errors import InvalidArgument, trailing_metadata
+
+    limited = InvalidArgument("input has 2000 rows; ...", limit="max_request_rows")
+    assert trailing_metadata(limited) == (("lstmserve-limit", "max_request_rows"),)
+    assert trailing_metadata(InvalidArgument("input must be float32")) == ()
+    assert trailing_metadata(RuntimeError("a bug")) == ()

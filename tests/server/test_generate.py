@@ -160,6 +160,8 @@ def test_bad_generations_are_refused_with_the_reason(server, model, edit, words)
     with Client(server.address) as client, pytest.raises(InvalidArgumentError) as refused:
         client.generate(model, np.zeros((2, 2, size), np.float32), **arguments).steps()
     assert words in str(refused.value)
+    # Only the refusal by the server's --max-generate-steps names a limit (max_steps=0 is just wrong).
+    assert refused.value.limit == ("max_generate_steps" if arguments["max_steps"] > 5000 else None)
 
 
 def test_a_cancelled_generation_stops_at_once(server):

@@ -52,6 +52,23 @@ def test_flags_beat_environment_beat_defaults():
             {},
             "--intra-op-threads (LSTMSERVE_INTRA_OP_THREADS) must be at least 1",
         ),
+        (["--health-port", "-1"], {}, "--health-port (LSTMSERVE_HEALTH_PORT) must be 0-65535, got -1"),
+        (
+            [],
+            {"LSTMSERVE_RECEIVE_SECONDS": "0"},
+            "--receive-seconds (LSTMSERVE_RECEIVE_SECONDS) must be positive, got 0.0",
+        ),
+        (
+            ["--keepalive-seconds", "-1"],
+            {},
+            "--keepalive-seconds (LSTMSERVE_KEEPALIVE_SECONDS) must not be negative, got -1.0",
+        ),
+        (
+            ["--max-queue-rows", "10", "--max-request-rows", "20"],
+            {},
+            "--max-queue-rows (LSTMSERVE_MAX_QUEUE_ROWS) (10) must be at least "
+            "--max-request-rows (LSTMSERVE_MAX_REQUEST_ROWS) (20)",
+        ),
         (
             ["--log-level", "loud"],
             {},
@@ -63,6 +80,14 @@ def test_bad_values_are_named(argv, environ, message):
     with pytest.raises(SettingsError) as caught:
         parse(argv, environ)
     assert message in str(caught.value)
+
+
+def test_python_callers_meet_the_same_bounds():
+    with pytest.raises(
+        SettingsError, match=r"--max-streams \(LSTMSERVE_MAX_STREAMS\) must be at least 1, got 0"
+    ):
+        Settings(max_streams=0)
+    assert Settings(log_level="debug").log_level == "debug"  # any case
 
 
 def test_docs_settings_table_is_the_rendered_one():
@@ -88,3 +113,10 @@ def test_markdown_entry_point_prints_the_table():
         [sys.executable, "-m", "lstmserve.server.settings", "--markdown"], capture_output=True, text=True
     )
     assert done.returncode == 0 and done.stdout == settings_table(), done.stderr
+
+
+def test_the_limits_a_client_knows_are_settings_of_the_same_names_and_defaults():
+    from lstmserve.limits import DEFAULT_LIMITS
+
+    for field in fields(DEFAULT_LIMITS):
+        assert getattr(Settings(), field.name) == getattr(DEFAULT_LIMITS, field.name), field.name

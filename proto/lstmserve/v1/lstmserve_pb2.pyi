@@ -95,7 +95,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "versions", "input_size", "hidden_sizes", "head", "num_outputs", "labels", "fingerprint", "quantization", "lstmserve_version", "accepts_state_from", "provider", "device")
+    __slots__ = ("name", "version", "versions", "input_size", "hidden_sizes", "head", "num_outputs", "labels", "fingerprint", "quantization", "lstmserve_version", "accepts_state_from", "provider", "device", "limits")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,7 @@ class ModelInfo(_message.Message):
     ACCEPTS_STATE_FROM_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     versions: _containers.RepeatedScalarFieldContainer[int]
@@ -124,7 +125,22 @@ class ModelInfo(_message.Message):
     accepts_state_from: _containers.RepeatedScalarFieldContainer[str]
     provider: str
     device: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input_size: _Optional[int] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., head: _Optional[str] = ..., num_outputs: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., fingerprint: _Optional[str] = ..., quantization: _Optional[str] = ..., lstmserve_version: _Optional[str] = ..., accepts_state_from: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+    limits: Limits
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input_size: _Optional[int] = ..., hidden_sizes: _Optional[_Iterable[int]] = ..., head: _Optional[str] = ..., num_outputs: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., fingerprint: _Optional[str] = ..., quantization: _Optional[str] = ..., lstmserve_version: _Optional[str] = ..., accepts_state_from: _Optional[_Iterable[str]] = ..., provider: _Optional[str] = ..., device: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
+
+class Limits(_message.Message):
+    __slots__ = ("max_request_rows", "max_request_steps", "max_request_row_steps", "max_message_bytes", "max_generate_steps")
+    MAX_REQUEST_ROWS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUEST_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUEST_ROW_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_GENERATE_STEPS_FIELD_NUMBER: _ClassVar[int]
+    max_request_rows: int
+    max_request_steps: int
+    max_request_row_steps: int
+    max_message_bytes: int
+    max_generate_steps: int
+    def __init__(self, max_request_rows: _Optional[int] = ..., max_request_steps: _Optional[int] = ..., max_request_row_steps: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_generate_steps: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("prompt", "max_steps", "feedback", "temperature", "top_k", "seed", "stop_classes")
