@@ -197,7 +197,8 @@ class _Lane:
 
     async def _work(self, gather: bool) -> None:
         """Run batches until the queue is empty; `gather`: calls are queuing up (they came while the
-        lane had just run), so wait max_delay for company before taking a batch."""
+        lane had just run), so let the calls still arriving join before taking a batch (_gather:
+        until none has joined for _GATHER_GAP, at most max_delay)."""
         loop = asyncio.get_running_loop()
         try:
             while self.waiting:
@@ -350,7 +351,7 @@ def merge(feeds: list[Feed]) -> Feed:
 
 
 def split(outputs: dict[str, np.ndarray], shapes: list[tuple[int, int]]) -> list[dict[str, np.ndarray]]:
-    """Each request's rows back, with time-major outputs cut to its own chunk length."""
+    """Each request's rows back, with batch-major per-step outputs cut to its own chunk length."""
     results, start = [], 0
     for rows, time in shapes:
         part = {}
