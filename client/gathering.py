@@ -6,6 +6,7 @@ client/coalesce.py drives it, from asyncio tasks (AsyncClient) or threads (Clien
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from lstmserve.codec import write_state, write_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
+from lstmserve.rows import split_rows, stack_lengths, stack_rows
 
 from .errors import LstmServeClientError
 from .messages import InferResult, infer_request
@@ -219,20 +221,13 @@ def fail(batch: list[Waiting], exc: BaseException) -> None:
 
 
 def merge(batch: list[Waiting]) -> pb.InferRequest:
-    """One request of every chunk's rows: zero-padded to the longest, lengths kept per row."""
-    steps = max(waiting.steps for waiting in batch)
-    rows = sum(waiting.rows for waiting in batch)
-    x = np.zeros((rows, steps, batch[0].x.shape[2]), np.float32)
-    lengths, at = [], 0
-    for waiting in batch:
-        x[at : at + waiting.rows, : waiting.steps] = waiting.x
-        at += waiting.rows
-        own = waiting.lengths
-        lengths.append(np.full(waiting.rows, waiting.steps, np.int32) if own is None else own)
+    """One request of every chunk's rows: zero-padded to the longest, lengths kept per row
+    (lstmserve/rows.py)."""
+    chunks = [waiting.x for waiting in batch]
     first = batch[0]
     merged = pb.InferRequest(model=first.model, version=first.version, outputs=first.outputs)
-    write_tensor(merged.input, x)
-    write_tensor(merged.sequence_lengths, np.concatenate(lengths).astype(np.int32))
+    write_tensor(merged.input, stack_rows(chunks))
+    write_tensor(merged.sequence_lengths, stack_lengths(chunks, [waiting.lengths for waiting in batch]))
     if first.state is not None:  # the key holds the fingerprint: all have a state, or none
         states = [waiting.state.layers for waiting in batch]  # type: ignore[union-attr]
         stacked = [
@@ -248,21 +243,25 @@ def merge(batch: list[Waiting]) -> pb.InferRequest:
 
 def _split(result: InferResult, batch: list[Waiting]) -> list[InferResult]:
     """Each request's rows back, per-step outputs cut to its own chunk's length."""
-    results, at = [], 0
-    for waiting in batch:
-        rows = slice(at, at + waiting.rows)
-        at += waiting.rows
-        state = None
-        if result.state is not None:
-            layers = tuple((c[rows], h[rows]) for c, h in result.state.layers)
-            state = State(result.state.fingerprint, layers)
-        output, logits = _cut(result.output, rows, waiting.steps), _cut(result.logits, rows, waiting.steps)
-        results.append(InferResult(output, logits, state, result.model, result.version))
-    return results
+    shapes = [(waiting.rows, waiting.steps) for waiting in batch]
+    output, logits = _cut(result.output, shapes), _cut(result.logits, shapes)
+    states: list[State | None] = [None] * len(batch)
+    if result.state is not None:
+        # Per layer: each chunk's rows of c, and of h.
+        layers = [
+            (split_rows(c, shapes, False), split_rows(h, shapes, False)) for c, h in result.state.layers
+        ]
+        states = [
+            State(result.state.fingerprint, tuple((c[index], h[index]) for c, h in layers))
+            for index in range(len(batch))
+        ]
+    return [
+        InferResult(output[index], logits[index], states[index], result.model, result.version)
+        for index in range(len(batch))
+    ]
 
 
-def _cut(array: np.ndarray | None, rows: slice, steps: int) -> np.ndarray | None:
+def _cut(array: np.ndarray | None, shapes: list[tuple[int, int]]) -> Sequence[np.ndarray | None]:
     if array is None:
-        return None
-    mine = array[rows]
-    return mine[:, :steps] if mine.ndim == 3 else mine  # per-step outputs: this chunk's steps only
+        return [None] * len(shapes)
+    return split_rows(array, shapes, per_step=array.ndim == 3)  # per-step: each chunk's steps only
