@@ -15,7 +15,7 @@ import numpy as np
 
 from lstmserve.codec import write_state, write_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
-from lstmserve.rows import split_rows, stack_lengths, stack_rows
+from lstmserve.rows import split_rows, stack_lengths, stack_rows, within_spread
 
 from .errors import LstmServeClientError
 from .messages import InferResult, infer_request
@@ -95,10 +95,9 @@ class Gathering:
         return None if key is None else (key, self._lanes.setdefault(key, Lane()))
 
     def _take(self, key: tuple, lane: Lane) -> list[Waiting]:
-        """The oldest chunk, and those after it within max_rows, the answer's bytes and 2x of its
-        length."""
-        first = lane.waiting[0]
-        low, high = max(first.steps // 2, 1), first.steps * 2
+        """The oldest chunk, and those after it within max_rows, the answer's bytes and the length
+        spread (lstmserve/rows.py: the batch's chunk lengths within 2x of each other)."""
+        shortest = lane.waiting[0].steps
         budget = self._budget.get(key, _MESSAGE_BYTES)
         batch: list[Waiting] = []
         rows = longest = 0
@@ -106,9 +105,9 @@ class Gathering:
             joined, padded = rows + waiting.rows, max(longest, waiting.steps)
             if batch and (joined > self.max_rows or self._bytes(key, waiting, joined, padded) > budget):
                 break
-            if waiting is first or (low <= waiting.steps <= high):
+            if within_spread(min(shortest, waiting.steps), padded):  # the oldest always: within itself
                 batch.append(waiting)
-                rows, longest = joined, padded
+                rows, longest, shortest = joined, padded, min(shortest, waiting.steps)
                 lane.waiting.remove(waiting)
         return batch
 
