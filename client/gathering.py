@@ -1,4 +1,4 @@
-"""How chunks of many streams gather into few calls: lanes of chunks that stack, the bounds of one
+"""How chunks of many streams gather into few calls: queues of chunks that stack, the bounds of one
 gathered call, and the merging of their rows into one request and the splitting of its answer.
 
 client/coalesce.py drives it, from asyncio tasks (AsyncClient) or threads (Client).
@@ -59,9 +59,11 @@ class Waiting:
 
 
 @dataclass
-class Lane:
+class ChunkQueue:
+    """The chunks of one key (Gathering._key: chunks that stack) waiting to be gathered."""
+
     waiting: list[Waiting] = field(default_factory=list)
-    # A call of this lane is in flight: what arrives meanwhile waits to go with the next. One at a
+    # A call for this key is in flight: what arrives meanwhile waits to go with the next. One at a
     # time: measured at 256 streams of the 2x128 model on two cores, allowing 2 or 3 (the client
     # gathering one call while the server computes another) gained nothing: the client's own Python
     # per chunk is the bound.
@@ -69,11 +71,11 @@ class Lane:
 
 
 class Gathering:
-    """What both coalescers share: lanes of stackable chunks, and how a batch is taken from one."""
+    """What both coalescers share: queues of stackable chunks, and how a batch is taken from one."""
 
     def __init__(self, max_rows: int):
         self.max_rows = max_rows
-        self._lanes: dict[tuple, Lane] = {}
+        self._queues: dict[tuple, ChunkQueue] = {}
         self._row_step_bytes: dict[tuple, float] = {}  # per lane key: its last answer's bytes per row-step
         self._budget: dict[tuple, float] = {}  # per lane key, where a server refused _MESSAGE_BYTES
         self.calls = 0  # requests sent (for tests and the bench)
@@ -90,25 +92,25 @@ class Gathering:
         sizes = () if state is None else tuple((c.shape[1], h.shape[1]) for c, h in state.layers)
         return (waiting.model, waiting.version, waiting.outputs, fingerprint, waiting.x.shape[2], sizes)
 
-    def _lane(self, waiting: Waiting) -> tuple[tuple, Lane] | None:
+    def _queue(self, waiting: Waiting) -> tuple[tuple, ChunkQueue] | None:
         key = self._key(waiting)
-        return None if key is None else (key, self._lanes.setdefault(key, Lane()))
+        return None if key is None else (key, self._queues.setdefault(key, ChunkQueue()))
 
-    def _take(self, key: tuple, lane: Lane) -> list[Waiting]:
+    def _take(self, key: tuple, queue: ChunkQueue) -> list[Waiting]:
         """The oldest chunk, and those after it within max_rows, the answer's bytes and the length
         spread (lstmserve/rows.py: the batch's chunk lengths within 2x of each other)."""
-        shortest = lane.waiting[0].steps
+        shortest = queue.waiting[0].steps
         budget = self._budget.get(key, _MESSAGE_BYTES)
         batch: list[Waiting] = []
         rows = longest = 0
-        for waiting in list(lane.waiting):
+        for waiting in list(queue.waiting):
             joined, padded = rows + waiting.rows, max(longest, waiting.steps)
             if batch and (joined > self.max_rows or self._bytes(key, waiting, joined, padded) > budget):
                 break
             if within_spread(min(shortest, waiting.steps), padded):  # the oldest always: within itself
                 batch.append(waiting)
                 rows, longest, shortest = joined, padded, min(shortest, waiting.steps)
-                lane.waiting.remove(waiting)
+                queue.waiting.remove(waiting)
         return batch
 
     def _bytes(self, key: tuple, waiting: Waiting, rows: int, steps: int) -> float:
@@ -149,29 +151,29 @@ class Gathering:
             self._row_step_bytes[key] = max(answer / max(rows * steps, 1), 1.0)
         return result
 
-    def _leads(self, lane: Lane, waiting: Waiting) -> bool:
-        """A chunk arrives: True if it goes at once as a call of its own (the lane is idle), else it
+    def _leads(self, queue: ChunkQueue, waiting: Waiting) -> bool:
+        """A chunk arrives: True if it goes at once as a call of its own (the queue is idle), else it
         waits for the call in flight to end."""
-        if not lane.busy:
-            lane.busy = True
+        if not queue.busy:
+            queue.busy = True
             return True
-        lane.waiting.append(waiting)
+        queue.waiting.append(waiting)
         return False
 
-    def _release(self, key: tuple, lane: Lane) -> bool:
-        """A call of the lane has ended: True if what waits goes next (a drain goes on, or a lead
-        call's caller starts one); else the lane is idle, and gone."""
-        if lane.waiting:
+    def _release(self, key: tuple, queue: ChunkQueue) -> bool:
+        """A call for the key has ended: True if what waits goes next (a drain goes on, or a lead
+        call's caller starts one); else the queue is idle, and gone."""
+        if queue.waiting:
             return True
-        lane.busy = False
-        self._lanes.pop(key, None)
+        queue.busy = False
+        self._queues.pop(key, None)
         return False
 
-    def _abandon(self, key: tuple, lane: Lane, exc: BaseException) -> None:
+    def _abandon(self, key: tuple, queue: ChunkQueue, exc: BaseException) -> None:
         """A drain fails (a bug, the loop closing, the client closed): nobody may wait forever."""
-        fail(lane.waiting, exc)
-        lane.waiting.clear()
-        self._release(key, lane)
+        fail(queue.waiting, exc)
+        queue.waiting.clear()
+        self._release(key, queue)
 
     def _answered(self, batch: list[Waiting], merged: InferResult) -> bool:
         """Each chunk's share of a gathered answer delivered; False if the answer cannot be split."""

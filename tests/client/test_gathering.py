@@ -6,20 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstmserve.client.gathering import Gathering, Lane, Waiting
+from lstmserve.client.gathering import ChunkQueue, Gathering, Waiting
 from lstmserve.rows import within_spread
 
 
 def _taken(steps: list[int]) -> tuple[list[int], list[int]]:
-    """The steps of the chunks one gathered call takes from a lane holding chunks of `steps` (oldest
+    """The steps of the chunks one gathered call takes from a queue holding chunks of `steps` (oldest
     first), and of those left waiting."""
     gathering = Gathering(max_rows=256)
     waiting = [Waiting("chars", 1, (), np.zeros((1, count, 3), np.float32), None, None) for count in steps]
     key = gathering._key(waiting[0])
     assert key is not None
-    lane = Lane(waiting=list(waiting))
-    batch = gathering._take(key, lane)
-    return [chunk.steps for chunk in batch], [chunk.steps for chunk in lane.waiting]
+    queue = ChunkQueue(waiting=list(waiting))
+    batch = gathering._take(key, queue)
+    return [chunk.steps for chunk in batch], [chunk.steps for chunk in queue.waiting]
 
 
 @pytest.mark.parametrize(
