@@ -18,7 +18,7 @@ from lstmserve.proto.v1 import lstmserve_pb2_grpc as pb_grpc
 
 from . import messages
 from .async_stream import AsyncStream
-from .coalesce import Coalescer, ThreadCoalescer
+from .coalesce import AsyncCoalescer, ThreadCoalescer
 from .errors import rpc_errors
 from .generation import AsyncGeneration, Generation, generate_request
 from .messages import InferResult, ModelInfo, infer_request, lengths_array
@@ -61,10 +61,11 @@ STREAMS_PER_CHANNEL = 100
 
 
 @dataclass
-class _Lane:
-    """A channel and the StreamInfer calls opened on it (weakly: a call nobody holds is gone)."""
+class _Channel:
+    """One of a client's channels, and the StreamInfer calls opened on it (weakly: a call nobody holds
+    is gone)."""
 
-    channel: Any
+    grpc_channel: Any
     stub: pb_grpc.LSTMServiceStub
     calls: weakref.WeakSet = field(default_factory=weakref.WeakSet)
 
@@ -103,31 +104,32 @@ class _Connection:
             return grpc_api.insecure_channel(target, [*options, *more])
 
         # Each channel its own connection: with gRPC's global subchannel pool, every channel of the
-        # same arguments in a process (several clients, a client's lanes) would share one, and with
+        # same arguments in a process (several clients, a client's channels) would share one, and with
         # it the server's cap on its streams.
-        self._open_lane: Callable[[], Any] = lambda: open_channel([("grpc.use_local_subchannel_pool", 1)])
-        self._channel = self._open_lane()
+        self._open_channel: Callable[[], Any] = lambda: open_channel([("grpc.use_local_subchannel_pool", 1)])
+        self._channel = self._open_channel()
         self.stub = pb_grpc.LSTMServiceStub(self._channel)
         self.timeout = timeout
-        self._lanes = [_Lane(self._channel, self.stub)]
-        self._lanes_lock = threading.Lock()  # Client's streams open from any thread
+        self._channels = [_Channel(self._channel, self.stub)]
+        self._channels_lock = threading.Lock()  # Client's streams open from any thread
 
     def stream_call(self, *requests: Any) -> Any:
         """A new StreamInfer call, on the first channel with fewer than STREAMS_PER_CHANNEL open."""
-        with self._lanes_lock:
-            lane = next((lane for lane in self._lanes if lane.open_calls() < STREAMS_PER_CHANNEL), None)
-            if lane is None:
-                channel = self._open_lane()
-                lane = _Lane(channel, pb_grpc.LSTMServiceStub(channel))
-                self._lanes.append(lane)
-            call = lane.stub.StreamInfer(*requests, metadata=self.metadata)
-            lane.calls.add(call)
+        with self._channels_lock:
+            roomy = (channel for channel in self._channels if channel.open_calls() < STREAMS_PER_CHANNEL)
+            channel = next(roomy, None)
+            if channel is None:
+                opened = self._open_channel()
+                channel = _Channel(opened, pb_grpc.LSTMServiceStub(opened))
+                self._channels.append(channel)
+            call = channel.stub.StreamInfer(*requests, metadata=self.metadata)
+            channel.calls.add(call)
             return call
 
     @property
     def channels(self) -> list[Any]:
         """Every channel opened so far: the first, then one per STREAMS_PER_CHANNEL streams."""
-        return [lane.channel for lane in self._lanes]
+        return [channel.grpc_channel for channel in self._channels]
 
     def _heard(self, info: ModelInfo) -> ModelInfo:
         """A model's info from the server: its limits size the coalescer's calls from now on."""
@@ -295,7 +297,7 @@ class AsyncClient(_Connection):
         """As Client; coalesce: chunks that tasks send for one model version while a call of it is
         in flight go together as one request when it returns."""
         super().__init__(grpc.aio, target, timeout, credentials, max_message_bytes, options, token)
-        self.coalescer = Coalescer(self._send_one) if coalesce else None
+        self.coalescer = AsyncCoalescer(self._send_one) if coalesce else None
 
     async def infer(
         self,

@@ -119,7 +119,7 @@ class Carry:
 
     def _settings(self) -> dict[str, Any]:
         """What a fork carries on: every constructor argument but the client, as this stream holds it
-        now (tests/client/test_twins.py holds this to the constructors' signatures)."""
+        now (tests/client/test_halves.py holds this to the constructors' signatures)."""
         return {
             "model": self.model,
             "version": self.version,

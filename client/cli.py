@@ -11,6 +11,8 @@ import numpy as np
 
 from lstmserve.errors import LstmServeError
 
+from .state import State
+
 DEFAULT_TARGET = "127.0.0.1:50051"
 
 
@@ -134,26 +136,28 @@ def run_infer(args: argparse.Namespace) -> int:
     else:
         print(f"output {list(output.shape)}; the model has no head")
     if args.output:
-        state = result.state
-        assert state is not None
-        if args.time_major:  # written as it was read: time first
-            output = output.swapaxes(0, 1)
-            final_logits = (
-                final_logits.swapaxes(0, 1)
-                if final_logits is not None and final_logits.ndim == 3
-                else final_logits
-            )
-        arrays: dict[str, Any] = {"output": output, "fingerprint": np.array(state.fingerprint)}
-        if final_logits is not None:
-            arrays["logits"] = final_logits
-        for layer, (c, h) in enumerate(state.layers):
-            arrays[f"final_c_{layer}"], arrays[f"final_h_{layer}"] = c, h
-        try:
-            np.savez(args.output, **arrays)
-        except OSError as exc:
-            raise InputFileError(f"cannot write {args.output}: {exc.strerror}") from None
-        print(f"wrote {args.output}")
+        assert result.state is not None
+        _write_infer(args.output, output, final_logits, result.state, args.time_major)
     return 0
+
+
+def _write_infer(
+    path: str, output: np.ndarray, logits: np.ndarray | None, state: State, time_major: bool
+) -> None:
+    """`lstmserve infer --output`: the whole sequence's output and logits, and the final state."""
+    if time_major:  # written as it was read: time first
+        output = output.swapaxes(0, 1)
+        logits = logits.swapaxes(0, 1) if logits is not None and logits.ndim == 3 else logits
+    arrays: dict[str, Any] = {"output": output, "fingerprint": np.array(state.fingerprint)}
+    if logits is not None:
+        arrays["logits"] = logits
+    for layer, (c, h) in enumerate(state.layers):
+        arrays[f"final_c_{layer}"], arrays[f"final_h_{layer}"] = c, h
+    try:
+        np.savez(path, **arrays)
+    except OSError as exc:
+        raise InputFileError(f"cannot write {path}: {exc.strerror}") from None
+    print(f"wrote {path}")
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -30,13 +30,13 @@ import numpy as np
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from .errors import LstmServeClientError, ServerError
-from .gathering import MAX_ROWS, Gathering, Lane, Waiting, fail, merge, settle
+from .gathering import MAX_ROWS, ChunkQueue, Gathering, Waiting, fail, merge, settle
 from .messages import InferResult
 from .state import State
 
 
-class Coalescer(Gathering):
-    """AsyncClient's: gathered calls are sent by a task of the lane's, so no caller's cancellation
+class AsyncCoalescer(Gathering):
+    """AsyncClient's: gathered calls are sent by a task of their own, so no caller's cancellation
     reaches the others' chunks."""
 
     def __init__(self, send: Callable[[pb.InferRequest], Awaitable[InferResult]], max_rows: int = MAX_ROWS):
@@ -52,13 +52,13 @@ class Coalescer(Gathering):
         version: int,
         outputs: tuple[str, ...],
     ) -> InferResult:
-        """One stream's chunk: sent at once if its lane is idle, else gathered with others'."""
+        """One stream's chunk: sent at once if its queue is idle, else gathered with others'."""
         waiting = Waiting(model, version, outputs, x, lengths, state)
-        lane = self._lane(waiting)
-        if lane is None:
+        found = self._queue(waiting)
+        if found is None:
             self.calls += 1
             return await self._send(waiting.request())  # alone: nothing to stack it with
-        key, queue = lane
+        key, queue = found
         loop = asyncio.get_running_loop()
         if not self._leads(queue, waiting):
             waiting.answer = loop.create_future()
@@ -71,15 +71,15 @@ class Coalescer(Gathering):
             if self._release(key, queue):  # what gathered meanwhile goes in a task of its own
                 loop.create_task(self._drain(key, queue))
 
-    async def _drain(self, key: tuple, lane: Lane) -> None:
-        """Send what waits, batch after batch, until nothing waits (the lane is busy meanwhile)."""
+    async def _drain(self, key: tuple, queue: ChunkQueue) -> None:
+        """Send what waits, batch after batch, until nothing waits (the queue is busy meanwhile)."""
         try:
             while True:
-                await self._run(self._take(key, lane))
-                if not self._release(key, lane):
+                await self._run(self._take(key, queue))
+                if not self._release(key, queue):
                     return
         except BaseException as exc:
-            self._abandon(key, lane, exc)
+            self._abandon(key, queue, exc)
             raise
 
     async def _run(self, batch: list[Waiting]) -> None:
@@ -109,8 +109,8 @@ class ThreadCoalescer(Gathering):
         super().__init__(max_rows)
         self._send = send
         self._lock = threading.Lock()
-        # One drain per busy lane (model version, outputs, ...) at a time: lanes beyond the threads
-        # would queue behind each other's calls. Threads start only as lanes need them.
+        # One drain per busy queue (model version, outputs, ...) at a time: queues beyond the threads
+        # would wait behind each other's calls. Threads start only as queues need them.
         self._senders = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lstmserve-coalesce")
 
     def infer(
@@ -124,44 +124,44 @@ class ThreadCoalescer(Gathering):
     ) -> InferResult:
         waiting = Waiting(model, version, outputs, x, lengths, state)
         with self._lock:
-            lane = self._lane(waiting)
-            if lane is not None and not self._leads(lane[1], waiting):
+            found = self._queue(waiting)
+            if found is not None and not self._leads(found[1], waiting):
                 waiting.answer = Future()
         if waiting.answer is not None:
-            return waiting.answer.result()  # the lane's calls bound the wait (the client's timeout)
+            return waiting.answer.result()  # the queue's calls bound the wait (the client's timeout)
         try:
             self.calls += 1
             result = self._send(waiting.request())
             return (
                 result
-                if lane is None
-                else self._learn(lane[0], result, waiting.rows, waiting.steps, again=False)
+                if found is None
+                else self._learn(found[0], result, waiting.rows, waiting.steps, again=False)
             )
         finally:
-            if lane is not None:
+            if found is not None:
                 with self._lock:
-                    if self._release(*lane):
-                        self._start_drain(*lane)
+                    if self._release(*found):
+                        self._start_drain(*found)
 
-    def _start_drain(self, key: tuple, lane: Lane) -> None:
+    def _start_drain(self, key: tuple, queue: ChunkQueue) -> None:
         """What waits goes from a thread of the coalescer's (called with the lock held)."""
         try:
-            self._senders.submit(self._drain, key, lane)
+            self._senders.submit(self._drain, key, queue)
         except RuntimeError:  # the client was closed while they waited
-            self._abandon(key, lane, ServerError(grpc.StatusCode.CANCELLED, "the client was closed"))
+            self._abandon(key, queue, ServerError(grpc.StatusCode.CANCELLED, "the client was closed"))
 
-    def _drain(self, key: tuple, lane: Lane) -> None:
+    def _drain(self, key: tuple, queue: ChunkQueue) -> None:
         try:
             while True:
                 with self._lock:
-                    batch = self._take(key, lane)
+                    batch = self._take(key, queue)
                 self._run(batch)
                 with self._lock:
-                    if not self._release(key, lane):
+                    if not self._release(key, queue):
                         return
         except BaseException as exc:
             with self._lock:
-                self._abandon(key, lane, exc)
+                self._abandon(key, queue, exc)
             raise
 
     def _run(self, batch: list[Waiting]) -> None:

@@ -1,4 +1,4 @@
-"""How chunks of many streams gather into few calls: lanes of chunks that stack, the bounds of one
+"""How chunks of many streams gather into few calls: queues of chunks that stack, the bounds of one
 gathered call, and the merging of their rows into one request and the splitting of its answer.
 
 client/coalesce.py drives it, from asyncio tasks (AsyncClient) or threads (Client).
@@ -6,6 +6,7 @@ client/coalesce.py drives it, from asyncio tasks (AsyncClient) or threads (Clien
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 from lstmserve.codec import write_state, write_tensor
 from lstmserve.limits import DEFAULT_LIMITS, RequestLimits
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
+from lstmserve.rows import split_rows, stack_lengths, stack_rows, within_spread
 
 from .errors import LstmServeClientError
 from .messages import InferResult, infer_request
@@ -23,12 +25,12 @@ from .state import State
 _ROW_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
 MAX_ROWS = 256  # rows of one gathered call
 # A gathered call's request and answer stay within 1/_MESSAGE_SHARE of the server's
-# max_message_bytes (the answer judged from the bytes per row-step of the lane's last answer), with
+# max_message_bytes (the answer judged from the bytes per row-step of the queue's last answer), with
 # room to spare: a refused gathered call costs a round trip, then one call per chunk. Its padded rows
 # x steps stay within the server's max_request_row_steps, and until an answer is seen within
 # _ROW_STEPS_UNSEEN too (the client's own caution, not a server's limit). The server's limits are
 # Gathering.limits: what GetModel said, once the client has asked, else the defaults of every server.
-# A server with smaller messages refuses a gathered call as too big; the lane's budget is then halved
+# A server with smaller messages refuses a gathered call as too big; the queue's budget is then halved
 # below that call's size, so it happens once, not every round.
 _MESSAGE_SHARE = 2
 _ROW_STEPS_UNSEEN = 4096
@@ -59,9 +61,11 @@ class Waiting:
 
 
 @dataclass
-class Lane:
+class ChunkQueue:
+    """The chunks of one key (Gathering._key: chunks that stack) waiting to be gathered."""
+
     waiting: list[Waiting] = field(default_factory=list)
-    # A call of this lane is in flight: what arrives meanwhile waits to go with the next. One at a
+    # A call for this key is in flight: what arrives meanwhile waits to go with the next. One at a
     # time: measured at 256 streams of the 2x128 model on two cores, allowing 2 or 3 (the client
     # gathering one call while the server computes another) gained nothing: the client's own Python
     # per chunk is the bound.
@@ -69,13 +73,13 @@ class Lane:
 
 
 class Gathering:
-    """What both coalescers share: lanes of stackable chunks, and how a batch is taken from one."""
+    """What both coalescers share: queues of stackable chunks, and how a batch is taken from one."""
 
     def __init__(self, max_rows: int):
         self.max_rows = max_rows
-        self._lanes: dict[tuple, Lane] = {}
-        self._row_step_bytes: dict[tuple, float] = {}  # per lane key: its last answer's bytes per row-step
-        self._budget: dict[tuple, float] = {}  # per lane key, where a gathered call was refused as too big
+        self._queues: dict[tuple, ChunkQueue] = {}
+        self._row_step_bytes: dict[tuple, float] = {}  # per queue key: its last answer's bytes per row-step
+        self._budget: dict[tuple, float] = {}  # per queue key, where a gathered call was refused as too big
         # The server's, from GetModel (Client.model, .models); until then, its settings' defaults.
         self.limits: RequestLimits = DEFAULT_LIMITS
         self.calls = 0  # requests sent (for tests and the bench)
@@ -92,26 +96,25 @@ class Gathering:
         sizes = () if state is None else tuple((c.shape[1], h.shape[1]) for c, h in state.layers)
         return (waiting.model, waiting.version, waiting.outputs, fingerprint, waiting.x.shape[2], sizes)
 
-    def _lane(self, waiting: Waiting) -> tuple[tuple, Lane] | None:
+    def _queue(self, waiting: Waiting) -> tuple[tuple, ChunkQueue] | None:
         key = self._key(waiting)
-        return None if key is None else (key, self._lanes.setdefault(key, Lane()))
+        return None if key is None else (key, self._queues.setdefault(key, ChunkQueue()))
 
-    def _take(self, key: tuple, lane: Lane) -> list[Waiting]:
-        """The oldest chunk, and those after it within max_rows, the answer's bytes and 2x of its
-        length."""
-        first = lane.waiting[0]
-        low, high = max(first.steps // 2, 1), first.steps * 2
+    def _take(self, key: tuple, queue: ChunkQueue) -> list[Waiting]:
+        """The oldest chunk, and those after it within max_rows, the answer's bytes and the length
+        spread (lstmserve/rows.py: the batch's chunk lengths within 2x of each other)."""
+        shortest = queue.waiting[0].steps
         budget = self._budget.get(key, self.limits.max_message_bytes // _MESSAGE_SHARE)
         batch: list[Waiting] = []
         rows = longest = 0
-        for waiting in list(lane.waiting):
+        for waiting in list(queue.waiting):
             joined, padded = rows + waiting.rows, max(longest, waiting.steps)
             if batch and (joined > self.max_rows or self._bytes(key, waiting, joined, padded) > budget):
                 break
-            if waiting is first or (low <= waiting.steps <= high):
+            if within_spread(min(shortest, waiting.steps), padded):  # the oldest always: within itself
                 batch.append(waiting)
-                rows, longest = joined, padded
-                lane.waiting.remove(waiting)
+                rows, longest, shortest = joined, padded, min(shortest, waiting.steps)
+                queue.waiting.remove(waiting)
         return batch
 
     def _bytes(self, key: tuple, waiting: Waiting, rows: int, steps: int) -> float:
@@ -127,14 +130,14 @@ class Gathering:
         return max(request, rows * steps * (per_row_step or 0.0))
 
     def _refused(self, batch: list[Waiting], error: LstmServeClientError) -> bool:
-        """Whether a gathered call's refusal may be one row's fault, or its size (then the lane's
+        """Whether a gathered call's refusal may be one row's fault, or its size (then the queue's
         budget shrinks below it): either way each chunk goes again alone."""
         too_big = _over_channel_limit(error)
         if len(batch) < 2 or not (too_big or error.code in _ROW_ERRORS):
             return False
         # NOTE: only a refusal that names a limit (the server's trailing metadata: max_message_bytes,
         # max_request_row_steps, ...) or gRPC's own too-big shrinks the budget: one row's NaN or
-        # foreign state set it to half of that small call, and the lane never gathered again.
+        # foreign state set it to half of that small call, and the queue never gathered again.
         key = self._key(batch[0])
         if key is not None and (too_big or error.limit is not None):
             rows, steps = sum(w.rows for w in batch), max(w.steps for w in batch)
@@ -144,7 +147,7 @@ class Gathering:
     def _learn(
         self, key: tuple | None, result: InferResult, rows: int, steps: int, again: bool = True
     ) -> InferResult:
-        """Keep the answer's bytes per row-step for the lane's next gathered calls (`again`: even if
+        """Keep the answer's bytes per row-step for the queue's next gathered calls (`again`: even if
         known; a lone stream's calls learn it once, and pay nothing more)."""
         if key is not None and (again or key not in self._row_step_bytes):
             arrays = [result.output, result.logits]
@@ -154,29 +157,29 @@ class Gathering:
             self._row_step_bytes[key] = max(answer / max(rows * steps, 1), 1.0)
         return result
 
-    def _leads(self, lane: Lane, waiting: Waiting) -> bool:
-        """A chunk arrives: True if it goes at once as a call of its own (the lane is idle), else it
+    def _leads(self, queue: ChunkQueue, waiting: Waiting) -> bool:
+        """A chunk arrives: True if it goes at once as a call of its own (the queue is idle), else it
         waits for the call in flight to end."""
-        if not lane.busy:
-            lane.busy = True
+        if not queue.busy:
+            queue.busy = True
             return True
-        lane.waiting.append(waiting)
+        queue.waiting.append(waiting)
         return False
 
-    def _release(self, key: tuple, lane: Lane) -> bool:
-        """A call of the lane has ended: True if what waits goes next (a drain goes on, or a lead
-        call's caller starts one); else the lane is idle, and gone."""
-        if lane.waiting:
+    def _release(self, key: tuple, queue: ChunkQueue) -> bool:
+        """A call for the key has ended: True if what waits goes next (a drain goes on, or a lead
+        call's caller starts one); else the queue is idle, and gone."""
+        if queue.waiting:
             return True
-        lane.busy = False
-        self._lanes.pop(key, None)
+        queue.busy = False
+        self._queues.pop(key, None)
         return False
 
-    def _abandon(self, key: tuple, lane: Lane, exc: BaseException) -> None:
+    def _abandon(self, key: tuple, queue: ChunkQueue, exc: BaseException) -> None:
         """A drain fails (a bug, the loop closing, the client closed): nobody may wait forever."""
-        fail(lane.waiting, exc)
-        lane.waiting.clear()
-        self._release(key, lane)
+        fail(queue.waiting, exc)
+        queue.waiting.clear()
+        self._release(key, queue)
 
     def _answered(self, batch: list[Waiting], merged: InferResult) -> bool:
         """Each chunk's share of a gathered answer delivered; False if the answer cannot be split."""
@@ -238,20 +241,13 @@ def fail(batch: list[Waiting], exc: BaseException) -> None:
 
 
 def merge(batch: list[Waiting]) -> pb.InferRequest:
-    """One request of every chunk's rows: zero-padded to the longest, lengths kept per row."""
-    steps = max(waiting.steps for waiting in batch)
-    rows = sum(waiting.rows for waiting in batch)
-    x = np.zeros((rows, steps, batch[0].x.shape[2]), np.float32)
-    lengths, at = [], 0
-    for waiting in batch:
-        x[at : at + waiting.rows, : waiting.steps] = waiting.x
-        at += waiting.rows
-        own = waiting.lengths
-        lengths.append(np.full(waiting.rows, waiting.steps, np.int32) if own is None else own)
+    """One request of every chunk's rows: zero-padded to the longest, lengths kept per row
+    (lstmserve/rows.py)."""
+    chunks = [waiting.x for waiting in batch]
     first = batch[0]
     merged = pb.InferRequest(model=first.model, version=first.version, outputs=first.outputs)
-    write_tensor(merged.input, x)
-    write_tensor(merged.sequence_lengths, np.concatenate(lengths).astype(np.int32))
+    write_tensor(merged.input, stack_rows(chunks))
+    write_tensor(merged.sequence_lengths, stack_lengths(chunks, [waiting.lengths for waiting in batch]))
     if first.state is not None:  # the key holds the fingerprint: all have a state, or none
         states = [waiting.state.layers for waiting in batch]  # type: ignore[union-attr]
         stacked = [
@@ -267,21 +263,25 @@ def merge(batch: list[Waiting]) -> pb.InferRequest:
 
 def _split(result: InferResult, batch: list[Waiting]) -> list[InferResult]:
     """Each request's rows back, per-step outputs cut to its own chunk's length."""
-    results, at = [], 0
-    for waiting in batch:
-        rows = slice(at, at + waiting.rows)
-        at += waiting.rows
-        state = None
-        if result.state is not None:
-            layers = tuple((c[rows], h[rows]) for c, h in result.state.layers)
-            state = State(result.state.fingerprint, layers)
-        output, logits = _cut(result.output, rows, waiting.steps), _cut(result.logits, rows, waiting.steps)
-        results.append(InferResult(output, logits, state, result.model, result.version))
-    return results
+    shapes = [(waiting.rows, waiting.steps) for waiting in batch]
+    output, logits = _cut(result.output, shapes), _cut(result.logits, shapes)
+    states: list[State | None] = [None] * len(batch)
+    if result.state is not None:
+        # Per layer: each chunk's rows of c, and of h.
+        layers = [
+            (split_rows(c, shapes, False), split_rows(h, shapes, False)) for c, h in result.state.layers
+        ]
+        states = [
+            State(result.state.fingerprint, tuple((c[index], h[index]) for c, h in layers))
+            for index in range(len(batch))
+        ]
+    return [
+        InferResult(output[index], logits[index], states[index], result.model, result.version)
+        for index in range(len(batch))
+    ]
 
 
-def _cut(array: np.ndarray | None, rows: slice, steps: int) -> np.ndarray | None:
+def _cut(array: np.ndarray | None, shapes: list[tuple[int, int]]) -> Sequence[np.ndarray | None]:
     if array is None:
-        return None
-    mine = array[rows]
-    return mine[:, :steps] if mine.ndim == 3 else mine  # per-step outputs: this chunk's steps only
+        return [None] * len(shapes)
+    return split_rows(array, shapes, per_step=array.ndim == 3)  # per-step: each chunk's steps only

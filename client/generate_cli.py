@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 
 from .cli import InputFileError, add_connection_flags, connect, load_sequence
+from .generation import GeneratedStep, choices_of
+from .messages import ModelInfo
+from .state import State
 
 
 def add_generate(commands) -> None:
@@ -42,19 +45,7 @@ def run_generate(args: argparse.Namespace) -> int:
     with connect(args) as client:
         info = client.model(args.model, args.version)
         alphabet = list(info.labels)
-        if args.prompt is not None:
-            if not alphabet or any(len(label) != 1 for label in alphabet):
-                raise InputFileError(f"{info.name} has no single-character labels: give --input instead")
-            unknown = sorted({char for char in args.prompt if char not in alphabet})
-            if unknown or not args.prompt:
-                raise InputFileError(
-                    f"--prompt must be characters of {info.name}'s alphabet; not in it: {unknown}"
-                )
-            x = np.zeros((1, len(args.prompt), info.input_size), np.float32)
-            x[0, np.arange(len(args.prompt)), [alphabet.index(char) for char in args.prompt]] = 1
-            stop = [alphabet.index(char) for char in args.stop if char in alphabet]
-        else:
-            x, stop = load_sequence(Path(args.input)), []
+        x, stop = _prompt(args, info) if args.prompt is not None else (load_sequence(Path(args.input)), [])
         started = time.perf_counter()
         try:  # the request is made here: --seed, --steps or --top-k out of the wire's range
             generation = client.generate(
@@ -87,12 +78,31 @@ def run_generate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.output:
-        arrays: dict[str, Any] = {"logits": np.stack([step.logits for step in steps], axis=1)}
-        if steps and steps[0].choices is not None:
-            arrays["choices"] = np.stack([step.choices for step in steps], axis=1)
-        assert generation.state is not None
-        for layer, (c, h) in enumerate(generation.state.layers):
-            arrays[f"final_c_{layer}"], arrays[f"final_h_{layer}"] = c, h
-        np.savez(args.output, **arrays)
-        print(f"wrote {args.output}", file=sys.stderr)
+        _write_steps(args.output, steps, generation.state)
     return 0
+
+
+def _prompt(args: argparse.Namespace, info: ModelInfo) -> tuple[np.ndarray, list[int]]:
+    """--prompt as one-hot steps of the model's single-character labels, (1, time, input_size), and
+    the classes of --stop's characters."""
+    alphabet = list(info.labels)
+    if not alphabet or any(len(label) != 1 for label in alphabet):
+        raise InputFileError(f"{info.name} has no single-character labels: give --input instead")
+    unknown = sorted({char for char in args.prompt if char not in alphabet})
+    if unknown or not args.prompt:
+        raise InputFileError(f"--prompt must be characters of {info.name}'s alphabet; not in it: {unknown}")
+    x = np.zeros((1, len(args.prompt), info.input_size), np.float32)
+    x[0, np.arange(len(args.prompt)), [alphabet.index(char) for char in args.prompt]] = 1
+    return x, [alphabet.index(char) for char in args.stop if char in alphabet]
+
+
+def _write_steps(path: str, steps: list[GeneratedStep], state: State | None) -> None:
+    """`lstmserve generate --output`: each step's logits (and choices), and the final state."""
+    arrays: dict[str, Any] = {"logits": np.stack([step.logits for step in steps], axis=1)}
+    if steps and steps[0].choices is not None:
+        arrays["choices"] = choices_of(steps)
+    assert state is not None
+    for layer, (c, h) in enumerate(state.layers):
+        arrays[f"final_c_{layer}"], arrays[f"final_h_{layer}"] = c, h
+    np.savez(path, **arrays)
+    print(f"wrote {path}", file=sys.stderr)

@@ -71,10 +71,17 @@ def generate_request(
 
 
 class _Steps:
-    """What the two Generation kinds share: reading responses into steps, the state and the seed."""
+    """What the two Generation kinds share: the call, reading its responses into steps, the state and
+    the seed."""
 
     state: State | None = None  # after the last step: every row's state, to continue from
     seed: int | None = None  # the sampler's seed (the server draws one where none was given)
+
+    def __init__(self, call: Any):
+        self._call = call
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
     def _step(self, response: pb.GenerateResponse) -> GeneratedStep | None:
         if response.step == 0:
@@ -89,9 +96,6 @@ class _Steps:
 class Generation(_Steps):
     """Iterate for the steps; `cancel()` stops the server at once. Iterate it once."""
 
-    def __init__(self, call: Any):
-        self._call = call
-
     def __iter__(self) -> Iterator[GeneratedStep]:
         with rpc_errors():
             for response in self._call:
@@ -99,17 +103,13 @@ class Generation(_Steps):
                 if step is not None:
                     yield step
 
-    def cancel(self) -> None:
-        self._call.cancel()
-
     def steps(self) -> list[GeneratedStep]:
         """Every step, once the generation has ended."""
         return list(self)
 
 
 class AsyncGeneration(_Steps):
-    def __init__(self, call: Any):
-        self._call = call
+    """As Generation: `async for step in generation`, or `await generation.steps()`."""
 
     async def __aiter__(self) -> AsyncIterator[GeneratedStep]:
         with rpc_errors():
@@ -118,8 +118,9 @@ class AsyncGeneration(_Steps):
                 if step is not None:
                     yield step
 
-    def cancel(self) -> None:
-        self._call.cancel()
+    async def steps(self) -> list[GeneratedStep]:
+        """Every step, once the generation has ended."""
+        return [step async for step in self]
 
 
 def choices_of(steps: Iterable[GeneratedStep]) -> np.ndarray:

@@ -96,12 +96,6 @@ def check_shape(dims, name: str) -> tuple[int, ...]:
     return shape
 
 
-def encode_state(fingerprint: str, layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> pb.State:
-    state = pb.State()
-    write_state(state, fingerprint, layers)
-    return state
-
-
 def write_state(target: pb.State, fingerprint: str, layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
     """The layers into a message's own state field, in place (see write_tensor)."""
     target.fingerprint = fingerprint

@@ -42,6 +42,7 @@ from time import monotonic, perf_counter
 import numpy as np
 
 from lstmserve import contract
+from lstmserve.rows import split_rows, stack_rows, within_spread
 
 from .deadlines import LATE, RecentRuns
 from .errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
@@ -198,7 +199,8 @@ class _Lane:
 
     async def _work(self, gather: bool) -> None:
         """Run batches until the queue is empty; `gather`: calls are queuing up (they came while the
-        lane had just run), so wait max_delay for company before taking a batch."""
+        lane had just run), so let the calls still arriving join before taking a batch (_gather:
+        until none has joined for _GATHER_GAP, at most max_delay)."""
         loop = asyncio.get_running_loop()
         try:
             while self.waiting:
@@ -309,7 +311,7 @@ class _Lane:
                 if (
                     joined_rows > max_rows
                     or joined_rows * top > self.batcher.max_batch_row_steps
-                    or top > 2 * bottom
+                    or not within_spread(bottom, top)
                 ):
                     kept.append(item)
                     if rows >= max_rows:
@@ -333,17 +335,8 @@ def _row_steps(batch: list[_Pending]) -> int:
 
 
 def merge(feeds: list[Feed]) -> Feed:
-    """Stack requests' rows into one feed, padding each chunk to the longest one."""
-    time = max(feed[contract.INPUT].shape[1] for feed in feeds)
-    rows = sum(feed[contract.INPUT].shape[0] for feed in feeds)
-    features = feeds[0][contract.INPUT].shape[2]
-    x = np.zeros((rows, time, features), np.float32)  # (batch, time, input_size)
-    start = 0
-    for feed in feeds:
-        chunk = feed[contract.INPUT]
-        x[start : start + chunk.shape[0], : chunk.shape[1]] = chunk
-        start += chunk.shape[0]
-    merged = {contract.INPUT: x}
+    """Stack requests' rows into one feed, padding each chunk to the longest one (lstmserve/rows.py)."""
+    merged = {contract.INPUT: stack_rows([feed[contract.INPUT] for feed in feeds])}
     for name in feeds[0]:
         if name != contract.INPUT:  # sequence_lengths and the initial states: rows stack as they are
             merged[name] = np.concatenate([feed[name] for feed in feeds])
@@ -351,16 +344,10 @@ def merge(feeds: list[Feed]) -> Feed:
 
 
 def split(outputs: dict[str, np.ndarray], shapes: list[tuple[int, int]]) -> list[dict[str, np.ndarray]]:
-    """Each request's rows back, with time-major outputs cut to its own chunk length."""
-    results, start = [], 0
-    for rows, time in shapes:
-        part = {}
-        for name, value in outputs.items():
-            value = value[start : start + rows]
-            # output and per-step logits have a time axis; states and classify_last logits do not.
-            if name == contract.OUTPUT or (name == contract.LOGITS and value.ndim == 3):
-                value = value[:, :time]
-            part[name] = value
-        results.append(part)
-        start += rows
-    return results
+    """Each request's rows back, with batch-major per-step outputs cut to its own chunk length."""
+    pieces = {}
+    for name, value in outputs.items():
+        # output and per-step logits have a time axis; states and classify_last logits do not.
+        per_step = name == contract.OUTPUT or (name == contract.LOGITS and value.ndim == 3)
+        pieces[name] = split_rows(value, shapes, per_step)
+    return [{name: parts[index] for name, parts in pieces.items()} for index in range(len(shapes))]

@@ -10,7 +10,7 @@ from lstmserve.client import Client
 
 
 def held(client: Client, chunks: int) -> threading.Event:
-    """The coalescer's sends wait until each of `chunks` callers (the lead call aside) waits in a lane
+    """The coalescer's sends wait until each of `chunks` callers (the lead call aside) waits in a queue
     or sends alone, so whether they are merged does not depend on timing; then all go to the real
     server. Returns an event set when the lead call is being sent."""
     coalescer, send = client.coalescer, client.coalescer._send
@@ -23,7 +23,7 @@ def held(client: Client, chunks: int) -> threading.Event:
         first.set()
         deadline = time.monotonic() + 10
         while not released.is_set():
-            waiting = sum(len(lane.waiting) for lane in list(coalescer._lanes.values()))
+            waiting = sum(len(queue.waiting) for queue in list(coalescer._queues.values()))
             if waiting + sending[0] - 1 >= chunks:
                 released.set()
             assert time.monotonic() < deadline, "the chunks never gathered"

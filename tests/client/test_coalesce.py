@@ -178,7 +178,7 @@ def test_closing_the_client_fails_what_still_waits(server):
         lead = threads.submit(client.infer, CHARS, np.ones((1, 2, 5)), version=1)
         first.wait(10)
         sent = [threads.submit(client.infer, CHARS, np.ones((1, 2, 5)), version=1) for _ in range(feeds)]
-        while sum(len(lane.waiting) for lane in client.coalescer._lanes.values()) < 2:
+        while sum(len(queue.waiting) for queue in client.coalescer._queues.values()) < 2:
             time.sleep(0.001)
         client.coalescer.close()  # as Client.close() does, before the lead call returns
         lead.result()
@@ -192,7 +192,7 @@ def test_gathered_calls_stay_within_the_servers_row_steps(server):
     """24 chunks of 2000 steps could never go as one call (48000 padded row-steps, over the server's
     32768): they are gathered into calls within it. This server takes messages of 1 MiB only, so a
     gathered call of 16 rows (1.8 MB of answer) is refused and resent row by row: once, for the
-    lane's budget shrinks below it, and the next round's gathered calls all go through."""
+    key's budget shrinks below it, and the next round's gathered calls all go through."""
     sizes: list[tuple[int, int]] = []
     x = np.random.default_rng(3).standard_normal((1, 2000, 5)).astype(np.float32)
     with Client(server.address) as client:

@@ -1,6 +1,6 @@
 """Issue 13, hostile pass, against the real server: chunks a coalescing client must not merge as sent
 (a length past its own steps, lengths or state rows of the wrong shape), a bad row that must not stop
-a lane from gathering afterwards, a waiter cancelled while gathered, and a bidi stream interrupted
+a queue from gathering afterwards, a waiter cancelled while gathered, and a bidi stream interrupted
 while its answer is on the way."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def gathered(
     client: Client, chunks: list[tuple], model: str = CHARS, features: int = 5, lead_state=None
 ) -> list:
     """Each (x, state, lengths) sent by a thread of its own while a lead call (with lead_state, a
-    1-row state) holds the lane: its result, or the exception it raised."""
+    1-row state) holds their queue: its result, or the exception it raised."""
     first = held(client, len(chunks))
     lead = np.ones((1, 3, features), np.float32)
     with ThreadPoolExecutor(len(chunks) + 1) as threads:
@@ -142,9 +142,9 @@ def test_classify_last_logits_of_chunks_of_other_lengths_are_each_their_own(serv
                 np.testing.assert_allclose(mine, theirs, atol=1e-6, rtol=0)
 
 
-def test_one_bad_row_does_not_stop_the_lane_gathering_afterwards(server):
+def test_one_bad_row_does_not_stop_the_queue_gathering_afterwards(server):
     """A NaN row got the gathered call refused (INVALID_ARGUMENT, resent row by row: right), and the
-    lane's byte budget halved below that small call: the same 16 streams' next chunks then went in
+    key's byte budget halved below that small call: the same 16 streams' next chunks then went in
     calls of 8 rows, for good (a size refusal alone should shrink it)."""
     good = np.ones((1, 3, 5), np.float32)
     bad = good.copy()
@@ -182,22 +182,22 @@ def test_an_async_waiter_cancelled_while_gathered_leaves_the_others_answered(ser
             lead = asyncio.ensure_future(client.infer(CHARS, x, version=1))
             await asyncio.sleep(0)
             feeds = [asyncio.ensure_future(client.infer(CHARS, x, version=1)) for _ in range(6)]
-            while sum(len(lane.waiting) for lane in coalescer._lanes.values()) < 6:
+            while sum(len(queue.waiting) for queue in coalescer._queues.values()) < 6:
                 await asyncio.sleep(0.001)
             feeds[2].cancel()
             feeds[4].cancel()
             gathered_all.set()
             results = await asyncio.wait_for(asyncio.gather(lead, *feeds, return_exceptions=True), 20)
-            return results, coalescer._lanes
+            return results, coalescer._queues
 
-    results, lanes = asyncio.run(main())
+    results, queues = asyncio.run(main())
     want = alone(server, x).output
     for i, result in enumerate(results):
         if i in (3, 5):
             assert isinstance(result, asyncio.CancelledError)
         else:
             np.testing.assert_allclose(result.output, want, atol=1e-6, rtol=0)
-    assert not lanes  # every lane idle again: nothing left waiting
+    assert not queues  # every queue idle again: nothing left waiting
 
 
 class Interrupted(BaseException):

@@ -4,13 +4,14 @@ cancellation hold."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.request
 
 import numpy as np
 import pytest
 
-from lstmserve.client import Client, InvalidArgumentError
+from lstmserve.client import AsyncClient, Client, InvalidArgumentError
 from lstmserve.client.generation import choices_of
 from lstmserve.export.publish import export_checkpoint
 from lstmserve.server.settings import Settings
@@ -85,6 +86,27 @@ def test_greedy_steps_equal_client_calls_fed_the_same_choices(server, model):
     for (c, h), (c2, h2) in zip(generation.state.layers, state.layers):
         np.testing.assert_allclose(c, c2, atol=1e-5)
         np.testing.assert_allclose(h, h2, atol=1e-5)
+
+
+def test_the_async_client_generates_the_same_steps(server):
+    prompt = np.random.default_rng(2).random((2, 3, 6), dtype=np.float32)
+    with Client(server.address) as client:
+        want = client.generate("chars", prompt, max_steps=8, temperature=1.0, seed=5)
+        want_steps = want.steps()
+
+    async def main():
+        async with AsyncClient(server.address) as client:
+            iterated = client.generate("chars", prompt, max_steps=8, temperature=1.0, seed=5)
+            steps = [step async for step in iterated]
+            return iterated, steps, await client.generate("chars", prompt, max_steps=8, seed=5).steps()
+
+    iterated, steps, greedy = asyncio.run(main())
+    np.testing.assert_array_equal(choices_of(steps), choices_of(want_steps))
+    np.testing.assert_allclose(np.stack([s.logits for s in steps]), np.stack([s.logits for s in want_steps]))
+    assert iterated.seed == 5 and iterated.state is not None
+    for mine, theirs in zip(iterated.state.layers, want.state.layers):
+        np.testing.assert_allclose(mine, theirs, atol=1e-6)
+    assert [step.step for step in greedy] == list(range(1, 9))
 
 
 def test_sampling_repeats_with_its_seed_and_equals_client_calls(server):
