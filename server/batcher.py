@@ -42,6 +42,7 @@ from time import monotonic, perf_counter
 import numpy as np
 
 from lstmserve import contract
+from lstmserve.limits import DEFAULT_LIMITS
 from lstmserve.rows import split_rows, stack_rows, within_spread
 
 from .deadlines import LATE, RecentRuns
@@ -92,7 +93,7 @@ class Batcher:
         max_delay: float = 0.002,
         max_queue_rows: int = 1024,
         max_inline_steps: int = 256,
-        max_batch_row_steps: int = 32768,
+        max_batch_row_steps: int = DEFAULT_LIMITS.max_request_row_steps,
         observer: Observer | None = None,
     ):
         """max_batch_rows 0 turns batching off: each request runs alone (still bounded, in order)."""
