@@ -1,6 +1,6 @@
 """Batcher: merge concurrent requests for one model version into one onnxruntime run, exactly.
 
-    requests, from Infer and StreamInfer alike, any chunk length
+    requests from the data plane (Infer, StreamInfer, ModelInfer, each Generate step), any chunk length
        │  a bounded queue per model version: past max_queue_rows, RESOURCE_EXHAUSTED at once
        ▼
     the lane's worker task (started when work arrives at an idle lane, gone when the queue empties)
@@ -16,7 +16,7 @@
 
 Exact because the LSTM stops each row at its own length (outputs zero and state frozen past it): a
 row's answer does not depend on what it was batched with, to float32 round-off of the matrix kernels.
-The servicer does not know this module exists: it awaits `run(runtime, feed)`.
+The data plane (and a generation, step by step) awaits `run(runtime, feed)` and knows no more of it.
 
 NOTE: no thread hop for small runs. Measured here, handing a one-step call to a thread and back cost
 ~0.5 ms, fifteen times onnxruntime's own 35 us; so a call that finds its lane idle runs at once in
@@ -47,9 +47,8 @@ from lstmserve.rows import split_rows, stack_rows, within_spread
 
 from .deadlines import LATE, RecentRuns
 from .errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
-from .runtime import ModelRuntime
+from .runtime import Feed, ModelRuntime
 
-Feed = dict[str, np.ndarray]
 # A call that arrives this soon after the lane's last batch ended means calls are queuing up. A lone
 # stream's next call comes a whole round trip later (~1 ms here) and so never waits.
 _BUSY_WINDOW = 0.25e-3

@@ -57,7 +57,7 @@ class CallMetrics:
             answers = aiter(behaviour(requests, call))
             while True:
                 try:
-                    # Yielded straight from anext: no name here holds an answer while it is written.
+                    # Yielded straight from anext: this wrapper holds no answer while it is written.
                     yield await anext(answers)
                 except StopAsyncIteration:
                     return

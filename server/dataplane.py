@@ -53,6 +53,8 @@ class GenerateAdapter(StateNames, Protocol[WireRequest, WireAnswer]):
 
     def decode(self, request: WireRequest, runtime: ModelRuntime) -> GenerateRequest: ...
 
+    def decode_prompt(self, request: WireRequest, runtime: ModelRuntime) -> Request: ...
+
     def encode_step(self, runtime: ModelRuntime, step: Step, seed: int | None) -> WireAnswer: ...
 
     def encode_end(self, runtime: ModelRuntime, state: State) -> WireAnswer: ...
@@ -89,7 +91,8 @@ class DataPlane:
         held: State | None = None
         async for wire in wires:
             runtime = self._stream_model(adapter.model_of(wire), runtime, call)
-            answer, state = await self._run(adapter, adapter.decode(wire, runtime), runtime, call, held)
+            request = adapter.decode(wire, runtime)
+            answer, state = await self._run(adapter, request, runtime, call, held, checkpoint=True)
             # Copies: a view would keep the whole merged batch's arrays alive between chunks.
             held = State(state.fingerprint, [(c.copy(), h.copy()) for c, h in state.layers])
             call.hold_state(sum(c.nbytes + h.nbytes for c, h in held.layers))
@@ -102,9 +105,8 @@ class DataPlane:
     ) -> AsyncIterator[WireAnswer]:
         runtime = self.model(*adapter.model_of(wire), call)
         check_generative(runtime)
-        request = adapter.decode(wire, runtime)
-        steps = plan(request, runtime, self.limits)
-        prompt = self._checked(adapter, request.prompt, runtime, call)
+        steps = plan(adapter.decode(wire, runtime), runtime, self.limits)
+        prompt = self._checked(adapter, adapter.decode_prompt(wire, runtime), runtime, call)
         everything = Wanted.everything(True, runtime.info.config.num_layers)
         self._reserve(prompt, everything, runtime, call)
         step = None
@@ -120,13 +122,15 @@ class DataPlane:
         runtime: ModelRuntime,
         call: Call,
         held: State | None = None,
+        checkpoint: bool = False,
     ) -> tuple[Answer, State]:
-        """The answer to one request, and the state its rows ended in (never sealed)."""
+        """The answer to one request, and the state its rows ended in (never sealed). `checkpoint`:
+        a stream's zero-step chunk that asks only for the state is answered without a run."""
         rows = self._checked(adapter, request, runtime, call, held)
         self._reserve(rows, request.wanted, runtime, call, request.echoed_bytes)
-        if rows.input.shape[1] == 0 and request.wanted.only_state:
-            # A client's checkpoint: what a run of zero steps returns, without the run (or the
-            # batcher's wait for company): every row keeps its initial state, bit for bit.
+        if checkpoint and rows.input.shape[1] == 0 and request.wanted.only_state:
+            # What a run of zero steps returns, without the run (or the batcher's wait for
+            # company): every row keeps its initial state, bit for bit.
             output = logits = None
             state = State(runtime.info.fingerprint, rows.layers)
         else:

@@ -97,6 +97,8 @@ def plan(request: GenerateRequest, runtime: ModelRuntime, limits: Limits) -> Pla
             f"got {request.max_steps}",
             limit="max_generate_steps" if request.max_steps > limits.generate_steps else None,
         )
+    if request.feedback not in (CHOICE, VALUE):
+        raise InvalidArgument(f"unknown feedback {request.feedback}: CHOICE (0) or VALUE (1)")
     if request.feedback == CHOICE and runtime.info.config.loss == "mse":
         raise InvalidArgument(
             f"{runtime.info.name} is a regression (loss mse): it generates with VALUE feedback, its "

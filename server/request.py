@@ -3,7 +3,8 @@
 Each protocol's adapter (server/protocols/) decodes its wire message into a `Request` and encodes an
 `Answer` back into its wire; everything between them (validation.py, dataplane.py, the batcher, the
 runtime) works on these. A state is a `State` throughout: only the runtime knows the names the
-model gives its tensors (initial_c_{l} in, final_c_{l} out) and maps them, in one place.
+model gives its tensors (initial_c_{l} in, final_c_{l} out) and maps them to a run's feed and back.
+(KServe's wire uses the same names, so its adapter spells them too, for its own messages.)
 """
 
 from __future__ import annotations
@@ -75,11 +76,11 @@ class Answer:
 
 @dataclass
 class GenerateRequest:
-    """A prompt and how to go on from it (server/generation.py checks each against the model)."""
+    """How to go on from a prompt (server/generation.py checks each option against the model); the
+    prompt itself is a `Request`, decoded once the options have passed."""
 
-    prompt: Request
     max_steps: int
-    feedback: str  # generation.CHOICE or generation.VALUE
+    feedback: str  # generation.CHOICE or generation.VALUE (anything else is refused there)
     temperature: float
     top_k: int
     seed: int | None  # None: the server draws one

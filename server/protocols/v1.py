@@ -38,18 +38,7 @@ class Infer(Names):
 
     def decode(self, request: pb.InferRequest, runtime: ModelRuntime) -> Request:
         """The request's tensors, checked as wire data (dtype, shape against bytes)."""
-        wanted = _wanted(request, runtime)
-        try:
-            decoded = Request(
-                decode_tensor(request.input, "input") if request.HasField("input") else None, wanted
-            )
-            if request.HasField("sequence_lengths"):
-                decoded.sequence_lengths = decode_tensor(request.sequence_lengths, "sequence_lengths")
-            if request.HasField("state"):
-                decoded.state = _state(request.state)
-        except TensorError as exc:
-            raise InvalidArgument(str(exc)) from None
-        return decoded
+        return _tensors(request, _wanted(request, runtime))
 
     def encode(self, request: pb.InferRequest, runtime: ModelRuntime, answer: Answer) -> pb.InferResponse:
         """The outputs asked for, stamped with the model that made them."""
@@ -70,17 +59,20 @@ class Generate(Names):
         return request.prompt.model, request.prompt.version
 
     def decode(self, request: pb.GenerateRequest, runtime: ModelRuntime) -> GenerateRequest:
-        if request.feedback not in _FEEDBACK:
-            raise InvalidArgument(f"unknown feedback {request.feedback}: CHOICE (0) or VALUE (1)")
+        """The options; generation.plan checks them before the prompt is decoded (decode_prompt)."""
         return GenerateRequest(
-            prompt=Infer().decode(request.prompt, runtime),
             max_steps=request.max_steps,
-            feedback=_FEEDBACK[request.feedback],
+            feedback=_FEEDBACK.get(request.feedback, str(request.feedback)),
             temperature=request.temperature,
             top_k=request.top_k,
             seed=request.seed if request.HasField("seed") else None,
             stop_classes=request.stop_classes,
         )
+
+    def decode_prompt(self, request: pb.GenerateRequest, runtime: ModelRuntime) -> Request:
+        """The prompt's tensors; its `outputs` field is not used (every step answers with logits)."""
+        config = runtime.info.config
+        return _tensors(request.prompt, Wanted.everything(config.head != "none", config.num_layers))
 
     def encode_step(self, runtime: ModelRuntime, step: Step, seed: int | None) -> pb.GenerateResponse:
         response = pb.GenerateResponse(
@@ -118,6 +110,20 @@ def _wanted(request: pb.InferRequest, runtime: ModelRuntime) -> Wanted:
             raise InvalidArgument(f"output {name!r} is asked for twice")
         asked.append(name)
     return Wanted(OUTPUT in asked, LOGITS in asked, whole_state(config.num_layers) if STATE in asked else ())
+
+
+def _tensors(request: pb.InferRequest, wanted: Wanted) -> Request:
+    try:
+        decoded = Request(
+            decode_tensor(request.input, "input") if request.HasField("input") else None, wanted
+        )
+        if request.HasField("sequence_lengths"):
+            decoded.sequence_lengths = decode_tensor(request.sequence_lengths, "sequence_lengths")
+        if request.HasField("state"):
+            decoded.state = _state(request.state)
+    except TensorError as exc:
+        raise InvalidArgument(str(exc)) from None
+    return decoded
 
 
 def _state(message: pb.State) -> State:

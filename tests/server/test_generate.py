@@ -242,3 +242,38 @@ def test_generate_cli_writes_the_text_the_client_gets(server, tmp_path):
     assert refused.returncode == 2 and "not in it: ['z']" in refused.stderr
     refused = lstmserve("generate", "--model", "sines", "--prompt", "a", "--server", server.address)
     assert refused.returncode == 2 and "no single-character labels" in refused.stderr
+
+
+def _raw_generate(server, request) -> list:
+    import grpc
+
+    from lstmserve.proto.v1 import lstmserve_pb2_grpc
+
+    with grpc.insecure_channel(server.address) as channel:
+        return list(lstmserve_pb2_grpc.LSTMServiceStub(channel).Generate(request, timeout=30))
+
+
+def test_a_prompts_outputs_field_is_not_used(server):
+    """The proto says so: a GenerateRequest's prompt.outputs, even one naming no output, changes nothing."""
+    from lstmserve.client.generation import generate_request
+
+    prompt = np.zeros((1, 2, MODELS["chars"]["input_size"]), np.float32)
+    request = generate_request("chars", prompt, None, None, 0, 3, 0.0, 0, 1, (), "choice", False)
+    plain = _raw_generate(server, request)
+    request.prompt.outputs.extend(["no such output", "no such output"])
+    assert _raw_generate(server, request) == plain
+
+
+def test_a_generations_options_are_checked_before_its_prompt(server):
+    """As before the data plane: max_steps out of range is said, not the prompt's broken tensor."""
+    import grpc
+
+    from lstmserve.client.generation import generate_request
+
+    prompt = np.zeros((1, 2, MODELS["chars"]["input_size"]), np.float32)
+    request = generate_request("chars", prompt, None, None, 0, 0, 0.0, 0, 1, (), "choice", False)
+    request.prompt.input.data = b"\0" * 3  # not a whole float32, let alone the shape's
+    with pytest.raises(grpc.RpcError) as refused:
+        _raw_generate(server, request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "max_steps must be in [1, 5000]" in refused.value.details()
