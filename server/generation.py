@@ -91,11 +91,11 @@ def check_generative(runtime: ModelRuntime) -> None:
 
 def plan(request: GenerateRequest, runtime: ModelRuntime, limits: Limits) -> Plan:
     """The generation a request asks for, each option checked against the model and the limits."""
-    if not 1 <= request.max_steps <= limits.generate_steps:
+    if not 1 <= request.max_steps <= limits.max_generate_steps:
         raise InvalidArgument(
-            f"max_steps must be in [1, {limits.generate_steps}] (--max-generate-steps), "
+            f"max_steps must be in [1, {limits.max_generate_steps}] (--max-generate-steps), "
             f"got {request.max_steps}",
-            limit="max_generate_steps" if request.max_steps > limits.generate_steps else None,
+            limit="max_generate_steps" if request.max_steps > limits.max_generate_steps else None,
         )
     if request.feedback not in (CHOICE, VALUE):
         raise InvalidArgument(f"unknown feedback {request.feedback}: CHOICE (0) or VALUE (1)")

@@ -8,9 +8,9 @@ request whose answer would not fit in one message is refused before it is comput
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from lstmserve.limits import DEFAULT_LIMITS
+from lstmserve.limits import RequestLimits
 from lstmserve.model.config import LSTMConfig
 
 from .errors import InvalidArgument
@@ -24,42 +24,32 @@ _FLOAT = 4  # every output of the contract is float32
 
 
 @dataclass(frozen=True)
-class Limits:
-    rows: int
-    steps: int
-    row_steps: int
-    message_bytes: int
-    generate_steps: int = DEFAULT_LIMITS.max_generate_steps
+class Limits(RequestLimits):
+    """The server's request limits (the values GetModel sends, lstmserve/limits.py), and their checks."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            settings.max_request_rows,
-            settings.max_request_steps,
-            settings.max_request_row_steps,
-            settings.max_message_bytes,
-            settings.max_generate_steps,
-        )
+        return cls(**{field.name: getattr(settings, field.name) for field in fields(RequestLimits)})
 
     def check_chunk(self, rows: int, time: int) -> None:
         """A chunk of `rows` x `time` steps is within what one request may carry."""
-        if rows > self.rows:
+        if rows > self.max_request_rows:
             raise InvalidArgument(
-                f"input has {rows} rows; a request may carry at most {self.rows} (--max-request-rows): "
-                "split the batch over several requests",
+                f"input has {rows} rows; a request may carry at most {self.max_request_rows} "
+                "(--max-request-rows): split the batch over several requests",
                 limit="max_request_rows",
             )
-        if time > self.steps:
+        if time > self.max_request_steps:
             raise InvalidArgument(
-                f"input has {time} steps; a request may carry at most {self.steps} "
+                f"input has {time} steps; a request may carry at most {self.max_request_steps} "
                 "(--max-request-steps): send the sequence in shorter chunks, feeding back the state",
                 limit="max_request_steps",
             )
-        if rows * time > self.row_steps:
+        if rows * time > self.max_request_row_steps:
             raise InvalidArgument(
                 f"input has {rows} x {time} = {rows * time} row-steps; a request may carry at most "
-                f"{self.row_steps} (--max-request-row-steps): send at most "
-                f"{max(self.row_steps // rows, 1)} steps per chunk of {_rows(rows)}",
+                f"{self.max_request_row_steps} (--max-request-row-steps): send at most "
+                f"{max(self.max_request_row_steps // rows, 1)} steps per chunk of {_rows(rows)}",
                 limit="max_request_row_steps",
             )
 
@@ -75,7 +65,7 @@ class Limits:
         # name, datatype, shape and framing (a 151-layer model's answers came 32 kB under this).
         envelope = _ENVELOPE_BYTES + len(runtime.info.name.encode()) + len(runtime.info.fingerprint)
         envelope += _PER_TENSOR_BYTES * wanted.tensors + extra
-        room = self.message_bytes - envelope
+        room = self.max_message_bytes - envelope
         size = per_step * time + fixed
         if size > room:
             fit = (room - fixed) // per_step if per_step else 0
@@ -84,7 +74,7 @@ class Limits:
                 advice += ", or ask only for the logits and the state (leave out the per-step output)"
             raise InvalidArgument(
                 f"the answer would be {size + envelope} bytes, over the server's message "
-                f"limit of {self.message_bytes} (--max-message-bytes): {advice}",
+                f"limit of {self.max_message_bytes} (--max-message-bytes): {advice}",
                 limit="max_message_bytes",
             )
         return size

@@ -65,7 +65,12 @@ def answer_of(runtime, rows, steps, wanted):
 @pytest.mark.parametrize("rows", [1, 3, 64, 1000])
 @pytest.mark.parametrize("asked", ["all", "logits and state"])
 def test_the_longest_chunk_let_through_fits_the_message_limit(runtimes, rows, asked):
-    limits = Limits(rows=1 << 20, steps=1 << 30, row_steps=1 << 40, message_bytes=LIMIT)
+    limits = Limits(
+        max_request_rows=1 << 20,
+        max_request_steps=1 << 30,
+        max_request_row_steps=1 << 40,
+        max_message_bytes=LIMIT,
+    )
     for runtime in runtimes:
         everything = Wanted.everything(True, runtime.info.config.num_layers)
         wanted = everything if asked == "all" else Wanted(False, True, everything.state)
