@@ -188,32 +188,37 @@ def test_closing_the_client_fails_what_still_waits(server):
     client.close()
 
 
+def _gathered(client: Client, x: np.ndarray, sizes: list[tuple[int, int]]) -> list:
+    """25 chunks `x` of chars v1 from threads, the 24 after the first held until all wait, so that they
+    gather; each call sent adds its (rows, steps) to `sizes`. Their answers, in order sent."""
+    send = client.coalescer._send
+
+    def recording(request):
+        sizes.append((request.input.shape[0], request.input.shape[1]))
+        return send(request)
+
+    client.coalescer._send = recording
+    first = held(client, chunks=24)  # it wraps `recording` until the chunks have gathered
+    with ThreadPoolExecutor(25) as threads:
+        lead = threads.submit(client.infer, CHARS, x, version=1)
+        first.wait(10)
+        feeds = [threads.submit(client.infer, CHARS, x, version=1) for _ in range(24)]
+        answers = [lead.result(), *(feed.result() for feed in feeds)]
+    client.coalescer._send = send
+    return answers
+
+
 def test_gathered_calls_stay_within_the_servers_row_steps(server):
     """24 chunks of 2000 steps could never go as one call (48000 padded row-steps, over the server's
     32768): they are gathered into calls within it. This server takes messages of 1 MiB only, so a
     gathered call of 16 rows (1.8 MB of answer) is refused and resent row by row: once, for the
     key's budget shrinks below it, and the next round's gathered calls all go through."""
-    sizes: list[tuple[int, int]] = []
     x = np.random.default_rng(3).standard_normal((1, 2000, 5)).astype(np.float32)
     with Client(server.address) as client:
-        send = client.coalescer._send
-
-        def recording(request):
-            sizes.append((request.input.shape[0], request.input.shape[1]))
-            return send(request)
-
-        client.coalescer._send = recording
-        rounds = []
+        rounds: list[list[tuple[int, int]]] = []
         for _ in range(2):
-            sizes.clear()
-            first = held(client, chunks=24)
-            with ThreadPoolExecutor(25) as threads:
-                lead = threads.submit(client.infer, CHARS, x, version=1)
-                first.wait(10)
-                feeds = [threads.submit(client.infer, CHARS, x, version=1) for _ in range(24)]
-                answers = [lead.result(), *(feed.result() for feed in feeds)]
-            client.coalescer._send = recording
-            rounds.append(list(sizes))
+            rounds.append([])
+            answers = _gathered(client, x, rounds[-1])
             for answer in answers[1:]:
                 np.testing.assert_allclose(answer.output, answers[0].output, atol=1e-6, rtol=0)
     for sent in rounds:
@@ -266,19 +271,7 @@ def test_a_client_that_asked_gathers_within_the_servers_own_limits(small_server)
     with Client(small_server.address) as client:
         assert client.model(CHARS).limits.max_request_row_steps == 8000
         assert client.coalescer.limits.max_request_row_steps == 8000
-        send = client.coalescer._send
-
-        def recording(request):
-            sizes.append((request.input.shape[0], request.input.shape[1]))
-            return send(request)
-
-        client.coalescer._send = recording
-        first = held(client, chunks=24)
-        with ThreadPoolExecutor(25) as threads:
-            lead = threads.submit(client.infer, CHARS, x, version=1)
-            first.wait(10)
-            feeds = [threads.submit(client.infer, CHARS, x, version=1) for _ in range(24)]
-            answers = [lead.result(), *(feed.result() for feed in feeds)]
+        answers = _gathered(client, x, sizes)
     for answer in answers[1:]:
         np.testing.assert_allclose(answer.output, answers[0].output, atol=1e-6, rtol=0)
     assert all(rows * steps <= 8000 for rows, steps in sizes), sizes
