@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -104,13 +104,8 @@ class ModelInfo:
             tuple(info.accepts_state_from),
             info.provider,
             info.device,
-            _limits(info.limits) if info.HasField("limits") else None,
+            RequestLimits.read_from(info.limits) if info.HasField("limits") else None,
         )
-
-
-def _limits(limits: pb.Limits) -> RequestLimits:
-    """The proto's Limits: the same field names, by construction (tests/proto checks it)."""
-    return RequestLimits(**{field.name: getattr(limits, field.name) for field in fields(RequestLimits)})
 
 
 def batch_major(input: Any) -> np.ndarray:

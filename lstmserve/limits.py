@@ -10,7 +10,10 @@ there, never from the wording of the message, which is for people.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+_Limits = TypeVar("_Limits", bound="RequestLimits")
 
 LIMIT_KEY = "lstmserve-limit"  # trailing metadata: the name of the setting a refusal hit
 
@@ -25,6 +28,16 @@ class RequestLimits:
     max_request_row_steps: int = 32768
     max_message_bytes: int = 4 * 1024 * 1024
     max_generate_steps: int = 4096
+
+    @classmethod
+    def read_from(cls: type[_Limits], source: Any) -> _Limits:
+        """The limits from anything that holds them under the same names: the server's Settings, the
+        wire's Limits message (tests/proto checks that its fields are these)."""
+        return cls(**{field.name: getattr(source, field.name) for field in fields(RequestLimits)})
+
+    def as_fields(self) -> dict[str, int]:
+        """By name, as the settings and the wire's Limits message call them."""
+        return asdict(self)
 
 
 DEFAULT_LIMITS = RequestLimits()

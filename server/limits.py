@@ -8,7 +8,7 @@ request whose answer would not fit in one message is refused before it is comput
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from lstmserve.limits import RequestLimits
 from lstmserve.model.config import LSTMConfig
@@ -29,7 +29,7 @@ class Limits(RequestLimits):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(**{field.name: getattr(settings, field.name) for field in fields(RequestLimits)})
+        return cls.read_from(settings)
 
     def check_chunk(self, rows: int, time: int) -> None:
         """A chunk of `rows` x `time` steps is within what one request may carry."""

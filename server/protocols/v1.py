@@ -7,11 +7,8 @@ client shares.
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 from lstmserve import contract
 from lstmserve.codec import TensorError, decode_state, decode_tensor, write_state, write_tensor
-from lstmserve.limits import RequestLimits
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
 from ..errors import InvalidArgument, quoted
@@ -164,5 +161,5 @@ def model_info(runtime: ModelRuntime, repository: ModelRepository, limits: Limit
         accepts_state_from=info.accepts_state_from,
         provider=runtime.providers[0],
         device=runtime.device,
-        limits=pb.Limits(**{field.name: getattr(limits, field.name) for field in fields(RequestLimits)}),
+        limits=pb.Limits(**limits.as_fields()),
     )

@@ -3,7 +3,6 @@ protocol, to no more than the message limit, and one step more is refused. A rea
 request over a limit with the limit's name in trailing metadata, on both protocols, and GetModel
 returns its limits."""
 
-import dataclasses
 import shutil
 
 import grpc
@@ -108,8 +107,7 @@ def limited(repository):
 
     from ..servers import InProcessServer
 
-    fields = {field.name: getattr(LIMITS, field.name) for field in dataclasses.fields(RequestLimits)}
-    running = InProcessServer(Settings(repository=str(repository), **fields)).start()
+    running = InProcessServer(Settings(repository=str(repository), **LIMITS.as_fields())).start()
     yield running
     running.stop()
 
