@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 _LISTENING = re.compile(r"listening on [\d.]+:(\d+)")
+_HTTP = re.compile(r"HTTP \(Open Inference Protocol\) on https?://[^ ]+:(\d+)/v2")
 
 
 class ServerProcess:
@@ -24,10 +25,14 @@ class ServerProcess:
         )
         self.log: list[str] = []
         self.port = 0
+        self.http_port = 0  # where the server logs its HTTP port (before "listening on")
         assert self.process.stderr is not None
         deadline = time.monotonic() + start_timeout
         for line in self.process.stderr:
             self.log.append(line)
+            http = _HTTP.search(line)
+            if http:
+                self.http_port = int(http.group(1))
             match = _LISTENING.search(line)
             if match:
                 self.port = int(match.group(1))
@@ -45,6 +50,8 @@ class ServerProcess:
         cls, repository: str | Path, *args: str, env: dict[str, str] | None = None
     ) -> ServerProcess:
         command = [sys.executable, "-m", "lstmserve", "serve", "--port", "0", "--repository", str(repository)]
+        if not any(arg.startswith("--http-port") for arg in args):
+            command += ["--http-port", "0"]
         return cls(command + list(args), env)
 
     def _read_rest(self) -> None:

@@ -1,7 +1,8 @@
 """Prometheus metrics on their own HTTP port (--metrics-port; off when 0).
 
-    lstmserve_requests_total{model,method,code}      calls (and stream messages) by gRPC status code
-    lstmserve_request_seconds{model,method}          total time per call or stream message
+    lstmserve_requests_total{model,protocol,method,code}   calls (and stream messages) by gRPC status
+                                                     code; protocol: grpc or http
+    lstmserve_request_seconds{model,protocol,method} total time per call or stream message
     lstmserve_queue_wait_seconds{model}              from joining the batcher's queue to the run starting
     lstmserve_compute_seconds{model}                 one onnxruntime run (a batch)
     lstmserve_batch_requests{model}                  requests per onnxruntime run
@@ -37,13 +38,13 @@ class Metrics:
         self.requests = Counter(
             "lstmserve_requests",
             "Calls and stream messages by status code.",
-            ["model", "method", "code"],
+            ["model", "protocol", "method", "code"],
             registry=r,
         )
         self.request_seconds = Histogram(
             "lstmserve_request_seconds",
             "Time per call or stream message.",
-            ["model", "method"],
+            ["model", "protocol", "method"],
             buckets=_LATENCY,
             registry=r,
         )
@@ -73,12 +74,14 @@ class Metrics:
             registry=r,
         )
 
-    def answered(self, model: str, method: str, code: str, seconds: float | None = None) -> None:
+    def answered(
+        self, model: str, method: str, code: str, seconds: float | None = None, protocol: str = "grpc"
+    ) -> None:
         """One call (or stream message) ended with `code`, as its client saw it; `seconds` when it was
         answered (a refused or abandoned stream counts, but has no one latency)."""
-        self.requests.labels(model, method, code).inc()
+        self.requests.labels(model, protocol, method, code).inc()
         if seconds is not None:
-            self.request_seconds.labels(model, method).observe(seconds)
+            self.request_seconds.labels(model, protocol, method).observe(seconds)
 
     def watch(self, admission: Admission) -> None:
         """The in-flight gauges read the admission's counts when scraped: nothing to do per call."""

@@ -1,15 +1,16 @@
 """The server as one object: `Server(settings)`, then build, start, wait, stop; `run` does all four.
 
-build: repository, batcher, admission, both protocols, health and reflection on a grpc.aio server;
-start: bind, serve, metrics, health and the repository watcher; stop: gracefully, as below. Used by
+build: repository, batcher, admission, the protocols, health and reflection on a grpc.aio server, and
+the HTTP edge (the Open Inference Protocol over REST) on the same data plane; start: bind both,
+serve, metrics, health and the repository watcher; stop: gracefully, as below. Used by
 the CLI (`run`), by each `--workers` process (`run`) and by the tests (start/stop on their own loop).
 
 A graceful stop, from SIGTERM/SIGINT (or a test calling `stop`):
 
-    health NOT_SERVING ─> new calls: UNAVAILABLE, answered by us while gRPC still runs (the client
-    retries them on another replica) ─> calls in flight finish, open streams are answered, for up to
-    --grace-seconds ─> streams still open end with UNAVAILABLE ─> once no call has arrived for a
-    moment, gRPC itself stops
+    health NOT_SERVING ─> new calls: UNAVAILABLE (HTTP 503), answered by us while gRPC and HTTP still
+    run (the client retries them on another replica) ─> calls in flight finish, open streams are
+    answered, for up to --grace-seconds ─> streams still open end with UNAVAILABLE ─> once no call
+    has arrived for a moment, gRPC itself stops, and HTTP closes its connections
 
 gRPC's own stop cancels the calls it has accepted but not yet handed to us, so it comes last.
 """
@@ -43,12 +44,16 @@ from .logs import ClientGoneFilter
 from .memory import MemoryReturn
 from .metrics import BatcherMetrics, Metrics
 from .protocols.kserve_service import KServeServicer
+from .protocols.rest_service import RestService
 from .protocols.v1_service import LSTMServicer
 from .reload import keep_in_sync
 from .repository import ModelRepository
 from .sealing import StateSeal
 from .settings import Settings
 from .tls import CertificateFiles
+from .web.connection import ConnectionLimits
+from .web.edge import HttpEdge
+from .web.listener import HttpListener
 
 log = logging.getLogger("lstmserve.server")
 
@@ -76,6 +81,8 @@ class Server:
         self.settings = settings
         self.reuse_port = reuse_port  # only --workers shares its port, on purpose
         self.port = 0
+        self.http_port = 0  # bound at start; 0 while HTTP is off (--http-port -1)
+        self.http: HttpListener | None = None
         self.health_grpc: grpc.aio.Server | None = None
         self._background: list[asyncio.Task] = []
 
@@ -109,6 +116,8 @@ class Server:
             settings.stall_seconds,
         )
         self._grpc_server(plane)
+        if settings.http_port >= 0:
+            self._http_server(plane)
 
     def _load_models(self) -> None:
         settings = self.settings
@@ -156,6 +165,24 @@ class Server:
             [SERVICE_NAME, KSERVE_SERVICE_NAME, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME], self.grpc
         )
 
+    def _http_server(self, plane: DataPlane) -> None:
+        """The HTTP edge on the same data plane, admission, tokens, certificates and metrics."""
+        settings = self.settings
+        edge = HttpEdge(
+            RestService(plane, self.health).routes(),
+            self.admission,
+            self.metrics,
+            settings.max_message_bytes,
+            self.tokens,
+        )
+        self.http = HttpListener(
+            edge,
+            ConnectionLimits(settings.http_max_connections, settings.receive_seconds),
+            settings.http_idle_seconds,
+            self.tls.ssl_context if self.tls is not None else None,
+            self.reuse_port,
+        )
+
     async def start(self, reload: asyncio.Event | None = None) -> int:
         """Bind and serve; the port bound. `reload`, when set, rescans the repository at once (SIGHUP)."""
         settings = self.settings
@@ -169,6 +196,8 @@ class Server:
         if self.port == 0:
             raise StartError(f"cannot bind {settings.address} (in use, or not an address of this host)")
         await self.grpc.start()
+        if self.http is not None:
+            self.http_port = await self.http.start(settings.host, settings.http_port)
         if settings.health_port:
             await self._serve_health(settings.health_port)
         if settings.metrics_port:
@@ -203,6 +232,9 @@ class Server:
         )
         security = "plaintext" if self.tls is None else ("mTLS" if self.tls.mutual else "TLS")
         security += ", tokens" if self.tokens is not None else ""
+        if self.http is not None:  # before "listening on", which says the server is up
+            scheme = "http" if self.tls is None else "https"
+            log.info("HTTP (Open Inference Protocol) on %s://%s:%d/v2", scheme, settings.host, self.http_port)
         log.info(
             "lstmserve listening on %s:%d, lstmserve.v1 and KServe v2 over %s; states %s "
             "(model versions: %d; inference threads: %d; %s)",
@@ -245,6 +277,8 @@ class Server:
         for task in self._background:
             task.cancel()
         await self.grpc.stop(1.0)
+        if self.http is not None:
+            await self.http.stop(1.0)
         if self.health_grpc is not None:
             await self.health_grpc.stop(0)
         # An onnxruntime run cannot be interrupted: wait for one still going (the process could not

@@ -28,6 +28,13 @@ class SettingsError(LstmServeError, ValueError):
 class Settings:
     host: str = setting("127.0.0.1", "address to bind; 0.0.0.0 to listen on every interface")
     port: int = setting(50051, "port to bind; 0 picks a free one (logged at start)", minimum=0, maximum=65535)
+    http_port: int = setting(
+        8080,
+        "port for HTTP/REST (Open Inference Protocol, binary tensors, streamed generation); 0 picks a "
+        "free one; -1 turns HTTP off",
+        minimum=-1,
+        maximum=65535,
+    )
     repository: str = setting(DEFAULT_REPOSITORY, "model repository: NAME/VERSION/model.onnx")
     device: str = setting(
         "cpu", "cpu, or cuda (falls back to cpu with a warning where absent)", choices=("cpu", "cuda")
@@ -122,6 +129,12 @@ class Settings:
     state_max_age_seconds: float = setting(
         0.0, "with --state-key-file, refuse sealed states older than this; 0: any age", minimum=0
     )
+    http_max_connections: int = setting(
+        1024, "HTTP connections open at once; past it, a new one is closed at once", minimum=1
+    )
+    http_idle_seconds: float = setting(
+        30.0, "an HTTP connection idle this long between requests is closed", above=0
+    )
     health_port: int = setting(
         0,
         "a plaintext port serving only grpc.health.v1, for probes when --tls-cert is set; 0: off",
@@ -162,6 +175,9 @@ class Settings:
             raise SettingsError(
                 f"{_named('log_level')} must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
             )
+
+        if self.http_port > 0 and self.http_port in (self.port, self.health_port, self.metrics_port):
+            raise SettingsError(f"{_named('http_port')} ({self.http_port}) is taken by another port setting")
 
     @property
     def address(self) -> str:

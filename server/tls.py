@@ -1,14 +1,17 @@
 """TLS for the serving port: the certificate, key and client CA files, read again when they change.
 
 Kubernetes rotates a mounted Secret by swapping its files; gRPC asks `_fetch` for the configuration at
-each new handshake, so new connections get the new certificate while the connections (and calls)
-already open go on undisturbed, and no restart is needed. A half-written or unreadable set of files
-keeps the current configuration (logged) until the files are whole again.
+each new handshake (the HTTP server's `ssl_context` looks at each handshake too), so new connections
+get the new certificate while the connections (and calls) already open go on undisturbed, and no
+restart is needed. A half-written or unreadable set of files keeps the current configuration (logged)
+until the files are whole again.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -60,6 +63,41 @@ class CertificateFiles:
         log.info("TLS files changed: new connections get %s", ", ".join(map(str, self.paths)))
         return configuration
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same files for the HTTP server: a context that, at each handshake, switches the
+        connection to a context made from the files as they are now, if they changed and are whole."""
+        current = _Current(self._stamps(), self._ssl_context())
+
+        def pick(connection: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+            try:
+                stamp = self._stamps()
+            except OSError as exc:
+                self._refuse(None, exc)
+                stamp = current.stamp
+            if stamp != current.stamp and stamp != self._refused:
+                try:
+                    current.context, current.stamp = self._ssl_context(), stamp
+                    log.info("TLS files changed: new HTTP connections get them")
+                except (OSError, ValueError) as exc:
+                    self._refuse(stamp, exc)
+            connection.context = current.context
+
+        base = self._ssl_context()
+        base.sni_callback = pick  # called for every handshake, with or without SNI
+        return base
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        cert, key, *client_ca = [_pem(path) for path in self.paths]
+        _check_pair(cert, key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.paths[0], self.paths[1])
+        if client_ca:
+            context.load_verify_locations(cadata=client_ca[0].decode())
+            context.verify_mode = ssl.CERT_REQUIRED
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
     def _refuse(self, stamp: list[tuple[int, int]] | None, exc: Exception) -> None:
         """Keep the current files, and say so once per version of the files (not once per handshake:
         anyone who can connect could flood the log while the files are being replaced)."""
@@ -70,6 +108,14 @@ class CertificateFiles:
         else:
             self._refused = stamp
         log.warning("TLS files changed but cannot be used (%s): keeping the current ones", exc)
+
+
+@dataclass
+class _Current:
+    """The HTTP server's context now, and the files' stamp it was made from."""
+
+    stamp: list[tuple[int, int]]
+    context: ssl.SSLContext
 
 
 def _pem(path: Path) -> bytes:

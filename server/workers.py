@@ -32,7 +32,9 @@ def run_workers(settings: Settings) -> int:
         log.error("cannot start: %s", exc)
         return 1
     port = settings.port or _free_port(settings.host)
-    child = replace(settings, port=port, workers=1)
+    # Port 0 means one free port that every worker shares: chosen here, once.
+    http_port = settings.http_port if settings.http_port else _free_port(settings.host)
+    child = replace(settings, port=port, http_port=http_port, workers=1)
     context = multiprocessing.get_context("spawn")  # no inherited event loop, threads or sessions
     ready = [context.Event() for _ in range(settings.workers)]
     workers = [

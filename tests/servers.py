@@ -19,8 +19,10 @@ class InProcessServer:
     or stopping is raised again by start() or stop()."""
 
     def __init__(self, settings: Settings):
-        self.settings = replace(settings, port=0)
+        # Port 0 for each protocol: parallel tests (and a `make serve` beside them) never collide.
+        self.settings = replace(settings, port=0, http_port=min(settings.http_port, 0))
         self.port = 0
+        self.http_port = 0
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -31,12 +33,17 @@ class InProcessServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
     def _main(self) -> None:
         async def run() -> None:
             self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
             server = Server(self.settings)
             server.build()
             self.port = await server.start()
+            self.http_port = server.http_port
             self._ready.set()
             await self._stop.wait()
             await server.stop()
@@ -68,6 +75,8 @@ class ServerProcess(_ServerProcess):
 
     def __init__(self, repository: Path, *args: str, env: dict[str, str] | None = None):
         command = [sys.executable, "-m", "lstmserve", "serve", "--port", "0", "--repository", str(repository)]
+        if not any(arg.startswith("--http-port") for arg in args):
+            command += ["--http-port", "0"]
         super().__init__([*command, *args], env)
 
 

@@ -1,0 +1,289 @@
+"""The Open Inference Protocol's REST adapter: an infer request's JSON (and, with Triton's binary tensor
+data extension, the raw tensors after it) -> `Request`; `Answer` -> the same. What it shares with the
+gRPC wire (names, datatypes, the state, the outputs asked for) is oip.py's.
+
+    body = JSON header [+ binary tensors]     Inference-Header-Content-Length: the header's bytes
+    input  {"name", "datatype", "shape", "data": [...]}  or  {..., "parameters": {"binary_data_size": n}}
+    output {"name", "parameters": {"binary_data": true}}  (or the request's "binary_data_output": true)
+
+JSON numbers round-trip float32 exactly: the answer writes each value's shortest float32 form, which
+any JSON parser reads back to the same float32. sealed_state is BYTES; in JSON its one element is
+the sealed bytes in base64 (JSON strings hold text, not bytes), in binary it is Triton's raw BYTES
+form (a 4-byte little-endian length, then the bytes), as over gRPC.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from lstmserve import contract
+from lstmserve.codec import TensorError, check_shape, from_bytes, to_bytes
+
+from ..errors import InvalidArgument, quoted
+from ..request import Answer, Request
+from ..runtime import ModelRuntime
+from . import oip
+from .kserve import sealed_from_raw, state_name
+from .oip import FP32, FP32_BYTES, SEALED_STATE, STATE_FINGERPRINT, parse_version
+
+BINARY_DATA_SIZE = "binary_data_size"
+_NUMBER_KINDS = {"FP32": "iuf", "INT32": "iu", "INT64": "iu"}  # numpy kinds JSON data may parse to
+
+
+@dataclass
+class InferCall:
+    """One REST infer request as received: the model its path names, its JSON header parsed, and the
+    bytes after the header (the binary tensors; empty without the extension)."""
+
+    model: str
+    version: str
+    header: dict[str, Any]
+    binary: memoryview
+
+
+@dataclass
+class Body:
+    """An answer's body: `data`, and the length of its JSON header where binary tensors follow it."""
+
+    data: bytes
+    header_length: int | None = None
+
+    @property
+    def content_type(self) -> str:
+        return "application/json" if self.header_length is None else "application/octet-stream"
+
+
+def parse(body: bytes, header_length: int | None, model: str, version: str) -> InferCall:
+    """The body as JSON header and binary rest; the header must be a JSON object."""
+    if header_length is None:
+        header_length = len(body)
+    elif header_length > len(body):
+        raise InvalidArgument(
+            f"Inference-Header-Content-Length is {header_length} but the body has {len(body)} bytes"
+        )
+    view = memoryview(body)
+    header = loads(view[:header_length], "the request")
+    if not isinstance(header, dict):
+        raise InvalidArgument('the request must be a JSON object with "inputs"')
+    return InferCall(model, version, header, view[header_length:])
+
+
+def loads(data: bytes | memoryview, what: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"{what} is not JSON: {quoted(str(exc), 120)}") from None
+
+
+class Infer:
+    """The REST infer adapter; `sealed`: the server seals its states, which travel as sealed_state."""
+
+    def __init__(self, sealed: bool = False):
+        self.sealed = sealed
+
+    def model_of(self, call: InferCall) -> tuple[str, int]:
+        return call.model, parse_version(call.version, "the path's version")
+
+    def state_name(self, layer: int, part: int, sealed: bool) -> str:
+        return state_name(layer, part, sealed)
+
+    def decode(self, call: InferCall, runtime: ModelRuntime) -> Request:
+        header = call.header
+        parameters = object_of(header.get("parameters", {}), "parameters")
+        oip.refuse_server_state(parameters)
+        names = oip.requested(list(_outputs(header)), runtime, self.sealed)
+        request_id = header.get("id", "")
+        if not isinstance(request_id, str):
+            raise InvalidArgument('"id" must be a string')
+        arrays = arrays_of(header, call.binary, runtime)
+        return Request(
+            input=arrays.get(contract.INPUT),
+            wanted=oip.wanted(names, runtime),
+            sequence_lengths=arrays.get(contract.SEQUENCE_LENGTHS),
+            state=oip.state(arrays, parameters, runtime.info.config.num_layers),
+            echoed_bytes=len(request_id.encode()),
+        )
+
+    def encode(self, call: InferCall, runtime: ModelRuntime, answer: Answer) -> Body:
+        """The outputs asked for, in the order asked, each as JSON data or as binary after the header."""
+        header = call.header
+        default = bool(object_of(header.get("parameters", {}), "parameters").get("binary_data_output"))
+        asked = _outputs(header)
+        arrays = oip.answer_arrays(answer)
+        outputs: list[dict[str, Any]] = []
+        binaries: list[bytes] = []
+        for name in oip.requested(list(asked), runtime, self.sealed):
+            if name not in arrays:
+                continue
+            array = np.ascontiguousarray(arrays[name], dtype=FP32_BYTES)
+            tensor: dict[str, Any] = {"name": name, "datatype": FP32, "shape": list(array.shape)}
+            if _binary(asked, name, default, self.sealed):
+                binaries.append(to_bytes(array, FP32_BYTES))
+                tensor["parameters"] = {BINARY_DATA_SIZE: len(binaries[-1])}
+            else:
+                tensor["data"] = array.ravel()  # orjson writes each float32's shortest exact form
+            outputs.append(tensor)
+        if answer.state is not None and answer.state.sealed:
+            blob = answer.state.sealed
+            tensor = {"name": SEALED_STATE, "datatype": "BYTES", "shape": [1]}
+            if _binary(asked, SEALED_STATE, default, self.sealed):
+                binaries.append(struct.pack("<I", len(blob)) + blob)  # BYTES' raw form
+                tensor["parameters"] = {BINARY_DATA_SIZE: len(binaries[-1])}
+            else:
+                tensor["data"] = [base64.b64encode(blob).decode()]
+            outputs.append(tensor)
+        response: dict[str, Any] = {
+            "model_name": runtime.info.name,
+            "model_version": str(runtime.info.version),
+            "parameters": {STATE_FINGERPRINT: runtime.info.fingerprint},
+            "outputs": outputs,
+        }
+        if header.get("id"):
+            response["id"] = header["id"]
+        json = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+        if not binaries:
+            return Body(json)
+        return Body(b"".join([json, *binaries]), len(json))
+
+
+def _binary(asked: dict[str, bool | None], name: str, default: bool, sealed: bool) -> bool:
+    """Whether an output goes as binary: as asked for it (a sealed state's, as sealed_state's), or
+    else as the request's binary_data_output says."""
+    binary = asked.get(SEALED_STATE if sealed and name.startswith("final_") else name)
+    return default if binary is None else binary
+
+
+def object_of(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidArgument(f'"{what}" must be a JSON object')
+    return value
+
+
+def _outputs(header: dict[str, Any]) -> dict[str, bool | None]:
+    """The outputs asked for, in order -> binary or not as asked (None: the request's default)."""
+    outputs = header.get("outputs", [])
+    if not isinstance(outputs, list):
+        raise InvalidArgument('"outputs" must be a list')
+    asked: dict[str, bool | None] = {}
+    for output in outputs:
+        output = object_of(output, "outputs[]")
+        name = output.get("name")
+        if not isinstance(name, str):
+            raise InvalidArgument('each output needs a "name" string')
+        if name in asked:
+            raise InvalidArgument(f"an output is asked for twice: {quoted(name)}")
+        parameters = object_of(output.get("parameters", {}), "outputs[].parameters")
+        unknown = [key for key in parameters if key != "binary_data"]
+        if unknown:  # Triton's classification would change what the output holds: refuse, not ignore
+            raise InvalidArgument(f"output {quoted(name)}: parameter {quoted(unknown[0])} is not taken")
+        binary = parameters.get("binary_data")
+        if binary is not None and not isinstance(binary, bool):
+            raise InvalidArgument(f"output {quoted(name)}: binary_data must be true or false")
+        asked[name] = binary
+    return asked
+
+
+def arrays_of(header: dict[str, Any], binary: memoryview, runtime: ModelRuntime) -> dict[str, Any]:
+    """Each input by name (numpy arrays, and the sealed state's bytes), from its JSON data or from its
+    slice of the binary data, which the inputs' binary_data_size must cover exactly."""
+    inputs = header.get("inputs")
+    if not isinstance(inputs, list):
+        raise InvalidArgument('"inputs" must be a list of tensors')
+    checks = oip.InputChecks(runtime)
+    arrays: dict[str, Any] = {}
+    offset = 0
+    for tensor in inputs:
+        tensor = object_of(tensor, "inputs[]")
+        name, datatype = tensor.get("name"), tensor.get("datatype")
+        if not isinstance(name, str) or not isinstance(datatype, str):
+            raise InvalidArgument('each input needs "name" and "datatype" strings')
+        checks.check(name, datatype)
+        shape = _shape(tensor.get("shape"), name)
+        size = object_of(tensor.get("parameters", {}), f"{name}.parameters").get(BINARY_DATA_SIZE)
+        if size is not None:
+            if type(size) is not int or not 0 <= size <= len(binary) - offset:
+                raise InvalidArgument(
+                    f"{name}: binary_data_size {quoted(str(size), 30)} does not fit the "
+                    f"{len(binary) - offset} bytes of binary data left"
+                )
+            raw, offset = binary[offset : offset + size], offset + size
+            arrays[name] = _from_raw(raw, shape, name, datatype)
+        elif "data" in tensor:
+            arrays[name] = _from_json(tensor["data"], shape, name, datatype)
+        else:
+            raise InvalidArgument(f'{name}: give its "data", or binary_data_size and the bytes')
+    if offset != len(binary):
+        raise InvalidArgument(
+            f"{len(binary)} bytes follow the JSON header but the inputs' binary_data_size add up to {offset}"
+        )
+    return arrays
+
+
+def _shape(dims: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(dims, list) or any(type(dim) is not int for dim in dims):
+        raise InvalidArgument(f'{name}: "shape" must be a list of integers')
+    try:
+        return check_shape(dims, name)
+    except TensorError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def _from_raw(raw: memoryview, shape: tuple[int, ...], name: str, datatype: str) -> Any:
+    if name == SEALED_STATE:
+        _one_element(shape)
+        return sealed_from_raw(bytes(raw))
+    dtype = oip.DTYPES[datatype]
+    assert dtype is not None  # the numeric datatypes lstmserve takes
+    try:
+        return from_bytes(raw, dtype, shape, name, datatype)  # type: ignore[arg-type]  # a view: no copy
+    except TensorError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def _from_json(data: Any, shape: tuple[int, ...], name: str, datatype: str) -> Any:
+    """JSON data, flat or nested in the shape's order, as an array of the datatype. Its size is checked
+    against the shape before numpy reads it; its values must be numbers of the datatype's kind."""
+    if name == SEALED_STATE:
+        _one_element(shape)
+        if not (isinstance(data, list) and len(data) == 1 and isinstance(data[0], str)):
+            raise InvalidArgument(f"{SEALED_STATE}: data must be one base64 string")
+        try:
+            return base64.b64decode(data[0], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidArgument(f"{SEALED_STATE}: data must be one base64 string") from None
+    count = math.prod(shape)
+    if not isinstance(data, list) or len(data) not in (count, shape[0] if shape else 1):
+        raise InvalidArgument(f"{name}: data must be a list of {count} numbers (shape {list(shape)})")
+    try:
+        values = np.array(data)
+    except (ValueError, OverflowError, TypeError):  # ragged, or nested deeper than numpy goes
+        values = None
+    dtype = oip.DTYPES[datatype]
+    assert dtype is not None
+    fits = values is not None and values.size == count and (values.ndim == 1 or values.shape == shape)
+    if not fits or (count and values.dtype.kind not in _NUMBER_KINDS[datatype]):  # type: ignore[union-attr]
+        raise InvalidArgument(
+            f"{name}: data must be {count} {datatype} numbers, flat or nested as shape {list(shape)}"
+        )
+    assert values is not None
+    if (
+        dtype.kind == "i"
+        and count
+        and (values.min() < np.iinfo(dtype).min or values.max() > np.iinfo(dtype).max)
+    ):
+        raise InvalidArgument(f"{name}: a value is out of {datatype}'s range")
+    with np.errstate(over="ignore"):  # float32 overflow is inf, which validation refuses by name
+        return values.astype(dtype).reshape(shape)
+
+
+def _one_element(shape: tuple[int, ...]) -> None:
+    if list(shape) != [1]:
+        raise InvalidArgument(f"{SEALED_STATE} must have shape [1]; got {list(shape)[:8]}")

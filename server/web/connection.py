@@ -1,0 +1,119 @@
+"""One HTTP/1.1 connection: uvicorn's httptools protocol, with the bounds a hostile client needs.
+
+    connect ─> past --http-max-connections open?        closed at once
+            ─> request line and headers within --receive-seconds of the connection (or of the
+               request's first byte)                   408, closed
+            ─> URL and headers under _HEADER_BYTES, at most _HEADERS of them   431 (414), closed
+            ─> at most _PIPELINED requests queued behind the one being answered   closed
+            ─> idle between requests past --http-idle-seconds (uvicorn's keep-alive)   closed
+
+The body is the edge's to bound (edge.py): it reads it, counting, within --receive-seconds.
+uvicorn calls the parser callbacks overridden here (httptools' API); tests/server/test_http_hostile.py
+holds each bound, so an uvicorn that changes them fails there, not in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_HEADERS = 100  # as Node's and Go's defaults allow, about
+_HEADER_BYTES = 16 * 1024  # the request line and every header: nginx's default (large) buffers hold 32 KiB
+_PIPELINED = 8  # requests read ahead of their turn on one connection; browsers and clients send none
+_STATUS = {408: b"408 Request Timeout", 414: b"414 URI Too Long", 431: b"431 Request Header Fields Too Large"}
+
+
+class _Refused(Exception):
+    """Raised from a parser callback: the parser stops, and send_400_response sends this instead."""
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_connections: int
+    header_seconds: float  # --receive-seconds: the whole request, headers included, arrives within it
+
+
+class BoundedProtocol(HttpToolsProtocol):
+    def __init__(self, *args, limits: ConnectionLimits, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self._header_bytes = 0
+        self._headers_timer: asyncio.TimerHandle | None = None
+        self._refusal: tuple[int, str] | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            transport.abort()  # no answer: writing one would cost what the limit is there to save
+            return
+        self._arm()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = 0
+        self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url), 414, "the URL is too long")
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value), 431, "the request's headers are too large")
+        if len(self.headers) >= _HEADERS:
+            self._refuse(431, f"more than {_HEADERS} headers")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+        if len(self.pipeline) > _PIPELINED:
+            self.transport.close()  # a client that pipelines this far ahead is not waiting for answers
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request the parser refused; ours where a bound refused it."""
+        if self._refusal is None:
+            super().send_400_response(msg)
+        else:
+            self._send(*self._refusal)
+
+    def _count(self, nbytes: int, status: int, message: str) -> None:
+        self._header_bytes += nbytes
+        if self._header_bytes > _HEADER_BYTES:
+            self._refuse(status, f"{message} (over {_HEADER_BYTES} bytes)")
+
+    def _refuse(self, status: int, message: str) -> None:
+        self._refusal = (status, message)
+        raise _Refused(message)
+
+    def _arm(self) -> None:
+        if self._headers_timer is None:
+            self._headers_timer = self.loop.call_later(self.limits.header_seconds, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._headers_timer is not None:
+            self._headers_timer.cancel()
+            self._headers_timer = None
+
+    def _headers_late(self) -> None:
+        self._headers_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a request is being answered; the next one's timer starts with its first byte
+        seconds = f"{self.limits.header_seconds:g}"
+        self._send(408, f"the request's headers did not arrive within {seconds} s (--receive-seconds)")
+
+    def _send(self, status: int, message: str) -> None:
+        body = orjson.dumps({"error": message})
+        self.transport.write(
+            b"HTTP/1.1 " + _STATUS[status] + b"\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        )
+        self.transport.close()

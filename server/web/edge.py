@@ -1,0 +1,337 @@
+"""The HTTP edge: every route's request in, authentication and admission, one error mapping, bytes out;
+what server/calls.py is for gRPC, with the same Admission, Tokens, Call and metrics.
+
+    request ─route─> open (health): answered at once
+                   ─> unary: token ─> admission ─> body (bounded, within --receive-seconds) ─> handler
+                   ─> events: the same, then Server-Sent Events, one per answer, until the handler ends
+                      or the client goes (the handler is cancelled)
+    an exception ─> errors.status_of's gRPC status ─> the HTTP status below, {"error": "..."}, and the
+                    limit it hit, by name, in the lstmserve-limit header
+
+Calls are counted under the gRPC status name that matches their HTTP status, with protocol="http".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any, Literal
+
+import grpc
+import orjson
+
+from lstmserve.limits import LIMIT_KEY
+
+from ..admission import Admission, Call
+from ..auth import Tokens
+from ..errors import DeadlineExceeded, InvalidArgument, ServingError, Unavailable, status_of
+from ..logs import RefusalLog
+from ..metrics import Metrics
+
+log = logging.getLogger("lstmserve.server")
+
+# Python objects per byte of JSON parsed (a list of floats written "0.0,": 32 bytes for 4): what a
+# JSON body is reserved at, on top of the body itself, before it is parsed.
+_JSON_OBJECTS = 8
+_SIZE_LIMITS = {"max_message_bytes", "max_request_rows", "max_request_steps", "max_request_row_steps"}
+_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,  # a state that does not belong to this model
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.INTERNAL: 500,
+}
+_RETRY = {429, 503}  # where retrying (shortly, or elsewhere) can help: Retry-After
+_CLOSE = {408, 413}  # a body left unread: the connection cannot carry another request
+
+
+class HttpError(InvalidArgument):
+    """A refusal with an HTTP status of its own (415, 405, ...): counted as INVALID_ARGUMENT."""
+
+    def __init__(self, status: int, message: str, *, limit: str | None = None, allow: str = ""):
+        super().__init__(message, limit=limit)
+        self.status, self.allow = status, allow
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its request or answer was through."""
+
+
+@dataclass
+class HttpRequest:
+    """A request as a handler gets it: its path's parts, its headers and its whole body."""
+
+    path: dict[str, str]
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((value for key, value in self.headers if key == name), None)
+
+
+@dataclass
+class Reply:
+    data: bytes
+    content_type: str = "application/json"
+    status: int = 200
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+Unary = Callable[[HttpRequest, Call], Awaitable[Reply]]
+Events = Callable[[HttpRequest, Call], AsyncIterator[bytes]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    name: str  # the method label in the metrics, as gRPC's (ModelInfer, ...)
+    handler: Callable[..., Any]
+    kind: Literal["open", "unary", "events"] = "unary"
+
+
+class HttpEdge:
+    """The ASGI app: routes each request, with the bounds and accounting every request shares."""
+
+    def __init__(
+        self,
+        routes: list[Route],
+        admission: Admission,
+        metrics: Metrics,
+        max_body_bytes: int,
+        tokens: Tokens | None = None,
+    ):
+        self.routes = routes
+        self.admission = admission
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.tokens = tokens
+        self.refusals = RefusalLog()
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            route, path = self._route(scope["method"], scope["path"])
+        except HttpError as exc:
+            await _respond(send, _error_reply(exc, 404 if not exc.allow else 405))
+            return
+        if route.kind == "open":
+            await _respond(send, await route.handler(HttpRequest(path, scope["headers"])))
+        elif route.kind == "unary":
+            await self._unary(route, path, scope, receive, send)
+        else:
+            await self._events(route, path, scope, receive, send)
+
+    def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        allowed = []
+        for route in self.routes:
+            match = route.pattern.fullmatch(path)
+            if match is None:
+                continue
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
+                return route, {key: value or "" for key, value in match.groupdict().items()}
+            allowed.append(route.method)
+        if allowed:
+            raise HttpError(405, f"{method} is not served here; use {', '.join(allowed)}", allow=allowed[0])
+        raise HttpError(404, "no such route; the Open Inference Protocol's are under /v2")
+
+    async def _unary(self, route: Route, path: dict[str, str], scope, receive, send) -> None:
+        call, started = Call(self.admission), perf_counter()
+        try:
+            self._authenticate(scope, call)
+            self.admission.start_call()
+            try:
+                request = HttpRequest(path, scope["headers"], await self._body(scope, receive, call))
+                reply = await route.handler(request, call)
+                call.reserve(len(reply.data))  # held until it has been sent
+                await _respond(send, reply)
+            finally:
+                call.release()
+                self.admission.end_call()
+        except ClientGone:
+            call.code = "CANCELLED"
+        except Exception as exc:
+            call.code = await self._refuse(send, route.name, exc)
+        finally:
+            self.metrics.answered(call.model, route.name, call.code, perf_counter() - started, "http")
+
+    async def _events(self, route: Route, path: dict[str, str], scope, receive, send) -> None:
+        """A stream of Server-Sent Events, counted against --max-streams as gRPC's streams are."""
+        call = Call(self.admission)
+        try:
+            self._authenticate(scope, call)
+            stream = self.admission.open_stream()
+        except ServingError as exc:
+            call.code = await self._refuse(send, route.name, exc)
+            self.metrics.answered(call.model, route.name, call.code, None, "http")
+            return
+        started, watcher = False, None
+        try:
+            request = HttpRequest(path, scope["headers"], await self._body(scope, receive, call))
+            watcher = asyncio.create_task(_until_gone(receive, stream.task))
+            asked = perf_counter()
+            async for event in route.handler(request, call):
+                stream.waits_on_client(True)  # the idle watchdog ends a stream whose client stops reading
+                if not started:
+                    await send({"type": "http.response.start", "status": 200, "headers": _EVENT_HEADERS})
+                    started = True
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+                stream.waits_on_client(False)
+                self.metrics.answered(call.model, route.name, "OK", perf_counter() - asked, "http")
+                asked = perf_counter()
+        except (ClientGone, asyncio.CancelledError):
+            if stream.ended_by is None:  # the client went: nothing more to send
+                call.code = "CANCELLED"
+            else:  # the server ended it (idle, or stopping): said as gRPC's UNAVAILABLE is
+                call.code = await self._refuse(send, route.name, Unavailable(stream.ended_by), started)
+        except Exception as exc:
+            call.code = await self._refuse(send, route.name, exc, started)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            self.admission.close_stream(stream)
+            call.release()
+            if call.code != "OK":
+                self.metrics.answered(call.model, route.name, call.code, None, "http")
+        if started and call.code != "CANCELLED":
+            await _end(send)
+
+    def _authenticate(self, scope: dict[str, Any], call: Call) -> None:
+        """The call's scope, and the client it counts against: its token, or else its connection."""
+        if self.tokens is not None:
+            authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            call.scope = self.tokens.scope_of([("authorization", authorization.decode("latin-1"))])
+        host, port = scope.get("client") or ("", 0)
+        call.client = call.scope.holder or f"http:{host}:{port}"
+
+    async def _body(self, scope, receive, call: Call) -> bytes:
+        """The whole body, refused past --max-message-bytes from its Content-Length or while it
+        arrives (chunked), within --receive-seconds; reserved before it is parsed."""
+        headers = dict(scope["headers"])  # the last of a repeated header: uvicorn refuses a doubled length
+        encoding = headers.get(b"content-encoding", b"identity").lower()
+        if encoding != b"identity":
+            raise HttpError(
+                415, f"Content-Encoding {encoding[:20].decode('latin-1')!r} is not taken; send identity"
+            )
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise self._too_large(int(declared))
+        body = await self.admission.receive(lambda: self._read(receive), call.client)
+        json_bytes = _header_length(headers, len(body))
+        call.reserve(2 * len(body) + _JSON_OBJECTS * json_bytes)
+        return body
+
+    async def _read(self, receive) -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large(size, "at least ")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    def _too_large(self, size: int, prefix: str = "") -> HttpError:
+        return HttpError(
+            413,
+            f"the body has {prefix}{size} bytes, over the server's message limit of {self.max_body_bytes} "
+            "(--max-message-bytes)",
+            limit="max_message_bytes",
+        )
+
+    async def _refuse(self, send, method: str, exc: Exception, started: bool = False) -> str:
+        """Answer `exc` (as an error event where the events have begun); the gRPC code's name."""
+        code, details = status_of(exc)
+        if code == grpc.StatusCode.INTERNAL:
+            log.error("HTTP %s failed unexpectedly", method, exc_info=exc)
+        else:
+            self.refusals.log(method, code, details)
+        reply = _error_reply(exc, _status(exc, code))
+        try:
+            if started:
+                await send(
+                    {"type": "http.response.body", "body": b"event: error\ndata: " + reply.data + b"\n\n"}
+                )
+            else:
+                await _respond(send, reply)
+        except (OSError, RuntimeError):  # the client has gone: nothing to tell it
+            pass
+        return code.name
+
+
+_EVENT_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
+
+
+def _status(exc: Exception, code: grpc.StatusCode) -> int:
+    if isinstance(exc, HttpError):
+        return exc.status
+    limit = getattr(exc, "limit", None)
+    if code == grpc.StatusCode.INVALID_ARGUMENT and limit in _SIZE_LIMITS:
+        return 413
+    if isinstance(exc, DeadlineExceeded) and limit == "receive_seconds":
+        return 408
+    return _STATUS.get(code, 500)
+
+
+def _error_reply(exc: Exception, status: int) -> Reply:
+    _, details = status_of(exc)
+    reply = Reply(orjson.dumps({"error": details}), status=status)
+    limit = getattr(exc, "limit", None)
+    if limit:
+        reply.headers.append((LIMIT_KEY.encode(), limit.encode()))
+    if status in _RETRY:
+        reply.headers.append((b"retry-after", b"1"))
+    if status in _CLOSE:
+        reply.headers.append((b"connection", b"close"))
+    if status == 401:
+        reply.headers.append((b"www-authenticate", b"Bearer"))
+    if isinstance(exc, HttpError) and exc.allow:
+        reply.headers.append((b"allow", exc.allow.encode()))
+    return reply
+
+
+def _header_length(headers: dict[bytes, bytes], body_bytes: int) -> int:
+    """The JSON header's length: Inference-Header-Content-Length where binary tensors follow it."""
+    value = headers.get(b"inference-header-content-length")
+    if value is None:
+        return body_bytes
+    if not value.isdigit() or len(value) > 12:
+        raise InvalidArgument(f"Inference-Header-Content-Length must be a byte count; got {value[:20]!r}")
+    return min(int(value), body_bytes)
+
+
+async def _respond(send: Callable, reply: Reply) -> None:
+    headers = [
+        (b"content-type", reply.content_type.encode()),
+        (b"content-length", str(len(reply.data)).encode()),
+        *reply.headers,
+    ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.data})
+
+
+async def _end(send: Callable) -> None:
+    try:
+        await send({"type": "http.response.body", "body": b""})
+    except (OSError, RuntimeError):
+        pass
+
+
+async def _until_gone(receive: Callable, task: asyncio.Task) -> None:
+    """Once the request's body has been read, the next message is the client going: cancel `task`."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    task.cancel()
