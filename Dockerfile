@@ -22,7 +22,8 @@ COPY benchmarks/ benchmarks/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
-# The [serve] extra only, pinned: onnxruntime, grpcio, health, reflection, protobuf, numpy. No torch.
+# The [serve] extra only, pinned: onnxruntime, grpcio, health, reflection, protobuf, numpy, uvicorn,
+# orjson. No torch.
 # The CUDA image (make image-cuda) takes deploy/requirements-serve-cuda.txt and DEVICE=cuda instead:
 # onnxruntime-gpu and NVIDIA's runtime wheels from PyPI; the rest of this file is the same for both.
 ARG REQUIREMENTS=deploy/requirements-serve.txt
@@ -39,11 +40,12 @@ COPY models/ /models/
 ENV LSTMSERVE_DEVICE=${DEVICE} \
     LSTMSERVE_HOST=0.0.0.0 \
     LSTMSERVE_PORT=50051 \
+    LSTMSERVE_HTTP_PORT=8080 \
     LSTMSERVE_REPOSITORY=/models \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 10001
-EXPOSE 50051 8081
+EXPOSE 50051 8080 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["python", "-m", "lstmserve.server.healthcheck"]
 # Exec form: the server is PID 1 and gets SIGTERM itself (it drains in-flight calls, then exits 0).
