@@ -1,11 +1,13 @@
 """The image, built and run for real with podman: small, torch-free, non-root, healthy, graceful."""
 
+import json
 import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -61,8 +63,9 @@ def as_deployed() -> tuple[list[str], int, list[str]]:
 class Container:
     def __init__(self, image: str, *args: str):
         self.name = f"lstmserve-test-{free_port()}"
-        self.port = free_port()
-        pm.podman("run", "-d", "--name", self.name, "-p", f"127.0.0.1:{self.port}:50051", *args, image)
+        self.port, self.http_port = free_port(), free_port()
+        ports = ["-p", f"127.0.0.1:{self.port}:50051", "-p", f"127.0.0.1:{self.http_port}:8080"]
+        pm.podman("run", "-d", "--name", self.name, *ports, *args, image)
         deadline = time.monotonic() + 60
         while "listening on" not in self.logs():
             assert time.monotonic() < deadline, self.logs()
@@ -120,7 +123,15 @@ def test_container_runs_as_the_deployment_runs_it(image):
             assert done.returncode == 0, (folder, done.stderr)
         assert pm.podman("healthcheck", "run", container.name, check=False).returncode == 0
         with Client(container.address) as client:
-            assert client.infer(DIGITS, np.zeros((1, 8, 8), np.float32)).logits.shape == (1, 10)
+            grpc_logits = client.infer(DIGITS, np.zeros((1, 8, 8), np.float32)).logits
+        # HTTP too, on the image's 8080: the same answer as gRPC's
+        http = f"http://127.0.0.1:{container.http_port}/v2"
+        assert urllib.request.urlopen(f"{http}/health/ready", timeout=10).status == 200
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8, 8], "data": [0.0] * 64}]}
+        request = urllib.request.Request(f"{http}/models/{DIGITS}/infer", json.dumps(body).encode())
+        answer = json.loads(urllib.request.urlopen(request, timeout=10).read())
+        logits = next(output for output in answer["outputs"] if output["name"] == "logits")
+        np.testing.assert_array_equal(np.array(logits["data"], np.float32).reshape(1, 10), grpc_logits)
         log = container.logs()
         assert "Traceback" not in log and " ERROR " not in log, log
     finally:
