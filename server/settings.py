@@ -29,6 +29,11 @@ class Settings:
     host: str = setting("127.0.0.1", "address to bind; 0.0.0.0 to listen on every interface")
     port: int = setting(50051, "port to bind; 0 picks a free one (logged at start)", minimum=0, maximum=65535)
     repository: str = setting(DEFAULT_REPOSITORY, "model repository: NAME/VERSION/model.onnx")
+    model_name: str = setting(
+        "",
+        "serve --repository as this one model: VERSION/model.onnx, or a bare model.onnx (version 1)",
+        metavar="NAME",
+    )
     device: str = setting(
         "cpu", "cpu, or cuda (falls back to cpu with a warning where absent)", choices=("cpu", "cuda")
     )
