@@ -1,13 +1,13 @@
 """The model repository's layout on disk: REPOSITORY/NAME/VERSION/model.onnx, versions 1, 2, ...
 
 The one statement of what a model name and a version folder are, for the exporter that writes the
-repository, the server that serves it and the benchmark that reads it.
+repository, the server that serves it and the benchmark that reads it. No onnx, onnxruntime or torch
+here: the server image has no torch and the client stays light.
 
 A server given a model name (--model-name, as KServe mounts one model at /mnt/models) reads its root
 as that one model instead: ROOT/VERSION/model.onnx, or a bare ROOT/model.onnx as version 1 (a
 storageUri often names one file). A folder 1/ beside a bare file is version 1; the bare file is then
-skipped, and said to be. No onnx, onnxruntime or torch
-here: the server image has no torch and the client stays light.
+skipped, and said to be.
 
 A version folder's name is a version number as `str(version)` writes it: ASCII digits without a
 leading zero, at most 18 of them (lstmserve.v1 carries versions as int64), so at least 1. "0", "01",
