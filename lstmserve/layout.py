@@ -4,6 +4,11 @@ The one statement of what a model name and a version folder are, for the exporte
 repository, the server that serves it and the benchmark that reads it. No onnx, onnxruntime or torch
 here: the server image has no torch and the client stays light.
 
+A server given a model name (--model-name, as KServe mounts one model at /mnt/models) reads its root
+as that one model instead: ROOT/VERSION/model.onnx, or a bare ROOT/model.onnx as version 1 (a
+storageUri often names one file). A folder 1/ beside a bare file is version 1; the bare file is then
+skipped, and said to be.
+
 A version folder's name is a version number as `str(version)` writes it: ASCII digits without a
 leading zero, at most 18 of them (lstmserve.v1 carries versions as int64), so at least 1. "0", "01",
 "1.0", " 1" and "²" (which str.isdigit accepts) are not versions, and a folder so named is skipped;
@@ -65,21 +70,57 @@ def model_path(repository: Path, name: str, version: int) -> Path:
     return repository / check_name(name) / str(version) / MODEL_FILE
 
 
-def scan(repository: Path) -> Iterator[tuple[str, int, Path]]:
-    """(name, version, model file) for every model file in the repository, by name, then version."""
+def scan(repository: Path, model_name: str | None = None) -> Iterator[tuple[str, int, Path]]:
+    """(name, version, model file) for every model file in the repository, by name, then version;
+    with model_name, for every version of the one model the root holds."""
+    if model_name is None:
+        yield from sorted(_repository_files(repository))
+    else:
+        name = check_name(model_name)
+        yield from ((name, version, path) for version, path in sorted(_one_model_files(repository).items()))
+
+
+def holds_repository(root: Path) -> bool:
+    """Whether the root holds a model file as a repository does (NAME/VERSION/model.onnx)."""
+    return bool(_repository_files(root))
+
+
+def holds_one_model(root: Path) -> bool:
+    """Whether the root holds a model file as one model does (VERSION/model.onnx, or model.onnx)."""
+    return bool(_one_model_files(root))
+
+
+def misplaced(repository: Path, model_name: str | None = None) -> list[Path]:
+    """Model files that scan() skips because a folder's name breaks the rules above: a server says so
+    rather than leaving someone to wonder why `my model/01/model.onnx` is not served."""
+    if model_name is None:
+        return sorted(
+            path
+            for path in repository.glob(f"*/*/{MODEL_FILE}")
+            if version_of(path.parent.name) is None or not is_model_name(path.parent.parent.name)
+        )
+    skipped = [path for path in repository.glob(f"*/{MODEL_FILE}") if version_of(path.parent.name) is None]
+    bare = repository / MODEL_FILE
+    if bare.is_file() and _one_model_files(repository).get(1) != bare:  # shadowed by folder 1/
+        skipped.append(bare)
+    return sorted(skipped)
+
+
+def _repository_files(root: Path) -> list[tuple[str, int, Path]]:
     found = []
-    for path in repository.glob(f"*/*/{MODEL_FILE}"):
+    for path in root.glob(f"*/*/{MODEL_FILE}"):
         name, version = path.parent.parent.name, version_of(path.parent.name)
         if version is not None and is_model_name(name):
             found.append((name, version, path))
-    yield from sorted(found)
+    return found
 
 
-def misplaced(repository: Path) -> list[Path]:
-    """Model files that scan() skips because a folder's name breaks the rules above: a server says so
-    rather than leaving someone to wonder why `my model/01/model.onnx` is not served."""
-    return sorted(
-        path
-        for path in repository.glob(f"*/*/{MODEL_FILE}")
-        if version_of(path.parent.name) is None or not is_model_name(path.parent.parent.name)
-    )
+def _one_model_files(root: Path) -> dict[int, Path]:
+    """version -> model file of the one model a root holds."""
+    bare = root / MODEL_FILE
+    found = {1: bare} if bare.is_file() else {}
+    for path in root.glob(f"*/{MODEL_FILE}"):
+        version = version_of(path.parent.name)
+        if version is not None:
+            found[version] = path  # after the bare file: a folder 1/ is version 1
+    return found

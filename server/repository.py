@@ -1,4 +1,9 @@
-"""The model repository as served: every model file lstmserve.layout finds, loaded at start."""
+"""The model repository as served: every model file lstmserve.layout finds, loaded at start.
+
+Its root is a repository of models (NAME/VERSION/model.onnx) or, given a model name (--model-name),
+that one model's versions (VERSION/model.onnx, or a bare model.onnx as version 1): how KServe mounts
+one model at /mnt/models. Either way the root is only read, never written, so it may be read-only.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +34,10 @@ class ModelRepository:
         device: str = "cpu",
         intra_op_threads: int = 1,
         cuda_options: dict | None = None,
+        model_name: str = "",
     ):
         self.root = Path(root)
+        self.model_name = model_name or None  # None: the root is a repository of models
         self.device = device
         self.intra_op_threads = intra_op_threads
         self.cuda_options = cuda_options or {}  # providers_for's device_id, mem_limit_mb, arena
@@ -42,7 +49,7 @@ class ModelRepository:
 
     def load_all(self) -> list[str]:
         """Load every model version; return a message for each file that could not be loaded."""
-        check_root(self.root)
+        check_root(self.root, self.model_name)
         quiet_onnxruntime()
         self._providers = providers_for(self.device, **self.cuda_options)
         return self.refresh().problems
@@ -55,20 +62,28 @@ class ModelRepository:
         """
         changes = Changes()
         found: dict[tuple[str, int], tuple[Path, tuple[int, int]]] = {}
-        for name, version, path in layout.scan(self.root):
+        for name, version, path in layout.scan(self.root, self.model_name):
             try:
                 stat = path.stat()
             except FileNotFoundError:  # removed while we looked
                 continue
             found[name, version] = (path, (stat.st_mtime_ns, stat.st_size))
-        for path in set(layout.misplaced(self.root)) - self._misplaced:
+        for path in set(layout.misplaced(self.root, self.model_name)) - self._misplaced:
             self._misplaced.add(path)
-            log.warning(
-                "not served: %s (a model folder's name must be %s, a version folder's a version number "
-                "such as 1, without leading zeros)",
-                path,
-                layout.NAME_RULE,
-            )
+            if self.model_name is not None:
+                log.warning(
+                    "not served: %s (a version folder's name is a version number such as 1, without "
+                    "leading zeros; a bare %s is version 1 only where no folder 1/ is)",
+                    path,
+                    layout.MODEL_FILE,
+                )
+            else:
+                log.warning(
+                    "not served: %s (a model folder's name must be %s, a version folder's a version "
+                    "number such as 1, without leading zeros)",
+                    path,
+                    layout.NAME_RULE,
+                )
         models = {name: dict(versions) for name, versions in self._models.items()}
         for (name, version), (path, stamp) in found.items():
             if self._stamps.get((name, version)) == stamp or self._failed.get((name, version)) == stamp:
@@ -143,7 +158,27 @@ class ModelRepository:
         return next((runtime for runtime in self.all(scope) if runtime.info.fingerprint == fingerprint), None)
 
 
-def check_root(root: Path) -> None:
-    """The repository folder must exist before anything is served from it."""
-    if not Path(root).is_dir():
+def check_root(root: Path, model_name: str | None = None) -> None:
+    """The repository folder must exist before anything is served from it, laid out as the server
+    was told: a root that holds only the other layout's files would serve nothing, silently."""
+    root = Path(root)
+    if not root.is_dir():
         raise RepositoryError(f"model repository {root} is not a folder (run `make model`?)")
+    if model_name is not None:
+        try:
+            layout.check_name(model_name)
+        except layout.LayoutError as exc:
+            raise RepositoryError(f"--model-name: {exc}") from None
+        if layout.holds_repository(root) and not layout.holds_one_model(root):
+            raise RepositoryError(
+                f"--model-name {model_name} serves {root} as one model (VERSION/{layout.MODEL_FILE}, or a "
+                f"bare {layout.MODEL_FILE}), but it holds a repository of models "
+                f"(NAME/VERSION/{layout.MODEL_FILE}): leave --model-name out to serve that, or point "
+                "--repository at one model's folder"
+            )
+    elif layout.holds_one_model(root) and not layout.holds_repository(root):
+        raise RepositoryError(
+            f"model repository {root} holds one model's files (VERSION/{layout.MODEL_FILE}, or a bare "
+            f"{layout.MODEL_FILE}), not models' folders (NAME/VERSION/{layout.MODEL_FILE}): give "
+            "--model-name NAME to serve them as model NAME"
+        )

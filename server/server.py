@@ -128,7 +128,7 @@ class Server:
             "tf32": settings.cuda_tf32 == "on",
         }
         self.repository = ModelRepository(
-            settings.repository, settings.device, settings.intra_op_threads, cuda
+            settings.repository, settings.device, settings.intra_op_threads, cuda, settings.model_name
         )
         self.repository.load_all()  # RepositoryError is a StartError
         if not self.repository.names():

@@ -36,6 +36,11 @@ class Settings:
         maximum=65535,
     )
     repository: str = setting(DEFAULT_REPOSITORY, "model repository: NAME/VERSION/model.onnx")
+    model_name: str = setting(
+        "",
+        "serve --repository as this one model: VERSION/model.onnx, or a bare model.onnx (version 1)",
+        metavar="NAME",
+    )
     device: str = setting(
         "cpu", "cpu, or cuda (falls back to cpu with a warning where absent)", choices=("cpu", "cuda")
     )

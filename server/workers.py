@@ -27,7 +27,7 @@ log = logging.getLogger("lstmserve.server")
 def run_workers(settings: Settings) -> int:
     """Start the workers, pass SIGTERM/SIGINT on to them, and exit 0 when all of them stopped cleanly."""
     try:
-        check_root(Path(settings.repository))  # once, here, rather than once per worker
+        check_root(Path(settings.repository), settings.model_name or None)  # once, not once per worker
     except StartError as exc:
         log.error("cannot start: %s", exc)
         return 1

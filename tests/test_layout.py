@@ -99,3 +99,41 @@ def test_misplaced_names_the_model_files_scan_skips(tmp_path):
     assert [name for name, _, _ in layout.scan(tmp_path)] == ["good"]
     misplaced = [str(path.relative_to(tmp_path).parent) for path in layout.misplaced(tmp_path)]
     assert misplaced == ["bad name/2", "good/0", "good/01"]
+
+
+def test_one_model_is_its_version_folders_or_a_bare_file(tmp_path):
+    """With a model name (--model-name), the root is that model: VERSION/model.onnx under it, and a
+    bare model.onnx is version 1 unless a folder 1/ is there too."""
+    for folder in ("2", "10", "01", "latest"):
+        make(tmp_path, folder)
+    make(tmp_path, "other", "3")  # a repository's NAME/VERSION: not this model's
+    (tmp_path / MODEL_FILE).write_bytes(b"")
+    assert list(layout.scan(tmp_path, "m")) == [
+        ("m", 1, tmp_path / MODEL_FILE),
+        ("m", 2, tmp_path / "2" / MODEL_FILE),
+        ("m", 10, tmp_path / "10" / MODEL_FILE),
+    ]
+    assert layout.misplaced(tmp_path, "m") == [tmp_path / "01" / MODEL_FILE, tmp_path / "latest" / MODEL_FILE]
+    make(tmp_path, "1")
+    assert list(layout.scan(tmp_path, "m"))[0] == ("m", 1, tmp_path / "1" / MODEL_FILE)
+    assert tmp_path / MODEL_FILE in layout.misplaced(tmp_path, "m")  # shadowed by 1/, and said so
+    with pytest.raises(LayoutError):
+        list(layout.scan(tmp_path, "../m"))
+
+
+@pytest.mark.parametrize(
+    ("files", "repository", "one_model"),
+    [
+        ([], False, False),
+        (["m/1"], True, False),
+        (["1"], False, True),
+        ([""], False, True),  # a bare model.onnx
+        (["m/1", "1"], True, True),
+        (["m/01", "01"], False, False),  # only folders the rules skip
+    ],
+)
+def test_which_layout_a_root_holds(tmp_path, files, repository, one_model):
+    for folder in files:
+        make(tmp_path, *filter(None, folder.split("/")))
+    assert layout.holds_repository(tmp_path) is repository
+    assert layout.holds_one_model(tmp_path) is one_model

@@ -59,3 +59,22 @@ def test_a_broken_manifest_is_refused(tmp_path):
     text = (REPO / "deploy" / "kubernetes" / "service.yaml").read_text()
     broken.write_text(text.replace("clusterIP: None", "clusterIP: None\n  stickySessions: true"))
     assert validate(broken).returncode != 0
+
+
+@pytest.mark.parametrize("name", ["deployment.yaml", "deployment-gpu.yaml"])
+def test_each_port_is_declared_once_and_set_where_it_is_named(name):
+    """gRPC, REST (KServe's v2 protocol) and the health-only port: distinct numbers, each the one its
+    LSTMSERVE_* variable sets (the gRPC port is the image's LSTMSERVE_PORT), each the Service's target."""
+    import yaml
+
+    deployment = yaml.safe_load((REPO / "deploy" / "kubernetes" / name).read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert set(ports) == {"grpc", "http", "health"} and len(set(ports.values())) == len(ports)
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert int(env["LSTMSERVE_HTTP_PORT"]) == ports["http"]
+    assert int(env["LSTMSERVE_HEALTH_PORT"]) == ports["health"]
+    assert f"LSTMSERVE_PORT={ports['grpc']}" in (REPO / "Dockerfile").read_text()
+    service = yaml.safe_load((REPO / "deploy" / "kubernetes" / "service.yaml").read_text())
+    served = {port["targetPort"]: port["port"] for port in service["spec"]["ports"]}
+    assert served == {"grpc": ports["grpc"], "http": ports["http"]}  # health is the kubelet's alone
