@@ -52,7 +52,17 @@ def test_a_checkpoint_returns_the_held_state_without_a_run(repository):
     assert first.state is None and checkpoint.output is None and checkpoint.logits is None
     assert checkpoint.state == whole.state == after.state
     assert value(samples, "lstmserve_compute_seconds_count", model="chars:1") == runs + 1  # the chunk only
-    assert value(samples, "lstmserve_requests_total", model="chars:1", protocol="grpc", method="StreamInfer", code="OK") == 3
+    assert (
+        value(
+            samples,
+            "lstmserve_requests_total",
+            model="chars:1",
+            protocol="grpc",
+            method="StreamInfer",
+            code="OK",
+        )
+        == 3
+    )
 
 
 def test_a_checkpoint_of_the_wrong_batch_or_features_is_refused(client):

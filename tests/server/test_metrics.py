@@ -62,21 +62,68 @@ def test_metrics_count_calls_codes_batches_and_models(repository):
                 time.sleep(0.05)
     finally:
         server.stop()
-    assert value(samples, "lstmserve_requests_total", model="chars:1", protocol="grpc", method="Infer", code="OK") == 3
     assert (
-        value(samples, "lstmserve_requests_total", model="chars:1", protocol="grpc", method="Infer", code="INVALID_ARGUMENT")
+        value(
+            samples, "lstmserve_requests_total", model="chars:1", protocol="grpc", method="Infer", code="OK"
+        )
+        == 3
+    )
+    assert (
+        value(
+            samples,
+            "lstmserve_requests_total",
+            model="chars:1",
+            protocol="grpc",
+            method="Infer",
+            code="INVALID_ARGUMENT",
+        )
         == 1
     )
-    assert value(samples, "lstmserve_requests_total", model="-", protocol="grpc", method="Infer", code="NOT_FOUND") == 1
-    assert value(samples, "lstmserve_requests_total", model="chars:2", protocol="grpc", method="StreamInfer", code="OK") == 2
+    assert (
+        value(
+            samples, "lstmserve_requests_total", model="-", protocol="grpc", method="Infer", code="NOT_FOUND"
+        )
+        == 1
+    )
+    assert (
+        value(
+            samples,
+            "lstmserve_requests_total",
+            model="chars:2",
+            protocol="grpc",
+            method="StreamInfer",
+            code="OK",
+        )
+        == 2
+    )
     # Closing a stream half-closes it: the server ends it OK, not CANCELLED.
     assert (
-        value(samples, "lstmserve_requests_total", model="chars:2", protocol="grpc", method="StreamInfer", code="CANCELLED")
+        value(
+            samples,
+            "lstmserve_requests_total",
+            model="chars:2",
+            protocol="grpc",
+            method="StreamInfer",
+            code="CANCELLED",
+        )
         == 0
     )
-    assert value(samples, "lstmserve_request_seconds_count", model="chars:1", protocol="grpc", method="Infer") == 4
+    assert (
+        value(samples, "lstmserve_request_seconds_count", model="chars:1", protocol="grpc", method="Infer")
+        == 4
+    )
     assert value(samples, "lstmserve_compute_seconds_count", model="chars:1") >= 1
-    assert value(samples, "lstmserve_requests_total", model="chars:1", protocol="grpc", method="ModelInfer", code="OK") == 1
+    assert (
+        value(
+            samples,
+            "lstmserve_requests_total",
+            model="chars:1",
+            protocol="grpc",
+            method="ModelInfer",
+            code="OK",
+        )
+        == 1
+    )
     assert value(samples, "lstmserve_batch_requests_sum", model="chars:1") == 4  # every request ran once
     assert (
         value(during, "lstmserve_streams_in_flight") == 1
