@@ -59,7 +59,9 @@ class RestService:
         return _status(True)
 
     async def ready(self, request: HttpRequest) -> Reply:
-        return _status(self.health.ready())
+        # Not ready from the first moment of a graceful stop, as grpc.health says (gRPC's ServerReady
+        # is refused UNAVAILABLE then): an HTTP readiness probe takes the replica out while it drains.
+        return _status(self.health.ready() and not self.health.admission.stopping)
 
     async def server_metadata(self, request: HttpRequest, call: Call) -> Reply:
         return _json({"name": "lstmserve", "version": __version__, "extensions": EXTENSIONS})

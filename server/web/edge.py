@@ -185,6 +185,10 @@ class HttpEdge:
                     await send({"type": "http.response.start", "status": 200, "headers": _EVENT_HEADERS})
                     started = True
                 await send({"type": "http.response.body", "body": event, "more_body": True})
+                # NOTE: uvicorn's send returns without a turn of the loop while its buffer has room,
+                # and a generation's steps run inline: without this, one stream held the loop (every
+                # other call, gRPC's too) to its last step, and never saw its client go.
+                await asyncio.sleep(0)
                 stream.waits_on_client(False)
                 self.metrics.answered(call.model, route.name, "OK", perf_counter() - asked, "http")
                 asked = perf_counter()
