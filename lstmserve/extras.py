@@ -24,6 +24,9 @@ DISTRIBUTIONS = {
     "google": "protobuf",  # google.protobuf
     "prometheus_client": "prometheus-client",
     "cryptography": "cryptography",
+    "uvicorn": "uvicorn",
+    "httptools": "httptools",
+    "orjson": "orjson",
     "matplotlib": "matplotlib",
     "tensorflow": "tensorflow",
     "tf_keras": "tf-keras",

@@ -231,7 +231,16 @@ class HttpEdge:
             raise self._too_large(int(declared))
         body = await self.admission.receive(lambda: self._read(receive), call.client)
         json_bytes = _header_length(headers, len(body))
-        call.reserve(2 * len(body) + _JSON_OBJECTS * json_bytes)
+        need = 2 * len(body) + _JSON_OBJECTS * json_bytes
+        if need > self.admission.max_bytes:  # no retry could get it in: refused for good, not 429
+            raise HttpError(
+                413,
+                f"a body of {json_bytes} bytes of JSON takes about {need >> 20} MiB once parsed, over "
+                f"--max-inflight-bytes ({self.admission.max_bytes >> 20} MiB): send the tensors in binary "
+                "(Inference-Header-Content-Length), or fewer at a time",
+                limit="max_inflight_bytes",
+            )
+        call.reserve(need)
         return body
 
     async def _read(self, receive) -> bytes:

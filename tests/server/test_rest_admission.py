@@ -120,12 +120,6 @@ def test_the_held_call_helper_sends_a_whole_request(one_call):
     assert status == 200 and body["model_name"] == CHARS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the HTTP edge reserves a JSON body at 10x its size (edge._JSON_OBJECTS), so at the lowest "
-    "--max-inflight-bytes the settings allow (4 x --max-message-bytes) a JSON body of 40% of the message "
-    "limit can never be admitted, yet is told 429 'retry shortly'; for the data plane's owner to decide",
-)
 def test_a_json_body_no_wait_can_admit_is_not_told_to_retry(repository):
     """At the smallest --max-inflight-bytes the settings allow, a request the server serves in binary
     and whose JSON is within --max-message-bytes is answered, or refused for good: never 429 (retry
@@ -138,5 +132,8 @@ def test_a_json_body_no_wait_can_admit_is_not_told_to_retry(repository):
             assert len(infer_body({"input": x})[0]) < 1 << 20
             answer = post_infer(http, server.http_url, CHARS, {"input": x})
             assert answer.status_code != 429 and "retry-after" not in answer.headers, answer.text
+            # refused for good, naming the limit that no wait can get it past, and what to do instead
+            assert answer.status_code == 413 and answer.headers["lstmserve-limit"] == "max_inflight_bytes"
+            assert "binary" in answer.json()["error"]
     finally:
         server.stop()
