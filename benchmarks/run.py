@@ -32,7 +32,7 @@ from lstmserve.client.messages import infer_request
 
 from .floors import onnxruntime_floor
 from .load import PLAINTEXT, REST_MODES, Connection, Load, run_load
-from .options import BenchOptions
+from .options import BenchOptions, OptionsError
 from .processes import ServerProcess, seconds_to_serving
 from .rest_check import check_and_can
 
@@ -136,6 +136,7 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
                 echo.terminate()
         if rest_check:
             echo = ServerProcess(
+                # the echo's arguments name files of this run's folder: not kept in the results
                 [sys.executable, "-m", "lstmserve.benchmarks.echo_http", *rest_check.pop("echo_args")]
             )
             try:
@@ -158,8 +159,16 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
     }
 
 
-def _check_rest(server: ServerProcess, model, connection: Connection, folder: Path, say) -> dict:
+def _check_rest(
+    server: ServerProcess,
+    model: tuple[str, int, Path, int],
+    connection: Connection,
+    folder: Path,
+    say: Callable[[str], None],
+) -> dict:
     """REST against gRPC on the first model's fed-back calls (rest_check.py); the echo's answers."""
+    if not server.http_port:
+        raise OptionsError("the REST rows need the server's HTTP port: give no --server-arg=--http-port=-1")
     name, version, _, input_size = model
     checked = check_and_can(
         server.address, server.http_address, (name, version, input_size), connection, folder
