@@ -18,9 +18,10 @@ def add_bench(commands) -> None:
     parser = commands.add_parser(
         "bench",
         help="benchmark lstmserve against its floors",
-        description="Start lstmserve (batching on and off) and a bare gRPC echo, load each with N streams "
-        "that feed back their state (unary, bidi, KServe; for the first model also coalesced, bidi with "
-        "sparse state and wide calls, over a sweep of stream counts), measure in-process onnxruntime, "
+        description="Start lstmserve (batching on and off) and bare gRPC and HTTP echoes, load each with N "
+        "streams that feed back their state (unary, bidi, KServe; for the first model also coalesced, bidi "
+        "with sparse state and wide calls, over a sweep of stream counts, and REST in JSON and binary "
+        "beside KServe, its answers checked against gRPC's), measure in-process onnxruntime, "
         "and report p50/p95/p99, "
         "calls/s, steps/s and the ratios against the floors, as a table, JSON and a PNG. With --soak, "
         "instead run N mixed streams against one server for MINUTES, check every answer against "

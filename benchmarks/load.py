@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -14,7 +15,10 @@ from lstmserve.client import AsyncClient
 from lstmserve.proto.inference import grpc_service_pb2 as kserve
 from lstmserve.proto.inference import grpc_service_pb2_grpc as kserve_grpc
 
-MODES = ("unary", "bidi", "bidi-sparse", "coalesced", "wide", "kserve")
+from .rest import HttpConnection, RestStream
+
+REST_MODES = ("rest-json", "rest-binary")
+MODES = ("unary", "bidi", "bidi-sparse", "coalesced", "wide", "kserve", *REST_MODES)
 STATE_EVERY = 8  # bidi-sparse: the chunks per state the stream asks for
 STREAMS_PER_CONNECTION = 256  # the server's grpc.max_concurrent_streams (KServe's bare channels)
 
@@ -31,7 +35,8 @@ class Load:
     # unary or bidi (lstmserve.v1); bidi-sparse (bidi asking for the state every STATE_EVERY chunks);
     # coalesced (unary, one AsyncClient(coalesce=True) gathering the streams' feeds into few calls:
     # each feed counts as a call here); wide (ONE caller whose calls carry `streams` rows, the
-    # streams' states stacked: a call moves streams x chunk steps); or kserve (ModelInfer)
+    # streams' states stacked: a call moves streams x chunk steps); kserve (ModelInfer); or rest-json
+    # / rest-binary (the Open Inference Protocol over HTTP/1.1, to an HTTP address: benchmarks/rest.py)
     mode: str
     seconds: float
     warmup: float = 0.5
@@ -60,11 +65,12 @@ class LoadResult:
 
 @dataclass(frozen=True)
 class Connection:
-    """How the load reaches a server: plaintext by default; TLS credentials and a bearer token for a
-    server that asks for them."""
+    """How the load reaches a server: plaintext by default; TLS credentials (gRPC's, and the same CA and
+    certificate as an SSLContext for HTTP) and a bearer token for a server that asks for them."""
 
     credentials: grpc.ChannelCredentials | None = None
     token: str | None = None
+    ssl: ssl.SSLContext | None = None
 
     def channel(self, address: str, options: list) -> grpc.aio.Channel:
         if self.credentials is None:
@@ -100,6 +106,11 @@ async def _run(address: str, load: Load, connection: Connection) -> LoadResult:
         channels = [connection.channel(address, options) for _ in range(connections)]
         stubs = [kserve_grpc.GRPCInferenceServiceStub(c) for c in channels]
         callers, closing = [(stub, connection.metadata) for stub in stubs], channels
+    elif load.mode in REST_MODES:
+        # HTTP/1.1 carries one call at a time: a connection per stream, as tritonclient.http's pool
+        # gives each request in flight its own
+        closing = [await HttpConnection.open(address, connection.ssl) for _ in range(callers_count)]
+        callers = [(http, connection.token) for http in closing]
     else:
         callers = closing = [
             AsyncClient(
@@ -127,6 +138,8 @@ async def _run(address: str, load: Load, connection: Connection) -> LoadResult:
             "bidi": _bidi,
             "bidi-sparse": _bidi,
             "kserve": _kserve,
+            "rest-json": _rest,
+            "rest-binary": _rest,
         }[load.mode]
         await asyncio.gather(
             *(
@@ -165,24 +178,49 @@ async def _bidi(client, load: Load, chunk, measure_from: float, stop_at: float, 
 
 
 async def _kserve(caller, load: Load, chunk, measure_from: float, stop_at: float, out: list[float]) -> None:
+    stub, metadata = caller
+    stream = KServeStream(stub, metadata, load.model, load.version, chunk)
+    while (now := time.perf_counter()) < stop_at:
+        await stream.call()
+        if now >= measure_from:
+            out.append(time.perf_counter() - now)
+
+
+async def _rest(caller, load: Load, chunk, measure_from: float, stop_at: float, out: list[float]) -> None:
+    http, token = caller
+    stream = RestStream(http, load.model, load.version, chunk, load.mode == "rest-binary", token)
+    while (now := time.perf_counter()) < stop_at:
+        await stream.call()
+        if now >= measure_from:
+            out.append(time.perf_counter() - now)
+
+
+class KServeStream:
     """As a KServe client streams: each response's final_* go back as initial_*, or its sealed_state
     as sealed_state (a server with --state-key-file), with the fingerprint."""
-    stub, metadata = caller
-    state: list[tuple[str, str, list[int], bytes]] = []  # name, datatype, shape, raw contents
-    fingerprint = ""
-    while (now := time.perf_counter()) < stop_at:
-        request = kserve.ModelInferRequest(model_name=load.model, model_version=str(load.version))
-        for name, datatype, shape, raw in [("input", "FP32", list(chunk.shape), chunk.tobytes()), *state]:
+
+    def __init__(self, stub, metadata: tuple | None, model: str, version: int, chunk: np.ndarray):
+        self.stub, self.metadata = stub, metadata
+        self.model, self.version, self.chunk = model, str(version), chunk
+        self.state: list[tuple[str, str, list[int], bytes]] = []  # name, datatype, shape, raw contents
+        self.fingerprint = ""
+
+    async def call(self) -> kserve.ModelInferResponse:
+        request = kserve.ModelInferRequest(model_name=self.model, model_version=self.version)
+        chunk = self.chunk
+        for name, datatype, shape, raw in [
+            ("input", "FP32", list(chunk.shape), chunk.tobytes()),
+            *self.state,
+        ]:
             request.inputs.add(name=name, datatype=datatype, shape=shape)
             request.raw_input_contents.append(raw)
-        if fingerprint:
-            request.parameters["state_fingerprint"].string_param = fingerprint
-        response = await stub.ModelInfer(request, timeout=60, metadata=metadata)
-        state = [
+        if self.fingerprint:
+            request.parameters["state_fingerprint"].string_param = self.fingerprint
+        response = await self.stub.ModelInfer(request, timeout=60, metadata=self.metadata)
+        self.state = [
             (tensor.name.replace("final", "initial"), tensor.datatype, list(tensor.shape), raw)
             for tensor, raw in zip(response.outputs, response.raw_output_contents)
             if tensor.name.startswith("final") or tensor.name == "sealed_state"
         ]
-        fingerprint = response.parameters["state_fingerprint"].string_param
-        if now >= measure_from:
-            out.append(time.perf_counter() - now)
+        self.fingerprint = response.parameters["state_fingerprint"].string_param
+        return response

@@ -12,12 +12,16 @@ _MODES = {
     "bidi": ("bidi", "C2", "s"),
     "bidi-sparse": ("bidi, sparse state", "C3", "D"),
     "wide": ("wide: the streams in one call", "C4", "v"),
+    # 1 and --streams only; REST's dashed lines are the HTTP echo's
+    "kserve": ("KServe gRPC", "C5", "P"),
+    "rest-json": ("REST, JSON", "C6", "X"),
+    "rest-binary": ("REST, binary tensors", "C9", "*"),
 }
 
 
 def plot(results: dict, path: Path) -> None:
     """Two panels over the sweep (log axes): p50 per call (per feed, coalesced), and steps/s with the
-    echo's lines and in-process onnxruntime's batch-N ceiling."""
+    echoes' lines and in-process onnxruntime's batch-N ceiling; KServe and REST at 1 and --streams."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,11 +70,11 @@ def plot(results: dict, path: Path) -> None:
         axis.set_ylabel(label)
         axis.grid(alpha=0.3, which="both")
     fig.suptitle(
-        f"lstmserve vs a bare gRPC echo (dashed) and onnxruntime: {model[0]}:{model[1]}, "
+        f"lstmserve vs bare gRPC and HTTP echoes (dashed) and onnxruntime: {model[0]}:{model[1]}, "
         f"{results['machine']['cpus']} CPUs (client and server share them)"
     )
-    fig.legend(*right.get_legend_handles_labels(), loc="lower center", ncol=4, fontsize="small")
-    fig.tight_layout(rect=(0, 0.13, 1, 1))  # room below for the legend
+    fig.legend(*right.get_legend_handles_labels(), loc="lower center", ncol=5, fontsize="small")
+    fig.tight_layout(rect=(0, 0.15, 1, 1))  # room below for the legend
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -63,6 +63,10 @@ class ServerProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def http_address(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
     def memory_mb(self) -> dict[str, float]:
         """Resident memory now and at its peak (Linux /proc), in MB."""
         fields = {}

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .load import STATE_EVERY
+from .load import REST_MODES, STATE_EVERY
 from .plot import plot
 
 
@@ -23,7 +23,7 @@ def verdicts(results: dict) -> list[dict]:
     chunks = results["options"]["chunks"]
     rows: list[dict] = []
 
-    def add(what: str, value: float, target: str, met: bool, detail: str) -> None:
+    def add(what: str, value: float, target: str, met: bool | None, detail: str) -> None:
         rows.append({"what": what, "value": value, "target": target, "met": met, "detail": detail})
 
     for key, floors in results["floors"].items():
@@ -66,6 +66,8 @@ def verdicts(results: dict) -> list[dict]:
                 f"bidi {bidi['calls_per_s']:.0f} vs unary {ours['calls_per_s']:.0f} calls/s",
             )
     _sweep_verdicts(results, add)
+    if results.get("rest_check"):
+        _rest_verdicts(results, add)
     startup = results["startup"]
     add(
         "server peak RSS (MB)",
@@ -84,7 +86,7 @@ def verdicts(results: dict) -> list[dict]:
     return rows
 
 
-def _sweep_verdicts(results: dict, add: Callable[[str, float, str, bool, str], None]) -> None:
+def _sweep_verdicts(results: dict, add: Callable[[str, float, str, bool | None, str], None]) -> None:
     """Issue 13's targets, on the first model's one-step sweep: coalesced, wide and sparse-state
     streams against this run's separate calls and the echo; few streams against the echo; and
     throughput that never falls as streams are added."""
@@ -176,6 +178,59 @@ def _sweep_verdicts(results: dict, add: Callable[[str, float, str, bool, str], N
         )
 
 
+def _rest_verdicts(results: dict, add: Callable[[str, float, str, bool | None, str], None]) -> None:
+    """REST beside KServe gRPC on the same server (the first model, one step a call): binary's p50 at
+    one stream, and each form's calls/s at --streams; and against the HTTP echo, with no target (met
+    None): how much of REST's time the HTTP stack itself takes."""
+    many = results["options"]["many"]
+    first = results["scenarios"][0]
+    key = f"{first['model']}:{first['version']}"
+
+    def get(mode: str, streams: int, server: str = "lstmserve") -> dict:
+        model = {"model": first["model"], "version": first["version"]}
+        return find(results, **model, server=server, mode=mode, streams=streams, chunk=1)
+
+    grpc_one, grpc_many = get("kserve", 1), get("kserve", many)
+    binary = get("rest-binary", 1)
+    ratio = binary["p50_ms"] / grpc_one["p50_ms"]
+    add(
+        f"{key} REST binary 1 stream x 1 step p50",
+        ratio,
+        "<= 1.3 x KServe gRPC",
+        ratio <= 1.3,
+        f"{binary['p50_ms']:.3f} vs gRPC {grpc_one['p50_ms']:.3f} ms; p99 {binary['p99_ms']:.2f} vs "
+        f"{grpc_one['p99_ms']:.2f} ms; JSON {get('rest-json', 1)['p50_ms']:.3f} ms",
+    )
+    for mode in REST_MODES:
+        ours = get(mode, many)
+        ratio = ours["calls_per_s"] / grpc_many["calls_per_s"]
+        add(
+            f"{key} {mode} {many} streams x 1 step calls/s",
+            ratio,
+            ">= 0.7 x KServe gRPC",
+            ratio >= 0.7,
+            f"{ours['calls_per_s']:.0f} vs gRPC {grpc_many['calls_per_s']:.0f} calls/s",
+        )
+    floor = results["floors"][key]["batch1_chunk1"]["p50_ms"]
+    for mode in REST_MODES:
+        ours, echo = get(mode, 1), get(mode, 1, "echo")
+        add(
+            f"{key} {mode} 1 stream x 1 step p50 vs HTTP echo + onnxruntime",
+            ours["p50_ms"] / (echo["p50_ms"] + floor),
+            "(floor)",
+            None,
+            f"{ours['p50_ms']:.3f} ms vs echo {echo['p50_ms']:.3f} + ORT {floor:.3f} ms",
+        )
+        ours, echo = get(mode, many), get(mode, many, "echo")
+        add(
+            f"{key} {mode} {many} streams x 1 step calls/s vs HTTP echo",
+            ours["calls_per_s"] / echo["calls_per_s"],
+            "(floor)",
+            None,
+            f"{ours['calls_per_s']:.0f} vs echo {echo['calls_per_s']:.0f} calls/s",
+        )
+
+
 def table(results: dict) -> str:
     lines = [
         "| server | model | mode | streams | steps/call | p50 ms | p95 ms | p99 ms | calls/s | steps/s |",
@@ -198,10 +253,13 @@ def verdict_table(rows: list[dict]) -> str:
     lines = ["| target | measured | goal | met | detail |", "|---|---|---|---|---|"]
     for row in rows:
         lines.append(
-            f"| {row['what']} | {row['value']:.2f} | {row['target']} | {'yes' if row['met'] else 'NO'} | "
-            f"{row['detail']} |"
+            f"| {row['what']} | {row['value']:.2f} | {row['target']} | {_met(row['met'])} | {row['detail']} |"
         )
     return "\n".join(lines)
+
+
+def _met(met: bool | None) -> str:
+    return "-" if met is None else "yes" if met else "NO"
 
 
 def write(results: dict, out: Path) -> tuple[Path, Path]:

@@ -2,17 +2,21 @@
 
 Floors, measured in the same run on the same machine:
 - in-process onnxruntime on the same file: batch-1 latency and the batched ceiling (steps/s);
-- a bare grpc.aio echo of the same payload (benchmarks/echo.py): the cost of gRPC and the client.
+- a bare grpc.aio echo of the same payload (benchmarks/echo.py): the cost of gRPC and the client;
+- for REST, lstmserve's HTTP listener echoing the real answer's bytes (benchmarks/echo_http.py).
 
 Every model runs unary, bidi and KServe at 1 stream and --streams; the first model's one-step
 chunks are swept over stream counts (sweep_counts) in every mode of load.py, coalesced, sparse-state
-bidi and wide calls included, for the plot and issue 13's targets.
+bidi and wide calls included, for the plot and issue 13's targets, and run over REST (JSON and
+binary) at 1 stream and --streams beside its KServe gRPC rows, after a check that REST and gRPC
+answer the same fed-back calls alike (rest_check.py).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import ssl
 import sys
 import tempfile
 import time
@@ -27,9 +31,10 @@ from lstmserve.client import Client
 from lstmserve.client.messages import infer_request
 
 from .floors import onnxruntime_floor
-from .load import PLAINTEXT, Connection, Load, run_load
-from .options import BenchOptions
+from .load import PLAINTEXT, REST_MODES, Connection, Load, run_load
+from .options import BenchOptions, OptionsError
 from .processes import ServerProcess, seconds_to_serving
+from .rest_check import check_and_can
 
 
 @dataclass
@@ -91,6 +96,7 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
         )
 
     sizes = {(name, version): size for name, version, _, size in models}
+    rest_check: dict = {}
     with tempfile.TemporaryDirectory() as folder:
         canned = {}
         # Room for the sweep's bidi streams (the default is 64); a --server-arg given later wins.
@@ -103,8 +109,15 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
             try:
                 if server_name == "lstmserve":
                     canned = _canned_responses(server.address, models, options, Path(folder), secure)
+                    if any(s.mode in REST_MODES for s in plan):
+                        rest_check = _check_rest(server, models[0], secure, Path(folder), say)
                 for scenario in (s for s in plan if s.server == server_name):
-                    run(server.address, scenario, sizes[scenario.model, scenario.version])
+                    rest = scenario.mode in REST_MODES
+                    run(
+                        server.http_address if rest else server.address,
+                        scenario,
+                        sizes[scenario.model, scenario.version],
+                    )
             finally:
                 server.terminate()
         for (name, version, chunk), response_files in canned.items():
@@ -117,8 +130,18 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
                         name,
                         version,
                         chunk,
-                    ):
+                    ) and scenario.mode not in REST_MODES:
                         run(echo.address, scenario, sizes[name, version], PLAINTEXT)
+            finally:
+                echo.terminate()
+        if rest_check:
+            echo = ServerProcess(
+                # the echo's arguments name files of this run's folder: not kept in the results
+                [sys.executable, "-m", "lstmserve.benchmarks.echo_http", *rest_check.pop("echo_args")]
+            )
+            try:
+                for scenario in (s for s in plan if s.server == "echo" and s.mode in REST_MODES):
+                    run(echo.address, scenario, sizes[scenario.model, scenario.version], PLAINTEXT)
             finally:
                 echo.terminate()
 
@@ -131,8 +154,30 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
         "options": asdict(options),
         "floors": floors,
         "startup": startup,
+        "rest_check": rest_check,
         "scenarios": [asdict(s) for s in plan],
     }
+
+
+def _check_rest(
+    server: ServerProcess,
+    model: tuple[str, int, Path, int],
+    connection: Connection,
+    folder: Path,
+    say: Callable[[str], None],
+) -> dict:
+    """REST against gRPC on the first model's fed-back calls (rest_check.py); the echo's answers."""
+    if not server.http_port:
+        raise OptionsError("the REST rows need the server's HTTP port: give no --server-arg=--http-port=-1")
+    name, version, _, input_size = model
+    checked = check_and_can(
+        server.address, server.http_address, (name, version, input_size), connection, folder
+    )
+    say(
+        f"REST (JSON and binary) answers {name}:{version}'s {checked['steps']} fed-back steps as KServe "
+        f"gRPC does: {', '.join(checked['outputs'])} equal"
+    )
+    return checked
 
 
 _SECURITY_FLAGS = ("--tls-", "--auth-tokens", "--state-key-file")
@@ -141,11 +186,14 @@ _SECURITY_FLAGS = ("--tls-", "--auth-tokens", "--state-key-file")
 def _connection(options: BenchOptions) -> Connection:
     from lstmserve.client import tls_credentials
 
-    credentials = None
+    credentials, context = None, None
     if options.tls_ca:
         credentials = tls_credentials(options.tls_ca, options.tls_cert or None, options.tls_key or None)
+        context = ssl.create_default_context(cafile=options.tls_ca)  # the REST load's
+        if options.tls_cert:
+            context.load_cert_chain(options.tls_cert, options.tls_key)
     token = Path(options.token_file).read_text().strip() if options.token_file else None
-    return Connection(credentials, token)
+    return Connection(credentials, token, context)
 
 
 def parse_model(spec: str, repository: Path) -> tuple[str, int, Path, int]:
@@ -189,6 +237,10 @@ def _plan(options: BenchOptions, models) -> list[Scenario]:
                 plan.append(Scenario(name, version, "unbatched", mode, options.many, chunk))
             for streams in (1, options.many):  # the standard protocol, same server (no echo of it)
                 plan.append(Scenario(name, version, "lstmserve", "kserve", streams, chunk))
+            for mode in REST_MODES if sweep else ():  # beside those KServe gRPC rows; echoed by HTTP's
+                for streams in (1, options.many):
+                    plan.append(Scenario(name, version, "lstmserve", mode, streams, chunk))
+                    plan.append(Scenario(name, version, "echo", mode, streams, chunk))
             for mode in SWEEP_MODES if sweep else ():
                 for streams in counts:
                     plan.append(Scenario(name, version, "lstmserve", mode, streams, chunk))

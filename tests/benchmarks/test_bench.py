@@ -37,11 +37,12 @@ def test_bench_runs_end_to_end_in_quick_mode(repository, tmp_path):
     results = json.loads((out / "bench.json").read_text())
     servers = {s["server"] for s in results["scenarios"]}
     assert servers == {"lstmserve", "unbatched", "echo"}
-    modes = {"unary", "bidi", "kserve", "coalesced", "bidi-sparse", "wide"}
+    rest = {"rest-json", "rest-binary"}
+    modes = {"unary", "bidi", "kserve", "coalesced", "bidi-sparse", "wide", *rest}
     assert {s["mode"] for s in results["scenarios"]} == modes
     # The first model's one-step sweep (--quick: 1, --streams 4 and 4x that) in every mode, the
     # echo's too but for coalesced; the other model has none of the sweep's own modes.
-    for mode in modes - {"kserve"}:
+    for mode in modes - {"kserve"} - rest:
         for server in ("lstmserve", "echo") if mode != "coalesced" else ("lstmserve",):
             counts = {
                 s["streams"]
@@ -49,9 +50,22 @@ def test_bench_runs_end_to_end_in_quick_mode(repository, tmp_path):
                 if (s["model"], s["server"], s["mode"], s["chunk"]) == (DIGITS, server, mode, 1)
             }
             assert counts == {1, 4, 16}, (server, mode)
-    assert not {"coalesced", "bidi-sparse", "wide"} & {
+    # REST beside KServe gRPC, at 1 stream and --streams, and the HTTP echo's the same: the first
+    # model's one-step chunks only
+    for mode in rest:
+        for server in ("lstmserve", "echo"):
+            counts = {
+                s["streams"]
+                for s in results["scenarios"]
+                if (s["model"], s["server"], s["mode"], s["chunk"]) == (DIGITS, server, mode, 1)
+            }
+            assert counts == {1, 4}, (server, mode)
+    assert not {"coalesced", "bidi-sparse", "wide", *rest} & {
         s["mode"] for s in results["scenarios"] if s["model"] == CHARS or s["chunk"] != 1
     }
+    # the REST rows time real work: their answers to the same fed-back calls were gRPC's
+    assert results["rest_check"]["model"] == f"{DIGITS}:1"
+    assert {"output", "final_c_0", "final_h_0"} <= set(results["rest_check"]["outputs"])
     for scenario in results["scenarios"]:
         result = scenario["result"]
         assert result["calls"] > 0, scenario
@@ -85,10 +99,15 @@ def test_bench_runs_end_to_end_in_quick_mode(repository, tmp_path):
             f"{first} {mode} steps/s over 1, 4, 16 streams"
             for mode in ("unary", "bidi", "bidi-sparse", "coalesced", "wide")
         ),
+        f"{first} REST binary 1 stream x 1 step p50",  # <= 1.3 x KServe gRPC's
+        *(f"{first} {mode} 4 streams x 1 step calls/s" for mode in rest),  # >= 0.7 x KServe gRPC's
+        *(f"{first} {mode} 4 streams x 1 step calls/s vs HTTP echo" for mode in rest),
+        *(f"{first} {mode} 1 stream x 1 step p50 vs HTTP echo + onnxruntime" for mode in rest),
     ):
         assert target in targets, (target, targets)
     for row in results["verdicts"]:
-        assert row["value"] > 0 and isinstance(row["met"], bool), row
+        # a floor's ratio has no target of its own: met is None
+        assert row["value"] > 0 and isinstance(row["met"], bool) == (row["target"] != "(floor)"), row
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| target | measured | goal | met | detail |" in done.stdout
 
@@ -125,6 +144,9 @@ def test_bench_measures_servers_that_want_tls_a_token_and_seal_states(repository
     results = json.loads((out / "bench.json").read_text())
     for scenario in results["scenarios"]:
         assert scenario["result"]["calls"] > 0, scenario  # every server answered through its guard
+    # REST's rows went over TLS with the token too, feeding back sealed states (no final_* came)
+    assert {"rest-json", "rest-binary"} <= {s["mode"] for s in results["scenarios"]}
+    assert not any(name.startswith("final_") for name in results["rest_check"]["outputs"])
 
 
 def test_the_ab_runs_an_older_checkouts_server_from_its_own_files(tmp_path):
