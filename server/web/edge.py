@@ -28,7 +28,14 @@ from lstmserve.limits import LIMIT_KEY
 
 from ..admission import Admission, Call
 from ..auth import Tokens
-from ..errors import DeadlineExceeded, InvalidArgument, ServingError, Unavailable, status_of
+from ..errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ServingError,
+    Unauthenticated,
+    Unavailable,
+    status_of,
+)
 from ..logs import RefusalLog
 from ..metrics import Metrics
 
@@ -142,7 +149,12 @@ class HttpEdge:
             allowed.append(route.method)
         if allowed:
             raise HttpError(405, f"{method} is not served here; use {', '.join(allowed)}", allow=allowed[0])
-        raise HttpError(404, "no such route; the Open Inference Protocol's are under /v2")
+        raise HttpError(
+            404,
+            "no such route: this server serves /v2, /v2/health/{live,ready} and "
+            "/v2/models/{m}[/versions/{v}][/ready|/infer|/generate_stream] (not Triton's config, "
+            "statistics or repository routes)",
+        )
 
     async def _unary(self, route: Route, path: dict[str, str], scope, receive, send) -> None:
         call, started = Call(self.admission), perf_counter()
@@ -213,6 +225,8 @@ class HttpEdge:
         """The call's scope, and the client it counts against: its token, or else its connection."""
         if self.tokens is not None:
             authorization = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            if not authorization.startswith(b"Bearer "):  # said in HTTP's words, not gRPC metadata's
+                raise Unauthenticated("send the header 'Authorization: Bearer <token>'")
             call.scope = self.tokens.scope_of([("authorization", authorization.decode("latin-1"))])
         host, port = scope.get("client") or ("", 0)
         call.client = call.scope.holder or f"http:{host}:{port}"

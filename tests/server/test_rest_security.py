@@ -71,8 +71,8 @@ def test_health_is_open_and_everything_else_wants_a_token(secured, http):
         ("POST", model_path(CHARS) + "/generate_stream", b'{"text_input": "a"}', 400),  # not generative
     ]
     refusals = [  # the authorization header sent, what the 401 says
-        ({}, "send the metadata 'authorization: Bearer <token>'"),
-        ({"Authorization": CHARS_ONLY}, "send the metadata 'authorization: Bearer <token>'"),
+        ({}, "send the header 'Authorization: Bearer <token>'"),
+        ({"Authorization": CHARS_ONLY}, "send the header 'Authorization: Bearer <token>'"),
         (bearer("not-a-token-at-all-00000"), "the bearer token is not valid here"),
     ]
     for method, path, data, status in calls:
