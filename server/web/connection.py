@@ -6,6 +6,7 @@
             ─> URL and headers under _HEADER_BYTES, at most _HEADERS of them   431 (414), closed
             ─> at most _PIPELINED requests queued behind the one being answered   closed
             ─> idle between requests past --http-idle-seconds (uvicorn's keep-alive)   closed
+            ─> body bytes still coming after the request's answer (its body unread)   closed
 
 The body is the edge's to bound (edge.py): it reads it, counting, within --receive-seconds.
 uvicorn calls the parser callbacks overridden here (httptools' API); tests/server/test_http_hostile.py
@@ -69,6 +70,15 @@ class BoundedProtocol(HttpToolsProtocol):
         if len(self.headers) >= _HEADERS:
             self._refuse(431, f"more than {_HEADERS} headers")
         super().on_header(name, value)
+
+    def on_body(self, body: bytes) -> None:
+        if self.cycle is not None and self.cycle.response_complete:
+            # Answered without its body being read (a refusal, no such route, health): uvicorn would
+            # read the rest for nothing, and each byte of it cancels the keep-alive timer, which only
+            # an answer sets again: a body trickling in held the connection open for good.
+            self.transport.close()
+            return
+        super().on_body(body)
 
     def on_headers_complete(self) -> None:
         self._disarm()
