@@ -7,6 +7,8 @@
             ─> at most _PIPELINED requests queued behind the one being answered   closed
             ─> idle between requests past --http-idle-seconds (uvicorn's keep-alive)   closed
             ─> body bytes still coming after the request's answer (its body unread)   closed
+            ─> an answer that does not drain from the buffer within write_seconds (the
+               client does not read it)                closed
 
 The body is the edge's to bound (edge.py): it reads it, counting, within --receive-seconds.
 uvicorn calls the parser callbacks overridden here (httptools' API); tests/server/test_http_hostile.py
@@ -35,6 +37,10 @@ class _Refused(Exception):
 class ConnectionLimits:
     max_connections: int
     header_seconds: float  # --receive-seconds: the whole request, headers included, arrives within it
+    # The least of --http-idle-seconds and --stream-idle-seconds: a client that takes none of its
+    # answer this long is gone. Before the stream watchdog's second round: an event stream it ends
+    # would wait to write its error to a client that does not read, until cancelled mid-write.
+    write_seconds: float
 
 
 class BoundedProtocol(HttpToolsProtocol):
@@ -43,6 +49,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self.limits = limits
         self._header_bytes = 0
         self._headers_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str] | None = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -54,7 +61,25 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc) -> None:
         self._disarm()
+        self._write_drained()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The answer's bytes fill the transport's buffer: the client reads them slower than they come,
+        or not at all. A call then waits to write, holding its reserved bytes, with no timeout of its
+        own (a client that read nothing held them, and the --max-inflight-bytes, for good)."""
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.limits.write_seconds, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        self._write_drained()
+        super().resume_writing()
+
+    def _write_drained(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
