@@ -6,7 +6,8 @@
             ─> URL and headers under _HEADER_BYTES, at most _HEADERS of them   431 (414), closed
             ─> at most _PIPELINED requests queued behind the one being answered   closed
             ─> idle between requests past --http-idle-seconds (uvicorn's keep-alive)   closed
-            ─> body bytes still coming after the request's answer (its body unread)   closed
+            ─> the body of a request answered before it was read, not all in within
+               --receive-seconds                       closed
             ─> an answer that does not drain from the buffer within write_seconds (the
                client does not read it)                closed
 
@@ -50,6 +51,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._headers_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._dropping: asyncio.TimerHandle | None = None  # while the body of an answered request comes
         self._refusal: tuple[int, str] | None = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -62,6 +64,8 @@ class BoundedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc) -> None:
         self._disarm()
         self._write_drained()
+        if self._dropping is not None:
+            self._dropping.cancel()
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -97,13 +101,22 @@ class BoundedProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_body(self, body: bytes) -> None:
-        if self.cycle is not None and self.cycle.response_complete:
-            # Answered without its body being read (a refusal, no such route, health): uvicorn would
-            # read the rest for nothing, and each byte of it cancels the keep-alive timer, which only
-            # an answer sets again: a body trickling in held the connection open for good.
-            self.transport.close()
-            return
+        if self.cycle is not None and self.cycle.response_complete and self._dropping is None:
+            # Answered before its body was read (a refusal, no such route, health): uvicorn drops the
+            # rest as it comes, and each byte cancels the keep-alive timer, which only an answer sets
+            # again. The rest must come within --receive-seconds, as the whole request had to.
+            self._dropping = self.loop.call_later(self.limits.header_seconds, self.transport.close)
         super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self._dropping is not None:  # the rest of an answered request's body, dropped: idle again
+            self._dropping.cancel()
+            self._dropping = None
+            if self.timeout_keep_alive_task is None and not self.transport.is_closing():
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
 
     def on_headers_complete(self) -> None:
         self._disarm()
