@@ -12,8 +12,9 @@
                client does not read it)                closed
 
 The body is the edge's to bound (edge.py): it reads it, counting, within --receive-seconds.
-uvicorn calls the parser callbacks overridden here (httptools' API); tests/server/test_http_hostile.py
-holds each bound, so an uvicorn that changes them fails there, not in production.
+uvicorn calls the parser callbacks overridden here (httptools' API); tests/server/test_http_clients.py
+and test_http_requests.py hold each bound, so an uvicorn that changes them fails there, not in
+production.
 """
 
 from __future__ import annotations
