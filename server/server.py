@@ -177,7 +177,11 @@ class Server:
         )
         self.http = HttpListener(
             edge,
-            ConnectionLimits(settings.http_max_connections, settings.receive_seconds),
+            ConnectionLimits(
+                settings.http_max_connections,
+                settings.receive_seconds,
+                min(settings.http_idle_seconds, settings.stream_idle_seconds),
+            ),
             settings.http_idle_seconds,
             self.tls.ssl_context if self.tls is not None else None,
             self.reuse_port,

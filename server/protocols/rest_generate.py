@@ -25,7 +25,7 @@ import orjson
 from lstmserve import contract
 
 from ..errors import InvalidArgument, quoted
-from ..generation import CHOICE, Step
+from ..generation import CHOICE, VALUE, Step
 from ..request import Answer, GenerateRequest, Request, State, Wanted
 from ..runtime import ModelRuntime
 from . import oip
@@ -138,11 +138,22 @@ class Generate:
 
 
 def _parameters(header: dict[str, Any]) -> dict[str, Any]:
-    parameters = object_of(header.get("parameters", {}), "parameters")
+    # null is a parameter not given: decode reads each with .get(key, default) and uses it as it is
+    parameters = {
+        key: value
+        for key, value in object_of(header.get("parameters", {}), "parameters").items()
+        if value is not None
+    }
     for key, kind in _TYPES.items():
         value = parameters.get(key)
         if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
             raise InvalidArgument(f"parameter {key} has the wrong type ({type(value).__name__})")
+    if not 0 <= parameters.get("seed", 0) < 2**64:  # numpy's generators take an unsigned 64-bit seed
+        raise InvalidArgument("parameter seed must be in [0, 2**64)")
+    if parameters.get("feedback", CHOICE) not in (CHOICE, VALUE):
+        raise InvalidArgument(
+            f"parameter feedback must be {CHOICE!r} or {VALUE!r}, got {quoted(parameters['feedback'])}"
+        )
     return parameters
 
 

@@ -6,10 +6,15 @@
             ─> URL and headers under _HEADER_BYTES, at most _HEADERS of them   431 (414), closed
             ─> at most _PIPELINED requests queued behind the one being answered   closed
             ─> idle between requests past --http-idle-seconds (uvicorn's keep-alive)   closed
+            ─> the body of a request answered before it was read, not all in within
+               --receive-seconds                       closed
+            ─> an answer that does not drain from the buffer within write_seconds (the
+               client does not read it)                closed
 
 The body is the edge's to bound (edge.py): it reads it, counting, within --receive-seconds.
-uvicorn calls the parser callbacks overridden here (httptools' API); tests/server/test_http_hostile.py
-holds each bound, so an uvicorn that changes them fails there, not in production.
+uvicorn calls the parser callbacks overridden here (httptools' API); tests/server/test_http_clients.py
+and test_http_requests.py hold each bound, so an uvicorn that changes them fails there, not in
+production.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ class _Refused(Exception):
 class ConnectionLimits:
     max_connections: int
     header_seconds: float  # --receive-seconds: the whole request, headers included, arrives within it
+    # The least of --http-idle-seconds and --stream-idle-seconds: a client that takes none of its
+    # answer this long is gone. Before the stream watchdog's second round: an event stream it ends
+    # would wait to write its error to a client that does not read, until cancelled mid-write.
+    write_seconds: float
 
 
 class BoundedProtocol(HttpToolsProtocol):
@@ -42,6 +51,8 @@ class BoundedProtocol(HttpToolsProtocol):
         self.limits = limits
         self._header_bytes = 0
         self._headers_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._dropping: asyncio.TimerHandle | None = None  # while the body of an answered request comes
         self._refusal: tuple[int, str] | None = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -53,7 +64,27 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc) -> None:
         self._disarm()
+        self._write_drained()
+        if self._dropping is not None:
+            self._dropping.cancel()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The answer's bytes fill the transport's buffer: the client reads them slower than they come,
+        or not at all. A call then waits to write, holding its reserved bytes, with no timeout of its
+        own (a client that read nothing held them, and the --max-inflight-bytes, for good)."""
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.limits.write_seconds, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        self._write_drained()
+        super().resume_writing()
+
+    def _write_drained(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -70,14 +101,38 @@ class BoundedProtocol(HttpToolsProtocol):
             self._refuse(431, f"more than {_HEADERS} headers")
         super().on_header(name, value)
 
+    def on_body(self, body: bytes) -> None:
+        if self.cycle is not None and self.cycle.response_complete and self._dropping is None:
+            # Answered before its body was read (a refusal, no such route, health): uvicorn drops the
+            # rest as it comes, and each byte cancels the keep-alive timer, which only an answer sets
+            # again. The rest must come within --receive-seconds, as the whole request had to.
+            self._dropping = self.loop.call_later(self.limits.header_seconds, self.transport.close)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self._dropping is not None:  # the rest of an answered request's body, dropped: idle again
+            self._dropping.cancel()
+            self._dropping = None
+            if self.timeout_keep_alive_task is None and not self.transport.is_closing():
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
         if len(self.pipeline) > _PIPELINED:
-            self.transport.close()  # a client that pipelines this far ahead is not waiting for answers
+            # A client that pipelines this far ahead is not waiting for answers. Stop the parser too:
+            # it would go on making a request's objects (~8 kB) of every ~30 bytes left in the read
+            # (63 connections' MiB of pipelined requests took 250 MB).
+            self.transport.close()
+            raise _Refused("more requests pipelined than are answered")
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request the parser refused; ours where a bound refused it."""
+        if self.transport.is_closing():
+            return  # closed already, with answers maybe still to come: nothing may go before them
         if self._refusal is None:
             super().send_400_response(msg)
         else:

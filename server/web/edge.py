@@ -81,7 +81,8 @@ class HttpRequest:
     body: bytes = b""
 
     def header(self, name: bytes) -> bytes | None:
-        return next((value for key, value in self.headers if key == name), None)
+        """The last of a repeated header: the one the edge checked (_body reads them as a dict)."""
+        return next((value for key, value in reversed(self.headers) if key == name), None)
 
 
 @dataclass
