@@ -105,6 +105,9 @@ class Infer:
         if not isinstance(request_id, str):
             raise InvalidArgument('"id" must be a string')
         arrays = arrays_of(header, call.binary, runtime)
+        # The parsed JSON values (several Python objects per number) are arrays now: drop them, so
+        # they do not live on while the call waits for its batch (encode needs only the outputs).
+        del header["inputs"]
         return Request(
             input=arrays.get(contract.INPUT),
             wanted=oip.wanted(names, runtime),

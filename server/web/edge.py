@@ -165,7 +165,7 @@ class HttpEdge:
             try:
                 request = HttpRequest(path, scope["headers"], await self._body(scope, receive, call))
                 reply = await route.handler(request, call)
-                call.reserve(len(reply.data))  # held until it has been sent
+                call.reserve(len(reply.data))  # held until the transport has taken it
                 await _respond(send, reply)
             finally:
                 call.release()
