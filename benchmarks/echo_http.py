@@ -68,8 +68,8 @@ def _messages(body: bytes, content_type: str, headers: list[tuple[bytes, bytes]]
 
 async def serve(app: EchoApp, port: int) -> None:
     # The server's defaults: the same bounded protocol, configured as `lstmserve serve` configures it
-    limits = ConnectionLimits(Settings.http_max_connections, Settings.receive_seconds)
-    listener = HttpListener(app, limits, Settings.http_idle_seconds)
+    settings = Settings()
+    listener = HttpListener(app, ConnectionLimits.from_settings(settings), settings.http_idle_seconds)
     bound = await listener.start("127.0.0.1", port)
     logging.info("HTTP echo listening on 127.0.0.1:%d", bound)
     stop = asyncio.Event()

@@ -214,6 +214,12 @@ class Call:
         self.admission.reserve(nbytes)
         self.held += nbytes
 
+    def count(self, nbytes: int) -> None:
+        """Bytes the call holds beyond its reservation, counted but not checked against the limit:
+        an answer already made, whose size was checked before it was computed (the HTTP edge)."""
+        self.admission.bytes += nbytes
+        self.held += nbytes
+
     def hold_state(self, nbytes: int) -> None:
         """A stream now holds a state of `nbytes` between messages, replacing what it held. Not
         checked against the limit: it was admitted as part of the answer it came with."""

@@ -34,7 +34,7 @@ from . import stream_flow
 from .admission import Admission, Call, OpenStream
 from .auth import Tokens
 from .call_metrics import CallMetrics
-from .errors import InvalidArgument, ServingError, Unavailable, status_of, trailing_metadata
+from .errors import InvalidArgument, ServingError, Unavailable, trailing_metadata
 from .logs import RefusalLog
 from .metrics import Metrics
 
@@ -167,11 +167,7 @@ class Calls:
         NOTE: not context.abort(): gRPC keeps the exception it raises on the call, in a reference
         cycle with the handler's frames, and so with the request's bytes, until the cyclic GC runs;
         128 streams refused 1 MB requests and left 2 GB behind them."""
-        code, details = status_of(exc)
-        if code == grpc.StatusCode.INTERNAL:
-            log.error("%s failed unexpectedly", method, exc_info=exc)
-        else:
-            self.refusals.log(method, code, details)
+        code, details = self.refusals.refused(method, exc)
         context.set_code(code)
         context.set_details(details)
         if metadata := trailing_metadata(exc):  # the limit it hit, by name: clients read it as data

@@ -11,6 +11,8 @@ from time import monotonic
 
 import grpc
 
+from .errors import status_of
+
 log = logging.getLogger("lstmserve.server")
 
 
@@ -41,6 +43,16 @@ class RefusalLog:
         self.per_second = per_second
         self.second = 0
         self.logged = self.skipped = 0
+
+    def refused(self, method: str, exc: BaseException) -> tuple[grpc.StatusCode, str]:
+        """The status a client gets for `exc` (errors.status_of), logged: the unexpected at ERROR with
+        its traceback, a refusal as one rate-limited line. Both edges, gRPC's and HTTP's, call this."""
+        code, details = status_of(exc)
+        if code == grpc.StatusCode.INTERNAL:
+            log.error("%s failed unexpectedly", method, exc_info=exc)
+        else:
+            self.log(method, code, details)
+        return code, details
 
     def log(self, method: str, code: grpc.StatusCode, details: str) -> None:
         now = int(monotonic())

@@ -49,7 +49,7 @@ from .protocols.v1_service import LSTMServicer
 from .reload import keep_in_sync
 from .repository import ModelRepository
 from .sealing import StateSeal
-from .settings import Settings
+from .settings import HANDSHAKE_SECONDS, Settings
 from .tls import CertificateFiles
 from .web.connection import ConnectionLimits
 from .web.edge import HttpEdge
@@ -62,7 +62,6 @@ KSERVE_SERVICE = kserve.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 SERVICE_NAME, KSERVE_SERVICE_NAME = SERVICE.full_name, KSERVE_SERVICE.full_name
 _QUIET_SECONDS = 0.1  # after the drain, how long no call may arrive before gRPC stops
 _STREAMS_PER_CONNECTION = 256
-_HANDSHAKE_SECONDS = 10
 # Calls gRPC has taken from the connections and not yet handed to lstmserve. Past its default (1000)
 # gRPC refuses new calls at random with CANCELLED, which tells a client nothing about retrying, and
 # fell on well-behaved clients too: 205 of 734 calls with 30 s deadlines beside a storm of 1-10 ms
@@ -177,11 +176,7 @@ class Server:
         )
         self.http = HttpListener(
             edge,
-            ConnectionLimits(
-                settings.http_max_connections,
-                settings.receive_seconds,
-                min(settings.http_idle_seconds, settings.stream_idle_seconds),
-            ),
+            ConnectionLimits.from_settings(settings),
             settings.http_idle_seconds,
             self.tls.ssl_context if self.tls is not None else None,
             self.reuse_port,
@@ -276,13 +271,13 @@ class Server:
         log.info("stopping: refusing new calls, finishing those in flight (up to %.0f s)", grace)
         grace_ends = time.monotonic() + grace
         await self.health.stop()
+        if self.http is not None:
+            self.http.closing()
         await self.admission.drain(grace)
         await _quiet(self.admission, max(1.0, grace_ends - time.monotonic()))
         for task in self._background:
             task.cancel()
-        await self.grpc.stop(1.0)
-        if self.http is not None:
-            await self.http.stop(1.0)
+        await asyncio.gather(self.grpc.stop(1.0), *([self.http.stop(1.0)] if self.http is not None else []))
         if self.health_grpc is not None:
             await self.health_grpc.stop(0)
         # An onnxruntime run cannot be interrupted: wait for one still going (the process could not
@@ -310,9 +305,7 @@ class Server:
             # HTTP/2 streams one connection may open at once (gRPC's own default is unlimited): a
             # client past it waits for one to end. Each costs the server some kilobytes.
             ("grpc.max_concurrent_streams", _STREAMS_PER_CONNECTION),
-            # A connection that has not finished its handshake (TLS, HTTP/2 preface) within this long
-            # is closed: gRPC's default (120 s) let stalled sockets pile up to the fd limit.
-            ("grpc.server_handshake_timeout_ms", _HANDSHAKE_SECONDS * 1000),
+            ("grpc.server_handshake_timeout_ms", HANDSHAKE_SECONDS * 1000),
             ("grpc.server.max_pending_requests", _PENDING_CALLS),
             ("grpc.server.max_pending_requests_hard_limit", _PENDING_CALLS),
             *self._connection_options(),

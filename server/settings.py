@@ -18,6 +18,9 @@ from lstmserve.layout import DEFAULT_REPOSITORY
 from lstmserve.limits import DEFAULT_LIMITS
 
 ENV_PREFIX = "LSTMSERVE_"
+# Not a setting: a connection (gRPC's or HTTP's) that has not finished its handshake (TLS, HTTP/2's
+# preface) within this long is closed; gRPC's default (120 s) let stalled sockets pile up.
+HANDSHAKE_SECONDS = 10
 
 
 class SettingsError(LstmServeError, ValueError):

@@ -7,6 +7,7 @@ needed between them: the client holds it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -31,9 +32,9 @@ def run_workers(settings: Settings) -> int:
     except StartError as exc:
         log.error("cannot start: %s", exc)
         return 1
-    port = settings.port or _free_port(settings.host)
-    # Port 0 means one free port that every worker shares: chosen here, once.
-    http_port = settings.http_port if settings.http_port else _free_port(settings.host)
+    # Port 0 means one free port that every worker shares: chosen here, once (both at once, so the
+    # two cannot be the same).
+    port, http_port = _free_ports(settings.host, [settings.port, settings.http_port])
     child = replace(settings, port=port, http_port=http_port, workers=1)
     context = multiprocessing.get_context("spawn")  # no inherited event loop, threads or sessions
     ready = [context.Event() for _ in range(settings.workers)]
@@ -82,7 +83,15 @@ def _worker(settings: Settings, ready) -> None:
     sys.exit(run(settings, reuse_port=True, on_ready=lambda port: ready.set()))
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
+def _free_ports(host: str, asked: list[int]) -> list[int]:
+    """Each port asked for, a free one where it is 0 (-1, HTTP off, stays)."""
+    with contextlib.ExitStack() as probes:
+        chosen = []
+        for port in asked:
+            if port != 0:
+                chosen.append(port)
+                continue
+            probe = probes.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            probe.bind((host, 0))  # held until every port is chosen: the next cannot get this one
+            chosen.append(probe.getsockname()[1])
+        return chosen

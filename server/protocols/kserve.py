@@ -11,7 +11,6 @@ from another model) is refused by validation.py, as for lstmserve.v1.
 from __future__ import annotations
 
 import math
-import struct
 from typing import Any
 
 import numpy as np
@@ -46,7 +45,7 @@ _FIELDS: dict[str, str | None] = {
 }
 
 
-class Infer:
+class Infer(oip.StateNames):
     """ModelInfer's adapter; `sealed`: the server seals its states, which travel as sealed_state."""
 
     def __init__(self, sealed: bool = False):
@@ -54,9 +53,6 @@ class Infer:
 
     def model_of(self, request: kserve.ModelInferRequest) -> tuple[str, int]:
         return request.model_name, parse_version(request.model_version)
-
-    def state_name(self, layer: int, part: int, sealed: bool) -> str:
-        return state_name(layer, part, sealed)
 
     def decode(self, request: kserve.ModelInferRequest, runtime: ModelRuntime) -> Request:
         """The request's tensors by contract name, checked as wire data."""
@@ -89,15 +85,8 @@ class Infer:
         if answer.state is not None and answer.state.sealed:
             blob = answer.state.sealed
             response.outputs.add(name=SEALED_STATE, datatype="BYTES", shape=[1])
-            response.raw_output_contents.append(struct.pack("<I", len(blob)) + blob)  # BYTES' raw form
+            response.raw_output_contents.append(oip.sealed_raw(blob))
         return response
-
-
-def state_name(layer: int, part: int, sealed: bool) -> str:
-    """A sent state's tensor as the OIP wires name it (gRPC and REST alike)."""
-    if sealed:
-        return SEALED_STATE
-    return contract.initial_h(layer) if part else contract.initial_c(layer)
 
 
 def requested_outputs(
@@ -141,19 +130,11 @@ def _arrays(request: kserve.ModelInferRequest, runtime: ModelRuntime) -> dict[st
     return arrays
 
 
-def sealed_from_raw(raw: bytes) -> bytes:
-    """sealed_state's one BYTES element in the raw form (a 4-byte little-endian length, then the bytes)."""
-    if len(raw) < 4 or struct.unpack_from("<I", raw)[0] != len(raw) - 4:
-        raise InvalidArgument(f"{SEALED_STATE}: raw BYTES must be a 4-byte length and that many bytes")
-    return bytes(raw[4:])
-
-
 def _sealed(tensor: kserve.ModelInferRequest.InferInputTensor, raw: bytes | None) -> bytes:
     """The one BYTES element of sealed_state: raw or in bytes_contents."""
-    if list(tensor.shape) != [1]:
-        raise InvalidArgument(f"{SEALED_STATE} must have shape [1]; got {list(tensor.shape)[:8]}")
+    oip.check_sealed_shape(tensor.shape)
     if raw is not None:
-        return sealed_from_raw(raw)
+        return oip.sealed_from_raw(raw)
     elsewhere = [f.name for f, _ in tensor.contents.ListFields() if f.name != "bytes_contents"]
     if elsewhere:
         raise InvalidArgument(

@@ -10,7 +10,8 @@ this module as plain values (str, int, float, bool) by name, whichever wire carr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import struct
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..runtime import ModelRuntime
 STATE_FINGERPRINT = "state_fingerprint"  # request and response parameter
 SEALED_STATE = "sealed_state"  # with --state-key-file: the state as one BYTES element, in and out
 PLATFORM = "onnxruntime_onnx"  # as Triton names ONNX models served by onnxruntime
+PATH_VERSION = "the path's version"  # what REST calls a version, in messages (gRPC: model_version)
 FP32 = "FP32"
 FP32_BYTES = np.dtype("<f4")
 # Triton's sequence batcher keeps state on the server, keyed by these; lstmserve keeps none, so a
@@ -109,6 +111,32 @@ def metadata(runtime: ModelRuntime, versions: list[int], sealed: bool = False) -
         "inputs": inputs,
         "outputs": outputs,
     }
+
+
+class StateNames:
+    """How the OIP wires name a sent state's tensors in messages (gRPC and REST alike)."""
+
+    def state_name(self, layer: int, part: int, sealed: bool) -> str:
+        if sealed:
+            return SEALED_STATE
+        return contract.initial_h(layer) if part else contract.initial_c(layer)
+
+
+def sealed_raw(blob: bytes) -> bytes:
+    """sealed_state's one BYTES element in its raw form: a 4-byte little-endian length, then the bytes."""
+    return struct.pack("<I", len(blob)) + blob
+
+
+def sealed_from_raw(raw: bytes) -> bytes:
+    """The sealed bytes from sealed_raw's form."""
+    if len(raw) < 4 or struct.unpack_from("<I", raw)[0] != len(raw) - 4:
+        raise InvalidArgument(f"{SEALED_STATE}: raw BYTES must be a 4-byte length and that many bytes")
+    return bytes(raw[4:])
+
+
+def check_sealed_shape(shape: Sequence[int]) -> None:
+    if list(shape) != [1]:
+        raise InvalidArgument(f"{SEALED_STATE} must have shape [1]; got {list(shape)[:8]}")
 
 
 class InputChecks:

@@ -18,7 +18,6 @@ import base64
 import binascii
 import itertools
 import math
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,6 @@ from ..errors import InvalidArgument, quoted
 from ..request import Answer, Request
 from ..runtime import ModelRuntime
 from . import oip
-from .kserve import sealed_from_raw, state_name
 from .oip import FP32, FP32_BYTES, SEALED_STATE, STATE_FINGERPRINT, parse_version
 
 BINARY_DATA_SIZE = "binary_data_size"
@@ -65,11 +63,7 @@ class Body:
 def parse(body: bytes, header_length: int | None, model: str, version: str) -> InferCall:
     """The body as JSON header and binary rest; the header must be a JSON object."""
     if header_length is None:
-        header_length = len(body)
-    elif header_length > len(body):
-        raise InvalidArgument(
-            f"Inference-Header-Content-Length is {header_length} but the body has {len(body)} bytes"
-        )
+        header_length = len(body)  # (the edge has checked that a header length fits the body)
     view = memoryview(body)
     header = loads(view[:header_length], "the request")
     if not isinstance(header, dict):
@@ -84,17 +78,14 @@ def loads(data: bytes | memoryview, what: str) -> Any:
         raise InvalidArgument(f"{what} is not JSON: {quoted(str(exc), 120)}") from None
 
 
-class Infer:
+class Infer(oip.StateNames):
     """The REST infer adapter; `sealed`: the server seals its states, which travel as sealed_state."""
 
     def __init__(self, sealed: bool = False):
         self.sealed = sealed
 
     def model_of(self, call: InferCall) -> tuple[str, int]:
-        return call.model, parse_version(call.version, "the path's version")
-
-    def state_name(self, layer: int, part: int, sealed: bool) -> str:
-        return state_name(layer, part, sealed)
+        return call.model, parse_version(call.version, oip.PATH_VERSION)
 
     def decode(self, call: InferCall, runtime: ModelRuntime) -> Request:
         header = call.header
@@ -118,6 +109,16 @@ class Infer:
 
     def encode(self, call: InferCall, runtime: ModelRuntime, answer: Answer) -> Body:
         """The outputs asked for, in the order asked, each as JSON data or as binary after the header."""
+        response, binaries = self.response(call, runtime, answer)
+        json = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+        if not binaries:
+            return Body(json)
+        return Body(b"".join([json, *binaries]), len(json))
+
+    def response(
+        self, call: InferCall, runtime: ModelRuntime, answer: Answer
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        """The answer's JSON header (numpy arrays for its data), and the binary outputs after it."""
         header = call.header
         default = bool(object_of(header.get("parameters", {}), "parameters").get("binary_data_output"))
         asked = _outputs(header)
@@ -139,7 +140,7 @@ class Infer:
             blob = answer.state.sealed
             tensor = {"name": SEALED_STATE, "datatype": "BYTES", "shape": [1]}
             if _binary(asked, SEALED_STATE, default, self.sealed):
-                binaries.append(struct.pack("<I", len(blob)) + blob)  # BYTES' raw form
+                binaries.append(oip.sealed_raw(blob))
                 tensor["parameters"] = {BINARY_DATA_SIZE: len(binaries[-1])}
             else:
                 tensor["data"] = [base64.b64encode(blob).decode()]
@@ -152,10 +153,7 @@ class Infer:
         }
         if header.get("id"):
             response["id"] = header["id"]
-        json = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
-        if not binaries:
-            return Body(json)
-        return Body(b"".join([json, *binaries]), len(json))
+        return response, binaries
 
 
 def _binary(asked: dict[str, bool | None], name: str, default: bool, sealed: bool) -> bool:
@@ -242,8 +240,8 @@ def _shape(dims: Any, name: str) -> tuple[int, ...]:
 
 def _from_raw(raw: memoryview, shape: tuple[int, ...], name: str, datatype: str) -> Any:
     if name == SEALED_STATE:
-        _one_element(shape)
-        return sealed_from_raw(bytes(raw))
+        oip.check_sealed_shape(shape)
+        return oip.sealed_from_raw(bytes(raw))
     dtype = oip.DTYPES[datatype]
     assert dtype is not None  # the numeric datatypes lstmserve takes
     try:
@@ -256,7 +254,7 @@ def _from_json(data: Any, shape: tuple[int, ...], name: str, datatype: str) -> A
     """JSON data, flat or nested in the shape's order, as an array of the datatype. Its size is checked
     against the shape before numpy reads it; its values must be numbers of the datatype's kind."""
     if name == SEALED_STATE:
-        _one_element(shape)
+        oip.check_sealed_shape(shape)
         if not (isinstance(data, list) and len(data) == 1 and isinstance(data[0], str)):
             raise InvalidArgument(f"{SEALED_STATE}: data must be one base64 string")
         try:
@@ -303,8 +301,3 @@ def _numbers(data: list, rank: int) -> bool:
             return kinds <= {int, float}  # bool is not int here: type(True) is bool
         leaves = list(itertools.chain.from_iterable(leaves))
     return set(map(type, leaves)) <= {int, float}
-
-
-def _one_element(shape: tuple[int, ...]) -> None:
-    if list(shape) != [1]:
-        raise InvalidArgument(f"{SEALED_STATE} must have shape [1]; got {list(shape)[:8]}")

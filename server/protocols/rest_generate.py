@@ -29,10 +29,10 @@ from ..generation import CHOICE, VALUE, Step
 from ..request import Answer, GenerateRequest, Request, State, Wanted
 from ..runtime import ModelRuntime
 from . import oip
-from .kserve import state_name
 from .rest import Infer, InferCall, arrays_of, loads, object_of
 
 _MAX_STOP_CLASSES = 1024
+_INT32 = (-(2**31), 2**31 - 1)
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "max_steps": int,
     "top_k": int,
@@ -50,7 +50,7 @@ class GenerateCall:
     header: dict[str, Any]
 
 
-class Generate:
+class Generate(oip.StateNames):
     def __init__(self, sealed: bool = False, max_prompt_steps: int = 0):
         self.sealed = sealed
         self.max_prompt_steps = max_prompt_steps  # a text prompt's steps, checked before it is one-hot
@@ -61,10 +61,7 @@ class Generate:
         return GenerateCall(model, version, object_of(header, "the request"))
 
     def model_of(self, call: GenerateCall) -> tuple[str, int]:
-        return call.model, oip.parse_version(call.version, "the path's version")
-
-    def state_name(self, layer: int, part: int, sealed: bool) -> str:
-        return state_name(layer, part, sealed)
+        return call.model, oip.parse_version(call.version, oip.PATH_VERSION)
 
     def decode(self, call: GenerateCall, runtime: ModelRuntime) -> GenerateRequest:
         parameters = _parameters(call.header)
@@ -72,8 +69,9 @@ class Generate:
         if (
             not isinstance(stop, list)
             or len(stop) > _MAX_STOP_CLASSES
-            or any(type(c) is not int for c in stop)
+            or any(type(c) is not int or not _INT32[0] <= c <= _INT32[1] for c in stop)
         ):
+            # int32, as gRPC's field: JSON's integers have no bound, numpy's int64 has
             raise InvalidArgument(f"stop_classes must be a list of at most {_MAX_STOP_CLASSES} class numbers")
         if "stop" in parameters:
             stop = stop + [_class_of(char, runtime) for char in parameters["stop"][:_MAX_STOP_CLASSES]]
@@ -92,6 +90,7 @@ class Generate:
         if ("text_input" in header) == ("inputs" in header):
             raise InvalidArgument('give the prompt as "text_input" or as "inputs" (one of them)')
         arrays = arrays_of(header, memoryview(b""), runtime) if "inputs" in header else {}
+        header.pop("inputs", None)  # parsed JSON, arrays now: not kept for the stream's life
         if "text_input" in header:
             text = header["text_input"]
             if not isinstance(text, str) or not text:
@@ -132,9 +131,8 @@ class Generate:
         ]
         asked = [oip.SEALED_STATE] if self.sealed else outputs
         call = InferCall("", "", {"outputs": [{"name": name} for name in asked]}, memoryview(b""))
-        body = orjson.loads(self._infer.encode(call, runtime, Answer(None, None, state)).data)
-        body["step"] = 0
-        return orjson.dumps(body)
+        response, _ = self._infer.response(call, runtime, Answer(None, None, state))  # all JSON
+        return orjson.dumps({**response, "step": 0}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _parameters(header: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from ..admission import Call
 from ..dataplane import DataPlane
 from ..errors import NotFound
 from ..health import Health
-from ..web.edge import HttpRequest, Reply, Route
+from ..web.routes import HEADER_LENGTH, HttpRequest, Reply, Route
 from . import oip, rest
 from .rest_generate import Generate
 
@@ -51,7 +51,7 @@ class RestService:
             route("GET", re.compile("/v2/?"), "ServerMetadata", self.server_metadata),
             route("GET", re.compile(_MODEL), "ModelMetadata", self.model_metadata),
             route("GET", re.compile(_MODEL + "/ready"), "ModelReady", self.model_ready),
-            route("POST", re.compile(_MODEL + "/infer"), "ModelInfer", self.infer),
+            route("POST", re.compile(_MODEL + "/infer"), "ModelInfer", self.infer, binary=True),
             route("POST", re.compile(_MODEL + "/generate_stream"), "GenerateStream", self.generate, "events"),
         ]
 
@@ -79,17 +79,11 @@ class RestService:
         return _status(self.health.ready(runtime))
 
     async def infer(self, request: HttpRequest, call: Call) -> Reply:
-        header_length = request.header(b"inference-header-content-length")
-        wire = rest.parse(
-            request.body,
-            int(header_length) if header_length is not None else None,  # a count: the edge checked it
-            request.path["model"],
-            request.path["version"],
-        )
+        wire = rest.parse(request.body, request.header_length, request.path["model"], request.path["version"])
         body = await self.plane.infer(self.infer_adapter, wire, call)
         reply = Reply(body.data, body.content_type)
         if body.header_length is not None:
-            reply.headers.append((b"inference-header-content-length", str(body.header_length).encode()))
+            reply.headers.append((HEADER_LENGTH, str(body.header_length).encode()))
         return reply
 
     async def generate(self, request: HttpRequest, call: Call) -> AsyncIterator[bytes]:
@@ -99,7 +93,7 @@ class RestService:
 
 
 def _version(request: HttpRequest) -> int:
-    return oip.parse_version(request.path["version"], "the path's version")
+    return oip.parse_version(request.path["version"], oip.PATH_VERSION)
 
 
 def _json(value: object) -> Reply:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ..settings import Settings
+
 _HEADERS = 100  # as Node's and Go's defaults allow, about
 _HEADER_BYTES = 16 * 1024  # the request line and every header: nginx's default (large) buffers hold 32 KiB
 _PIPELINED = 8  # requests read ahead of their turn on one connection; browsers and clients send none
@@ -44,6 +46,14 @@ class ConnectionLimits:
     # would wait to write its error to a client that does not read, until cancelled mid-write.
     write_seconds: float
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionLimits:
+        return cls(
+            settings.http_max_connections,
+            settings.receive_seconds,
+            min(settings.http_idle_seconds, settings.stream_idle_seconds),
+        )
+
 
 class BoundedProtocol(HttpToolsProtocol):
     def __init__(self, *args, limits: ConnectionLimits, **kwargs):
@@ -54,6 +64,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._write_timer: asyncio.TimerHandle | None = None
         self._dropping: asyncio.TimerHandle | None = None  # while the body of an answered request comes
         self._refusal: tuple[int, str] | None = None
+        self._in_headers = False  # a request's first byte has come, its headers not all yet
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -89,6 +100,7 @@ class BoundedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = 0
+        self._in_headers = True
         self._arm()
 
     def on_url(self, url: bytes) -> None:
@@ -120,6 +132,7 @@ class BoundedProtocol(HttpToolsProtocol):
                 )
 
     def on_headers_complete(self) -> None:
+        self._in_headers = False
         self._disarm()
         super().on_headers_complete()
         if len(self.pipeline) > _PIPELINED:
@@ -161,7 +174,11 @@ class BoundedProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
-            return  # a request is being answered; the next one's timer starts with its first byte
+            # A request is being answered. If the next one has begun, its headers get another while
+            # (uvicorn's keep-alive timer, which every byte cancels, would never close a trickle).
+            if self._in_headers:
+                self._arm()
+            return
         seconds = f"{self.limits.header_seconds:g}"
         self._send(408, f"the request's headers did not arrive within {seconds} s (--receive-seconds)")
 

@@ -5,8 +5,8 @@ what server/calls.py is for gRPC, with the same Admission, Tokens, Call and metr
                    ─> unary: token ─> admission ─> body (bounded, within --receive-seconds) ─> handler
                    ─> events: the same, then Server-Sent Events, one per answer, until the handler ends
                       or the client goes (the handler is cancelled)
-    an exception ─> errors.status_of's gRPC status ─> the HTTP status below, {"error": "..."}, and the
-                    limit it hit, by name, in the lstmserve-limit header
+    an exception ─> errors.status_of's gRPC status ─> statuses.py's HTTP status, {"error": "..."},
+                    and the limit it hit, by name, in the lstmserve-limit header
 
 Calls are counted under the gRPC status name that matches their HTTP status, with protocol="http".
 """
@@ -14,96 +14,26 @@ Calls are counted under the gRPC status name that matches their HTTP status, wit
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from time import perf_counter
-from typing import Any, Literal
-
-import grpc
-import orjson
-
-from lstmserve.limits import LIMIT_KEY
+from typing import Any
 
 from ..admission import Admission, Call
 from ..auth import Tokens
-from ..errors import (
-    DeadlineExceeded,
-    InvalidArgument,
-    ServingError,
-    Unauthenticated,
-    Unavailable,
-    status_of,
-)
+from ..errors import InvalidArgument, ServingError, Unauthenticated, Unavailable
 from ..logs import RefusalLog
 from ..metrics import Metrics
-
-log = logging.getLogger("lstmserve.server")
+from .routes import HEADER_LENGTH, HttpRequest, Reply, Route
+from .statuses import HttpError, error_reply
 
 # Python objects per byte of JSON parsed (a list of floats written "0.0,": 32 bytes for 4): what a
 # JSON body is reserved at, on top of the body itself, before it is parsed.
 _JSON_OBJECTS = 8
-_SIZE_LIMITS = {"max_message_bytes", "max_request_rows", "max_request_steps", "max_request_row_steps"}
-_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,  # a state that does not belong to this model
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.INTERNAL: 500,
-}
-_RETRY = {429, 503}  # where retrying (shortly, or elsewhere) can help: Retry-After
-_CLOSE = {408, 413}  # a body left unread: the connection cannot carry another request
-
-
-class HttpError(InvalidArgument):
-    """A refusal with an HTTP status of its own (415, 405, ...): counted as INVALID_ARGUMENT."""
-
-    def __init__(self, status: int, message: str, *, limit: str | None = None, allow: str = ""):
-        super().__init__(message, limit=limit)
-        self.status, self.allow = status, allow
+_EVENT_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
 
 
 class ClientGone(Exception):
     """The client closed the connection before its request or answer was through."""
-
-
-@dataclass
-class HttpRequest:
-    """A request as a handler gets it: its path's parts, its headers and its whole body."""
-
-    path: dict[str, str]
-    headers: list[tuple[bytes, bytes]]
-    body: bytes = b""
-
-    def header(self, name: bytes) -> bytes | None:
-        """The last of a repeated header: the one the edge checked (_body reads them as a dict)."""
-        return next((value for key, value in reversed(self.headers) if key == name), None)
-
-
-@dataclass
-class Reply:
-    data: bytes
-    content_type: str = "application/json"
-    status: int = 200
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-
-Unary = Callable[[HttpRequest, Call], Awaitable[Reply]]
-Events = Callable[[HttpRequest, Call], AsyncIterator[bytes]]
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    pattern: re.Pattern[str]
-    name: str  # the method label in the metrics, as gRPC's (ModelInfer, ...)
-    handler: Callable[..., Any]
-    kind: Literal["open", "unary", "events"] = "unary"
 
 
 class HttpEdge:
@@ -130,10 +60,10 @@ class HttpEdge:
         try:
             route, path = self._route(scope["method"], scope["path"])
         except HttpError as exc:
-            await _respond(send, _error_reply(exc, 404 if not exc.allow else 405))
+            await self._respond(send, error_reply(exc, exc.code))
             return
         if route.kind == "open":
-            await _respond(send, await route.handler(HttpRequest(path, scope["headers"])))
+            await self._respond(send, await route.handler(HttpRequest(path, scope["headers"])))
         elif route.kind == "unary":
             await self._unary(route, path, scope, receive, send)
         else:
@@ -163,14 +93,15 @@ class HttpEdge:
             self._authenticate(scope, call)
             self.admission.start_call()
             try:
-                request = HttpRequest(path, scope["headers"], await self._body(scope, receive, call))
-                reply = await route.handler(request, call)
-                call.reserve(len(reply.data))  # held until the transport has taken it
-                await _respond(send, reply)
+                reply = await route.handler(await self._request(route, path, scope, receive, call), call)
+                # Counted, not checked: its size was checked before it was computed, and a refusal
+                # now would throw the work away. Held until the transport has taken it.
+                call.count(len(reply.data))
+                await self._respond(send, reply)
             finally:
                 call.release()
                 self.admission.end_call()
-        except ClientGone:
+        except (ClientGone, asyncio.CancelledError):  # the client went, or the stop's grace ended
             call.code = "CANCELLED"
         except Exception as exc:
             call.code = await self._refuse(send, route.name, exc)
@@ -189,7 +120,8 @@ class HttpEdge:
             return
         started, watcher = False, None
         try:
-            request = HttpRequest(path, scope["headers"], await self._body(scope, receive, call))
+            request = await self._request(route, path, scope, receive, call)
+            stream.waits_on_client(False)  # computing from here: not idle, whatever the prompt costs
             watcher = asyncio.create_task(_until_gone(receive, stream.task))
             asked = perf_counter()
             async for event in route.handler(request, call):
@@ -232,9 +164,9 @@ class HttpEdge:
         host, port = scope.get("client") or ("", 0)
         call.client = call.scope.holder or f"http:{host}:{port}"
 
-    async def _body(self, scope, receive, call: Call) -> bytes:
-        """The whole body, refused past --max-message-bytes from its Content-Length or while it
-        arrives (chunked), within --receive-seconds; reserved before it is parsed."""
+    async def _request(self, route: Route, path: dict[str, str], scope, receive, call: Call) -> HttpRequest:
+        """The request with its whole body, refused past --max-message-bytes from its Content-Length
+        or while it arrives (chunked), within --receive-seconds; reserved before it is parsed."""
         headers = dict(scope["headers"])  # the last of a repeated header: uvicorn refuses a doubled length
         encoding = headers.get(b"content-encoding", b"identity").lower()
         if encoding != b"identity":
@@ -245,7 +177,8 @@ class HttpEdge:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise self._too_large(int(declared))
         body = await self.admission.receive(lambda: self._read(receive), call.client)
-        json_bytes = _header_length(headers, len(body))
+        header_length = _header_length(headers.get(HEADER_LENGTH), len(body)) if route.binary else None
+        json_bytes = len(body) if header_length is None else header_length
         need = 2 * len(body) + _JSON_OBJECTS * json_bytes
         if need > self.admission.max_bytes:  # no retry could get it in: refused for good, not 429
             raise HttpError(
@@ -256,7 +189,7 @@ class HttpEdge:
                 limit="max_inflight_bytes",
             )
         call.reserve(need)
-        return body
+        return HttpRequest(path, scope["headers"], body, header_length)
 
     async def _read(self, receive) -> bytes:
         chunks, size = [], 0
@@ -280,75 +213,43 @@ class HttpEdge:
             limit="max_message_bytes",
         )
 
-    async def _refuse(self, send, method: str, exc: Exception, started: bool = False) -> str:
+    async def _refuse(self, send, method: str, exc: BaseException, started: bool = False) -> str:
         """Answer `exc` (as an error event where the events have begun); the gRPC code's name."""
-        code, details = status_of(exc)
-        if code == grpc.StatusCode.INTERNAL:
-            log.error("HTTP %s failed unexpectedly", method, exc_info=exc)
-        else:
-            self.refusals.log(method, code, details)
-        reply = _error_reply(exc, _status(exc, code))
+        code, _ = self.refusals.refused(f"HTTP {method}", exc)
+        reply = error_reply(exc, code)
         try:
             if started:
-                await send(
-                    {"type": "http.response.body", "body": b"event: error\ndata: " + reply.data + b"\n\n"}
-                )
+                event = b"event: error\ndata: " + reply.data + b"\n\n"
+                await send({"type": "http.response.body", "body": event, "more_body": True})
             else:
-                await _respond(send, reply)
+                await self._respond(send, reply)
         except (OSError, RuntimeError):  # the client has gone: nothing to tell it
             pass
         return code.name
 
-
-_EVENT_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
-
-
-def _status(exc: Exception, code: grpc.StatusCode) -> int:
-    if isinstance(exc, HttpError):
-        return exc.status
-    limit = getattr(exc, "limit", None)
-    if code == grpc.StatusCode.INVALID_ARGUMENT and limit in _SIZE_LIMITS:
-        return 413
-    if isinstance(exc, DeadlineExceeded) and limit == "receive_seconds":
-        return 408
-    return _STATUS.get(code, 500)
+    async def _respond(self, send: Callable, reply: Reply) -> None:
+        headers = [
+            (b"content-type", reply.content_type.encode()),
+            (b"content-length", str(len(reply.data)).encode()),
+            *reply.headers,
+        ]
+        if self.admission.stopping:  # keep-alive would bring the client back here: send it elsewhere
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.data})
 
 
-def _error_reply(exc: Exception, status: int) -> Reply:
-    _, details = status_of(exc)
-    reply = Reply(orjson.dumps({"error": details}), status=status)
-    limit = getattr(exc, "limit", None)
-    if limit:
-        reply.headers.append((LIMIT_KEY.encode(), limit.encode()))
-    if status in _RETRY:
-        reply.headers.append((b"retry-after", b"1"))
-    if status in _CLOSE:
-        reply.headers.append((b"connection", b"close"))
-    if status == 401:
-        reply.headers.append((b"www-authenticate", b"Bearer"))
-    if isinstance(exc, HttpError) and exc.allow:
-        reply.headers.append((b"allow", exc.allow.encode()))
-    return reply
-
-
-def _header_length(headers: dict[bytes, bytes], body_bytes: int) -> int:
-    """The JSON header's length: Inference-Header-Content-Length where binary tensors follow it."""
-    value = headers.get(b"inference-header-content-length")
+def _header_length(value: bytes | None, body_bytes: int) -> int | None:
+    """The JSON header's length where binary tensors follow it (None: the body is all JSON)."""
     if value is None:
-        return body_bytes
+        return None
     if not value.isdigit() or len(value) > 12:
         raise InvalidArgument(f"Inference-Header-Content-Length must be a byte count; got {value[:20]!r}")
-    return min(int(value), body_bytes)
-
-
-async def _respond(send: Callable, reply: Reply) -> None:
-    headers = [
-        (b"content-type", reply.content_type.encode()),
-        (b"content-length", str(len(reply.data)).encode()),
-        *reply.headers,
-    ]
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.data})
+    if int(value) > body_bytes:
+        raise InvalidArgument(
+            f"Inference-Header-Content-Length is {int(value)} but the body has {body_bytes} bytes"
+        )
+    return int(value)
 
 
 async def _end(send: Callable) -> None:

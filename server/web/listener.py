@@ -18,10 +18,10 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from ..errors import StartError
+from ..settings import HANDSHAKE_SECONDS
 from .connection import BoundedProtocol, ConnectionLimits
 
 _BACKLOG = 1024
-_HANDSHAKE_SECONDS = 10.0  # as gRPC's: a connection that has not finished TLS by then is closed
 
 
 class HttpListener:
@@ -71,7 +71,7 @@ class HttpListener:
                 sock=sock,
                 backlog=_BACKLOG,
                 ssl=self.tls(),
-                ssl_handshake_timeout=_HANDSHAKE_SECONDS,
+                ssl_handshake_timeout=HANDSHAKE_SECONDS,
             )
         return sock.getsockname()[1]
 
@@ -95,19 +95,25 @@ class HttpListener:
         sock.setblocking(False)
         return sock
 
+    def closing(self) -> None:
+        """The stop has begun: close idle keep-alive connections now (their clients reconnect, through
+        the balancer, to a replica that is not stopping); the others close after their answer."""
+        for connection in list(self.state.connections):
+            connection.shutdown()
+
     async def stop(self, grace: float) -> None:
-        """Accept no more connections; close idle ones; let requests in flight finish for up to
-        `grace` seconds; then close every connection left."""
+        """Accept no more connections; let requests in flight finish for up to `grace` seconds; then
+        close every connection left, and cancel what still runs once the closes have landed."""
         if self._server is None:
             return
         self._server.close()
-        for connection in list(self.state.connections):
-            connection.shutdown()  # idle: closed now; answering: closed once its answer is sent
+        self.closing()
         deadline = time.monotonic() + grace
         while self.state.tasks and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        for task in list(self.state.tasks):
-            task.cancel()
         for connection in list(self.state.connections):
             connection.transport.close()
+        await asyncio.sleep(0)  # the closes reach the calls (their client is gone) before the cancels
+        for task in list(self.state.tasks):
+            task.cancel()
         await asyncio.sleep(0)

@@ -228,3 +228,22 @@ def test_a_stream_whose_client_never_reads_is_closed(server):
     served_again(server.http_port)
     log = "".join(server.log)
     assert not trouble_in(log), log
+
+
+def test_headers_that_trickle_in_behind_a_long_answer_are_refused(tmp_path):
+    """The next request's headers begun behind a streamed generation, then a byte now and then: their
+    time runs on while the answer goes out (before, the header timer gave up during the answer, and
+    each byte after it cancelled the keep-alive timer: the connection stayed open for good). Its own
+    server, with a --receive-seconds shorter than a 4096-step generation takes (0.7 s here)."""
+    server = ServerProcess(hostile_repository(tmp_path), "--receive-seconds", "0.05")
+    generation = json.dumps({"text_input": "ab", "parameters": {"max_steps": 4096}}).encode()
+    try:
+        with RawHttp(server.http_port, timeout=GUARD) as connection:
+            connection.send(request("POST", GENERATE, body=generation) + b"GET /v2 HTTP/1.1\r\nX-Slow: ")
+            deadline = time.monotonic() + GUARD
+            while not connection.closed(within=0.02):  # reads the events as they come
+                assert time.monotonic() < deadline, "headers trickling in behind an answer were not refused"
+                connection.send(b"a")
+            assert b'"step":0' in connection.buffer  # the generation was answered to its end first
+    finally:
+        assert server.terminate() == 0

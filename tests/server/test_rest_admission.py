@@ -106,6 +106,7 @@ def test_while_stopping_ready_is_400_new_calls_503_and_calls_in_flight_finish(re
         assert http.get(url + "/v2/health/live", timeout=5).status_code == 200  # alive: do not restart it
         answer = post_infer(http, url, CHARS, {"input": X})
         assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+        assert answer.headers["connection"] == "close"  # keep-alive would bring the client back here
         assert "the server is shutting down" in answer.json()["error"]
         assert http.get(url + model_path(CHARS), timeout=5).status_code == 503
     status, body = held.finish()

@@ -178,6 +178,7 @@ REFUSALS = {  # (model, request), status, words, the limit's name
     ),
     "no prompt": (asked(None), 400, 'give the prompt as "text_input" or as "inputs"', None),
     "an unknown stop": (asked(stop="z"), 400, "stop: 'z' is not one of", None),
+    "a stop class past int32": (asked(stop_classes=[2**63]), 400, "stop_classes must be a list", None),
     "a model that cannot": (asked(model="tagger"), 400, "cannot feed its output back", None),
     "an unknown model": (asked(model="nope"), 404, "unknown model 'nope'", None),
 }
