@@ -3,6 +3,7 @@ what server/calls.py is for gRPC, with the same Admission, Tokens, Call and metr
 
     request ─route─> open (health): answered at once
                    ─> unary: token ─> admission ─> body (bounded, within --receive-seconds) ─> handler
+                      (cancelled if the client goes, as gRPC cancels a call)
                    ─> events: the same, then Server-Sent Events, one per answer, until the handler ends
                       or the client goes (the handler is cancelled)
     an exception ─> errors.status_of's gRPC status ─> statuses.py's HTTP status, {"error": "..."},
@@ -93,7 +94,13 @@ class HttpEdge:
             self._authenticate(scope, call)
             self.admission.start_call()
             try:
-                reply = await route.handler(await self._request(route, path, scope, receive, call), call)
+                request = await self._request(route, path, scope, receive, call)
+                # As gRPC does: a client that goes ends its call (and frees its place) at once.
+                watcher = asyncio.create_task(_until_gone(receive, asyncio.current_task()))
+                try:
+                    reply = await route.handler(request, call)
+                finally:
+                    watcher.cancel()
                 # Counted, not checked: its size was checked before it was computed, and a refusal
                 # now would throw the work away. Held until the transport has taken it.
                 call.count(len(reply.data))
@@ -259,8 +266,9 @@ async def _end(send: Callable) -> None:
         pass
 
 
-async def _until_gone(receive: Callable, task: asyncio.Task) -> None:
+async def _until_gone(receive: Callable, task: asyncio.Task | None) -> None:
     """Once the request's body has been read, the next message is the client going: cancel `task`."""
     while (await receive())["type"] != "http.disconnect":
         pass
+    assert task is not None  # uvicorn runs each request in a task of its own
     task.cancel()

@@ -138,3 +138,36 @@ def test_a_json_body_no_wait_can_admit_is_not_told_to_retry(repository):
             assert "binary" in answer.json()["error"]
     finally:
         server.stop()
+
+
+def test_a_client_that_goes_ends_its_call_and_frees_its_place(tmp_path):
+    """A unary call whose client disconnects while it computes ends then, counted CANCELLED, and its
+    place among --max-calls is free again, as gRPC cancels such a call (before, it ran to its end,
+    counted OK). The run itself, in onnxruntime, cannot be interrupted; the call's wait for it is."""
+    from lstmserve.export.publish import export_checkpoint
+
+    from ..conftest import random_checkpoint
+
+    big = random_checkpoint(
+        tmp_path / "big.pt", 3, input_size=8, hidden_sizes=(256, 256), head="classify_last", num_outputs=2
+    )
+    export_checkpoint(big, tmp_path / "models", "big")
+    server = serve(tmp_path / "models", max_calls=1, max_batch_rows=0)
+    # 32768 row-steps of a 2 x 256 stack: about 17 GFLOP, a run of most of a second or more
+    body, headers = infer_body({"input": np.ones((1024, 32, 8), np.float32)}, binary=True, outputs=["logits"])
+    try:
+        with socket.create_connection(("127.0.0.1", server.http_port), timeout=20) as sock:
+            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            sock.sendall(
+                f"POST {model_path('big')}/infer HTTP/1.1\r\nHost: lstmserve\r\n{head}"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            in_flight(server.metrics_port, 1)
+        in_flight(server.metrics_port, 0)  # its place is free once its client has gone
+        samples = scrape(server.metrics_port)
+        cancelled = dict(model="big:1", protocol="http", method="ModelInfer", code="CANCELLED")
+        assert value(samples, "lstmserve_requests_total", **cancelled) == 1
+        assert value(samples, "lstmserve_requests_total", **{**cancelled, "code": "OK"}) == 0
+    finally:
+        server.stop()
