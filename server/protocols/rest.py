@@ -71,6 +71,18 @@ def parse(body: bytes, header_length: int | None, model: str, version: str) -> I
     return InferCall(model, version, header, view[header_length:])
 
 
+def timeout_of(call: InferCall) -> float | None:
+    """The request's `timeout` parameter (Triton's, in microseconds; what tritonclient.http's
+    infer(timeout=) sends) in seconds: the call's deadline, as gRPC's is. None or 0: none."""
+    parameters = object_of(call.header.get("parameters", {}), "parameters")
+    timeout = parameters.get("timeout")
+    if timeout is None:
+        return None
+    if type(timeout) is not int or timeout < 0:
+        raise InvalidArgument("parameter timeout must be a whole number of microseconds (0: none)")
+    return timeout / 1e6 if timeout else None
+
+
 def loads(data: bytes | memoryview, what: str) -> Any:
     try:
         return orjson.loads(data)

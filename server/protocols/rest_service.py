@@ -13,6 +13,7 @@ the body and maps errors; the adapter (rest.py) decodes and encodes.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -80,6 +81,8 @@ class RestService:
 
     async def infer(self, request: HttpRequest, call: Call) -> Reply:
         wire = rest.parse(request.body, request.header_length, request.path["model"], request.path["version"])
+        if (timeout := rest.timeout_of(wire)) is not None:  # the batcher refuses what it cannot meet
+            call.deadline = asyncio.get_running_loop().time() + timeout
         body = await self.plane.infer(self.infer_adapter, wire, call)
         reply = Reply(body.data, body.content_type)
         if body.header_length is not None:

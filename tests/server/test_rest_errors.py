@@ -80,6 +80,11 @@ STATE_CASES = {  # built from chars v1's state
 }
 CASES = {
     "not JSON": (lambda: (b'{"inputs": [', {}), 400, "the request is not JSON"),
+    "a timeout not in microseconds": (
+        lambda: json_body(parameters={"timeout": 0.5}),
+        400,
+        "parameter timeout must be a whole number of microseconds",
+    ),
     "not an object": (lambda: (b"[1, 2]", {}), 400, 'the request must be a JSON object with "inputs"'),
     "inputs not a list": (lambda: (b'{"inputs": {}}', {}), 400, '"inputs" must be a list of tensors'),
     "no data": (
@@ -277,3 +282,13 @@ def test_every_model_answers_its_own_tensors(http):
 
 def http_connection(server) -> HTTPConnection:
     return HTTPConnection("127.0.0.1", server.http_port, timeout=20)
+
+
+def test_a_timeout_that_cannot_be_met_is_504_and_one_that_can_is_answered(http):
+    """Triton's `timeout` parameter (microseconds; tritonclient.http's infer(timeout=)) is the call's
+    deadline, as gRPC's is: the batcher refuses a call that reaches it with no time left (504), and
+    answers one with time to spare."""
+    late = post(http, *json_body(parameters={"timeout": 1}))  # 1 us: past before it is read
+    refused(late, 504, "deadline")
+    in_time = post(http, *json_body(parameters={"timeout": 30_000_000}))
+    assert in_time.status_code == 200, in_time.text[:300]
