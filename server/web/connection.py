@@ -8,8 +8,8 @@
             ─> idle between requests past --http-idle-seconds (uvicorn's keep-alive)   closed
             ─> the body of a request answered before it was read, not all in within
                --receive-seconds                       closed
-            ─> an answer that does not drain from the buffer within write_seconds (the
-               client does not read it)                closed
+            ─> an answer whose client takes less than _WRITE_PROGRESS of it in write_seconds
+               (it does not read)                      closed
 
 The body is the edge's to bound (edge.py): it reads it, counting, within --receive-seconds.
 uvicorn calls the parser callbacks overridden here (httptools' API); tests/server/test_http_clients.py
@@ -30,6 +30,7 @@ from ..settings import Settings
 _HEADERS = 100  # as Node's and Go's defaults allow, about
 _HEADER_BYTES = 16 * 1024  # the request line and every header: nginx's default (large) buffers hold 32 KiB
 _PIPELINED = 8  # requests read ahead of their turn on one connection; browsers and clients send none
+_WRITE_PROGRESS = 64 * 1024  # bytes of answer a client must take per write_seconds to be reading
 _STATUS = {408: b"408 Request Timeout", 414: b"414 URI Too Long", 431: b"431 Request Header Fields Too Large"}
 
 
@@ -62,6 +63,7 @@ class BoundedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._headers_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._write_left = 0  # bytes in the buffer when the write timer was set
         self._dropping: asyncio.TimerHandle | None = None  # while the body of an answered request comes
         self._refusal: tuple[int, str] | None = None
         self._in_headers = False  # a request's first byte has come, its headers not all yet
@@ -85,17 +87,50 @@ class BoundedProtocol(HttpToolsProtocol):
         or not at all. A call then waits to write, holding its reserved bytes, with no timeout of its
         own (a client that read nothing held them, and the --max-inflight-bytes, for good)."""
         super().pause_writing()
-        if self._write_timer is None:
-            self._write_timer = self.loop.call_later(self.limits.write_seconds, self.transport.abort)
+        self._watch_writes()
 
     def resume_writing(self) -> None:
         self._write_drained()
         super().resume_writing()
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # An answer (or its end) still in the buffer: closing would wait for it for ever if the
+        # client read nothing (a small buffer never pauses writing, so nothing else would watch it).
+        if self.transport.get_write_buffer_size():
+            self._watch_writes()
+
+    def _watch_writes(self) -> None:
+        if self._write_timer is None:
+            self._write_left = self.transport.get_write_buffer_size()
+            self._write_timer = self.loop.call_later(self.limits.write_seconds, self._writes_late)
+
+    def _writes_late(self) -> None:
+        """The buffer has waited write_seconds: a client that took at least _WRITE_PROGRESS of it (or
+        all) is reading, however slowly, and gets another while; one that took less is gone."""
+        self._write_timer = None
+        left = self.transport.get_write_buffer_size()
+        if left and left > self._write_left - _WRITE_PROGRESS:
+            self.transport.abort()
+        elif left:
+            self._watch_writes()
+
     def _write_drained(self) -> None:
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Bytes that begin no request (a CRLF between requests, which the parser skips) cancel the
+        # keep-alive timer like any others: with no other timer running, nothing would close the
+        # connection. Such bytes get a request's time to become one.
+        idle = self.cycle is None or self.cycle.response_complete
+        quiet = (
+            self._headers_timer is None and self._dropping is None and self.timeout_keep_alive_task is None
+        )
+        if idle and quiet and not self.transport.is_closing():
+            self._arm()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..admission import Admission, Call
 from ..auth import Tokens
-from ..errors import InvalidArgument, ServingError, Unauthenticated, Unavailable
+from ..errors import InvalidArgument, ServingError, Unauthenticated, Unavailable, status_of
 from ..logs import RefusalLog
 from ..metrics import Metrics
 from .routes import HEADER_LENGTH, HttpRequest, Reply, Route
@@ -30,6 +30,7 @@ from .statuses import HttpError, error_reply
 # Python objects per byte of JSON parsed (a list of floats written "0.0,": 32 bytes for 4): what a
 # JSON body is reserved at, on top of the body itself, before it is parsed.
 _JSON_OBJECTS = 8
+_CANCELLED = "the call was cancelled: the server is stopping; retry on another replica"
 _EVENT_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
 
 
@@ -110,6 +111,9 @@ class HttpEdge:
                 self.admission.end_call()
         except (ClientGone, asyncio.CancelledError):  # the client went, or the stop's grace ended
             call.code = "CANCELLED"
+            # Where the client is still there (the stop, a batch cancelled under it), it is told to
+            # go elsewhere; where it has gone, uvicorn's send drops this.
+            await self._refuse(send, route.name, Unavailable(_CANCELLED), quiet=True)
         except Exception as exc:
             call.code = await self._refuse(send, route.name, exc)
         finally:
@@ -220,9 +224,12 @@ class HttpEdge:
             limit="max_message_bytes",
         )
 
-    async def _refuse(self, send, method: str, exc: BaseException, started: bool = False) -> str:
-        """Answer `exc` (as an error event where the events have begun); the gRPC code's name."""
-        code, _ = self.refusals.refused(f"HTTP {method}", exc)
+    async def _refuse(
+        self, send, method: str, exc: BaseException, started: bool = False, quiet: bool = False
+    ) -> str:
+        """Answer `exc` (as an error event where the events have begun); the gRPC code's name.
+        `quiet`: not logged (a call that ended under us, not a refusal)."""
+        code, _ = status_of(exc) if quiet else self.refusals.refused(f"HTTP {method}", exc)
         reply = error_reply(exc, code)
         try:
             if started:
@@ -230,7 +237,7 @@ class HttpEdge:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
             else:
                 await self._respond(send, reply)
-        except (OSError, RuntimeError):  # the client has gone: nothing to tell it
+        except (OSError, RuntimeError):  # the client has gone, or an answer had begun: nothing to add
             pass
         return code.name
 
@@ -240,8 +247,8 @@ class HttpEdge:
             (b"content-length", str(len(reply.data)).encode()),
             *reply.headers,
         ]
-        if self.admission.stopping:  # keep-alive would bring the client back here: send it elsewhere
-            headers.append((b"connection", b"close"))
+        if self.admission.stopping and (b"connection", b"close") not in headers:
+            headers.append((b"connection", b"close"))  # keep-alive would bring the client back here
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.data})
 

@@ -13,8 +13,11 @@ generous guard so a server that never acts fails instead of hanging.
 from __future__ import annotations
 
 import json
+import re
+import socket
 import time
 
+import numpy as np
 import pytest
 
 from lstmserve.server.web.connection import _PIPELINED
@@ -245,5 +248,53 @@ def test_headers_that_trickle_in_behind_a_long_answer_are_refused(tmp_path):
                 assert time.monotonic() < deadline, "headers trickling in behind an answer were not refused"
                 connection.send(b"a")
             assert b'"step":0' in connection.buffer  # the generation was answered to its end first
+    finally:
+        assert server.terminate() == 0
+
+
+def test_a_blank_line_after_an_answer_does_not_keep_the_connection(server):
+    """A CRLF between requests (which the parser skips, beginning no request) cancels the keep-alive
+    timer as any byte does: it gets a request's time to become one, then the connection closes."""
+    with RawHttp(server.http_port, timeout=GUARD) as connection:
+        connection.send(request("GET", "/v2/health/live"))
+        assert connection.response().status == 200
+        connection.send(b"\r\n")
+        assert connection.closed(within=GUARD)
+
+
+def test_a_slow_reader_that_keeps_reading_gets_its_whole_answer(tmp_path):
+    """A client taking a 9 MB answer at about 2 MB/s, longer than the write timeout, is not cut off:
+    the timeout is for clients that stop taking their answer, not for slow ones."""
+    server = ServerProcess(
+        hostile_repository(tmp_path),
+        "--http-idle-seconds", "1", "--stream-idle-seconds", "1",  # write_seconds: 1
+        "--max-message-bytes", str(16 << 20), "--max-inflight-bytes", str(128 << 20),
+        "--max-request-row-steps", str(1 << 20), "--max-request-steps", str(1 << 16),
+    )  # fmt: skip
+    x = np.ones((16, 20000, 5), np.float32)  # (batch, time, input_size) of chars: 9 MB of output
+    header = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
+                          "parameters": {"binary_data_size": x.nbytes}}],
+              "outputs": [{"name": "output", "parameters": {"binary_data": True}}]}  # fmt: skip
+    head = json.dumps(header).encode()
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=GUARD)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        with sock:
+            sock.sendall(
+                request(
+                    "POST", INFER, {"Inference-Header-Content-Length": str(len(head))}, head + x.tobytes()
+                )
+            )
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += sock.recv(1 << 16)
+            status, _, rest = received.partition(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", status, re.IGNORECASE).group(1))
+            while len(rest) < length:
+                chunk = sock.recv(1 << 16)
+                assert chunk, f"cut off after {len(rest)} of {length} bytes"
+                rest += chunk
+                time.sleep(0.03)  # about 2 MB/s
+        assert status.startswith(b"HTTP/1.1 200") and length > 8 << 20
     finally:
         assert server.terminate() == 0
