@@ -1,14 +1,17 @@
-"""What the hostile HTTP tests share: a repository with a model to infer and one to generate from, the
-good requests that show a server still serves, and the check that its log holds no trouble."""
+"""What the hostile HTTP tests share: a repository with a model to infer and one to generate from, a
+server process on it, the good requests that show a server still serves, and the check that its log
+holds no trouble."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..conftest import random_checkpoint
 from ..raw_http import Response, exchange, request
+from ..servers import ServerProcess
 
 CHARS, TEXT = "chars", "text"  # chars: 5 inputs, 4 outputs a step; text: 4 one-hot characters in and out
 INFER = f"/v2/models/{CHARS}/infer"
@@ -70,3 +73,18 @@ def refused(answer: Response | None, status: int, *words: str) -> None:
 
 def trouble_in(log: str) -> list[str]:
     return [match.group(0) for match in TROUBLE.finditer(log)]
+
+
+def hostile_server(folder: Path, *args: str, secret: str = "") -> Iterator[ServerProcess]:
+    """`lstmserve serve` on hostile_repository(folder) with `args`, for a module fixture to `yield
+    from`: afterwards it must stop cleanly, with no trouble (nor `secret`) in its log."""
+    running = ServerProcess(hostile_repository(folder), *args)
+    yield running
+    assert running.terminate() == 0
+    log = "".join(running.log)
+    assert not trouble_in(log) and not (secret and secret in log), log
+
+
+def post(body: bytes, headers=None, target: str = INFER) -> bytes:
+    """A POST's bytes, to infer unless `target` says otherwise."""
+    return request("POST", target, headers, body)

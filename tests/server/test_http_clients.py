@@ -30,6 +30,7 @@ from .http_hostile import (
     INFER,
     good_infer,
     hostile_repository,
+    hostile_server,
     infer_body,
     refused,
     trouble_in,
@@ -44,8 +45,8 @@ GUARD = 30  # seconds any outcome below may take before its test fails: many tim
 def server(tmp_path_factory):
     # The least --max-inflight-bytes the settings allow (4 x the message limit): a few calls that
     # hold their reservations show at once as refusals for everyone else.
-    running = ServerProcess(
-        hostile_repository(tmp_path_factory.mktemp("clients")),
+    yield from hostile_server(
+        tmp_path_factory.mktemp("clients"),
         "--receive-seconds", str(RECEIVE_SECONDS),
         "--http-idle-seconds", str(IDLE_SECONDS),
         "--stream-idle-seconds", str(IDLE_SECONDS),
@@ -53,10 +54,6 @@ def server(tmp_path_factory):
         "--max-message-bytes", str(MESSAGE_BYTES),
         "--max-inflight-bytes", str(4 * MESSAGE_BYTES),
     )  # fmt: skip
-    yield running
-    assert running.terminate() == 0
-    log = "".join(running.log)
-    assert not trouble_in(log), log
 
 
 def served_again(port: int, body: bytes | None = None) -> None:

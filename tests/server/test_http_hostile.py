@@ -16,15 +16,13 @@ import struct
 import pytest
 
 from ..raw_http import RawHttp, chunked, exchange, request
-from ..servers import ServerProcess
 from .http_hostile import (
     GENERATE,
-    INFER,
     good_infer,
-    hostile_repository,
+    hostile_server,
     infer_body,
+    post,
     refused,
-    trouble_in,
 )
 
 MESSAGE_BYTES = 1 << 20  # --max-message-bytes
@@ -34,18 +32,10 @@ MESSAGE_BYTES = 1 << 20  # --max-message-bytes
 def server(tmp_path_factory):
     # A request that never completes is refused within a second, not ten; an idle connection closed
     # within a second, not thirty.
-    running = ServerProcess(
-        hostile_repository(tmp_path_factory.mktemp("hostile")),
+    yield from hostile_server(
+        tmp_path_factory.mktemp("hostile"),
         "--max-message-bytes", str(MESSAGE_BYTES), "--receive-seconds", "1", "--http-idle-seconds", "1",
     )  # fmt: skip
-    yield running
-    assert running.terminate() == 0
-    log = "".join(running.log)
-    assert not trouble_in(log), log
-
-
-def post(body: bytes, headers=None, target: str = INFER) -> bytes:
-    return request("POST", target, headers, body)
 
 
 def json_body(**tensor) -> bytes:

@@ -32,7 +32,7 @@ from lstmserve.server.web.connection import _PIPELINED
 
 from ..raw_http import Malformed, RawHttp, exchange, request
 from ..servers import ServerProcess
-from .http_hostile import INFER, good_infer, hostile_repository, trouble_in
+from .http_hostile import INFER, good_infer, hostile_server
 
 MB = 1e6  # memory_mb() reports MB
 MESSAGE, INFLIGHT, CONNECTIONS = 1 << 20, 16 << 20, 64
@@ -46,18 +46,14 @@ ROWS, STEPS = 2, 16_384
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = ServerProcess(
-        hostile_repository(tmp_path_factory.mktemp("memory")),
+    yield from hostile_server(
+        tmp_path_factory.mktemp("memory"),
         "--max-message-bytes", str(MESSAGE),
         "--max-inflight-bytes", str(INFLIGHT),
         "--http-max-connections", str(CONNECTIONS),
         "--receive-seconds", str(RECEIVE_SECONDS),
         "--http-idle-seconds", str(IDLE_SECONDS),
     )  # fmt: skip
-    yield running
-    assert running.terminate() == 0
-    log = "".join(running.log)
-    assert not trouble_in(log), log
 
 
 def floats_body(rows: int = ROWS, steps: int = STEPS, nested: bool = False) -> bytes:

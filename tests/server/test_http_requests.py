@@ -12,17 +12,16 @@ import json
 import pytest
 
 from ..raw_http import RawHttp, exchange, request
-from ..servers import ServerProcess
 from .http_hostile import (
     CHARS,
     GENERATE,
     INFER,
     TEXT,
     good_infer,
-    hostile_repository,
+    hostile_server,
     infer_body,
+    post,
     refused,
-    trouble_in,
 )
 
 MESSAGE_BYTES = 1 << 20  # --max-message-bytes
@@ -30,17 +29,7 @@ MESSAGE_BYTES = 1 << 20  # --max-message-bytes
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = ServerProcess(
-        hostile_repository(tmp_path_factory.mktemp("requests")), "--max-message-bytes", str(MESSAGE_BYTES)
-    )
-    yield running
-    assert running.terminate() == 0
-    log = "".join(running.log)
-    assert not trouble_in(log), log
-
-
-def post(body: bytes, headers=None, target: str = INFER) -> bytes:
-    return request("POST", target, headers, body)
+    yield from hostile_server(tmp_path_factory.mktemp("requests"), "--max-message-bytes", str(MESSAGE_BYTES))
 
 
 # name -> (the request's bytes, the status, words its message must hold)
@@ -168,11 +157,7 @@ def secured(tmp_path_factory):
     folder = tmp_path_factory.mktemp("secured")
     tokens = folder / "tokens"
     tokens.write_text(f"{TOKEN}\n{CHARS_ONLY} {CHARS}\n")
-    running = ServerProcess(hostile_repository(folder), "--auth-tokens", str(tokens))
-    yield running
-    assert running.terminate() == 0
-    log = "".join(running.log)
-    assert not trouble_in(log) and TOKEN not in log, log
+    yield from hostile_server(folder, "--auth-tokens", str(tokens), secret=TOKEN)
 
 
 AUTHORIZATIONS = {
