@@ -19,6 +19,7 @@ import binascii
 import itertools
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,16 @@ class InferCall:
     header: dict[str, Any]
     binary: memoryview
 
+    # Read from the header when first asked (decode's checks keep their order), then kept for encode.
+    @cached_property
+    def parameters(self) -> dict[str, Any]:
+        return object_of(self.header.get("parameters", {}), "parameters")
+
+    @cached_property
+    def outputs(self) -> dict[str, bool | None]:
+        """The outputs asked for, in order -> binary or not as asked (None: the request's default)."""
+        return _outputs(self.header)
+
 
 @dataclass
 class Body:
@@ -74,8 +85,7 @@ def parse(body: bytes, header_length: int | None, model: str, version: str) -> I
 def timeout_of(call: InferCall) -> float | None:
     """The request's `timeout` parameter (Triton's, in microseconds; what tritonclient.http's
     infer(timeout=) sends) in seconds: the call's deadline, as gRPC's is. None or 0: none."""
-    parameters = object_of(call.header.get("parameters", {}), "parameters")
-    timeout = parameters.get("timeout")
+    timeout = call.parameters.get("timeout")
     if timeout is None:
         return None
     if type(timeout) is not int or timeout < 0:
@@ -100,10 +110,9 @@ class Infer(oip.StateNames):
         return call.model, parse_version(call.version, oip.PATH_VERSION)
 
     def decode(self, call: InferCall, runtime: ModelRuntime) -> Request:
-        header = call.header
-        parameters = object_of(header.get("parameters", {}), "parameters")
+        header, parameters = call.header, call.parameters
         oip.refuse_server_state(parameters)
-        names = oip.requested(list(_outputs(header)), runtime, self.sealed)
+        names = oip.requested(list(call.outputs), runtime, self.sealed)
         request_id = header.get("id", "")
         if not isinstance(request_id, str):
             raise InvalidArgument('"id" must be a string')
@@ -131,9 +140,8 @@ class Infer(oip.StateNames):
         self, call: InferCall, runtime: ModelRuntime, answer: Answer
     ) -> tuple[dict[str, Any], list[bytes]]:
         """The answer's JSON header (numpy arrays for its data), and the binary outputs after it."""
-        header = call.header
-        default = bool(object_of(header.get("parameters", {}), "parameters").get("binary_data_output"))
-        asked = _outputs(header)
+        default = bool(call.parameters.get("binary_data_output"))
+        asked = call.outputs
         arrays = oip.answer_arrays(answer)
         outputs: list[dict[str, Any]] = []
         binaries: list[bytes] = []
@@ -163,8 +171,8 @@ class Infer(oip.StateNames):
             "parameters": {STATE_FINGERPRINT: runtime.info.fingerprint},
             "outputs": outputs,
         }
-        if header.get("id"):
-            response["id"] = header["id"]
+        if call.header.get("id"):
+            response["id"] = call.header["id"]
         return response, binaries
 
 
@@ -182,7 +190,7 @@ def object_of(value: Any, what: str) -> dict[str, Any]:
 
 
 def _outputs(header: dict[str, Any]) -> dict[str, bool | None]:
-    """The outputs asked for, in order -> binary or not as asked (None: the request's default)."""
+    """InferCall.outputs, checked."""
     outputs = header.get("outputs", [])
     if not isinstance(outputs, list):
         raise InvalidArgument('"outputs" must be a list')
