@@ -68,11 +68,16 @@ async def serve(responses: list[pb.InferResponse], port: int) -> None:
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     logging.info("echo listening on 127.0.0.1:%d", bound)
+    await until_signalled()
+    await server.stop(1)
+
+
+async def until_signalled() -> None:
+    """Return on SIGTERM or SIGINT: how the bench stops an echo floor."""
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     await stop.wait()
-    await server.stop(1)
 
 
 def main() -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from lstmserve.server.settings import Settings
 from lstmserve.server.web.connection import ConnectionLimits
 from lstmserve.server.web.listener import HttpListener
 
+from .echo import until_signalled
 from .rest import HEADER_LENGTH
 
 
@@ -72,10 +72,7 @@ async def serve(app: EchoApp, port: int) -> None:
     listener = HttpListener(app, ConnectionLimits.from_settings(settings), settings.http_idle_seconds)
     bound = await listener.start("127.0.0.1", port)
     logging.info("HTTP echo listening on 127.0.0.1:%d", bound)
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await until_signalled()
     await listener.stop(1)
 
 
