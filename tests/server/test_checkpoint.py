@@ -14,7 +14,7 @@ from lstmserve.server.settings import Settings
 
 from ..conftest import CHARS, DIGITS
 from ..servers import InProcessServer, free_port
-from .test_metrics import scrape, value
+from .test_metrics import grpc_calls, scrape, value
 
 X = np.random.default_rng(21).standard_normal((2, 6, 5)).astype(np.float32)  # (batch, time, input_size)
 
@@ -52,17 +52,7 @@ def test_a_checkpoint_returns_the_held_state_without_a_run(repository):
     assert first.state is None and checkpoint.output is None and checkpoint.logits is None
     assert checkpoint.state == whole.state == after.state
     assert value(samples, "lstmserve_compute_seconds_count", model="chars:1") == runs + 1  # the chunk only
-    assert (
-        value(
-            samples,
-            "lstmserve_requests_total",
-            model="chars:1",
-            protocol="grpc",
-            method="StreamInfer",
-            code="OK",
-        )
-        == 3
-    )
+    assert grpc_calls(samples, "chars:1", "StreamInfer", "OK") == 3
 
 
 def test_a_checkpoint_of_the_wrong_batch_or_features_is_refused(client):

@@ -12,7 +12,7 @@ from lstmserve.client import Client, ServerError
 from ..conftest import CHARS
 from ..servers import ServerProcess, free_port
 from .broken_models import fail_unless_rows_of
-from .test_metrics import scrape, value
+from .test_metrics import grpc_calls, scrape, value
 
 CALLERS = 6
 
@@ -80,9 +80,7 @@ def test_a_batch_that_fails_in_onnxruntime_fails_each_of_its_callers_with_intern
     runs = value(samples, "lstmserve_batch_requests_count", model="chars:1")
     requests = value(samples, "lstmserve_batch_requests_sum", model="chars:1")
     assert requests == CALLERS + 2 and runs < requests - 1, (runs, requests)  # failed runs held several
-    internal = value(
-        samples, "lstmserve_requests_total", code="INTERNAL", method="Infer", model="chars:1", protocol="grpc"
-    )
+    internal = grpc_calls(samples, "chars:1", "Infer", "INTERNAL")
     assert internal == CALLERS + 1
     log = "".join(server.log)
     assert log.count("Infer failed unexpectedly") == CALLERS + 1, log  # each caller's failure, once
@@ -109,17 +107,7 @@ def test_an_unexpected_failure_is_internal_logged_once_and_counted(repository, t
         assert server.terminate() == 0
     log = "".join(server.log)
     assert log.count("Infer failed unexpectedly") == 1 and log.count("Traceback") == 1
-    assert (
-        value(
-            samples,
-            "lstmserve_requests_total",
-            code="INTERNAL",
-            method="Infer",
-            model="chars:1",
-            protocol="grpc",
-        )
-        == 1
-    )
+    assert grpc_calls(samples, "chars:1", "Infer", "INTERNAL") == 1
 
 
 def test_only_a_refusal_by_a_limit_has_trailing_metadata():

@@ -30,6 +30,11 @@ def value(samples, name, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def grpc_calls(samples, model: str, method: str, code: str) -> float:
+    """How many gRPC calls (and stream messages) of `method` on `model` ended with `code`."""
+    return value(samples, "lstmserve_requests_total", model=model, protocol="grpc", method=method, code=code)
+
+
 def kserve_infer(address: str, x: np.ndarray) -> None:
     """One ModelInfer of chars v1 over KServe v2: counted and batched as lstmserve.v1 calls are."""
     request = kserve.ModelInferRequest(model_name=CHARS, model_version="1")
@@ -62,68 +67,18 @@ def test_metrics_count_calls_codes_batches_and_models(repository):
                 time.sleep(0.05)
     finally:
         server.stop()
-    assert (
-        value(
-            samples, "lstmserve_requests_total", model="chars:1", protocol="grpc", method="Infer", code="OK"
-        )
-        == 3
-    )
-    assert (
-        value(
-            samples,
-            "lstmserve_requests_total",
-            model="chars:1",
-            protocol="grpc",
-            method="Infer",
-            code="INVALID_ARGUMENT",
-        )
-        == 1
-    )
-    assert (
-        value(
-            samples, "lstmserve_requests_total", model="-", protocol="grpc", method="Infer", code="NOT_FOUND"
-        )
-        == 1
-    )
-    assert (
-        value(
-            samples,
-            "lstmserve_requests_total",
-            model="chars:2",
-            protocol="grpc",
-            method="StreamInfer",
-            code="OK",
-        )
-        == 2
-    )
+    assert grpc_calls(samples, "chars:1", "Infer", "OK") == 3
+    assert grpc_calls(samples, "chars:1", "Infer", "INVALID_ARGUMENT") == 1
+    assert grpc_calls(samples, "-", "Infer", "NOT_FOUND") == 1
+    assert grpc_calls(samples, "chars:2", "StreamInfer", "OK") == 2
     # Closing a stream half-closes it: the server ends it OK, not CANCELLED.
-    assert (
-        value(
-            samples,
-            "lstmserve_requests_total",
-            model="chars:2",
-            protocol="grpc",
-            method="StreamInfer",
-            code="CANCELLED",
-        )
-        == 0
-    )
+    assert grpc_calls(samples, "chars:2", "StreamInfer", "CANCELLED") == 0
     assert (
         value(samples, "lstmserve_request_seconds_count", model="chars:1", protocol="grpc", method="Infer")
         == 4
     )
     assert value(samples, "lstmserve_compute_seconds_count", model="chars:1") >= 1
-    assert (
-        value(
-            samples,
-            "lstmserve_requests_total",
-            model="chars:1",
-            protocol="grpc",
-            method="ModelInfer",
-            code="OK",
-        )
-        == 1
-    )
+    assert grpc_calls(samples, "chars:1", "ModelInfer", "OK") == 1
     assert value(samples, "lstmserve_batch_requests_sum", model="chars:1") == 4  # every request ran once
     assert (
         value(during, "lstmserve_streams_in_flight") == 1
