@@ -4,11 +4,9 @@ write against, with no part of the edge's machinery."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from ..admission import Call
 
 # Triton's binary tensor extension: the length of the JSON header that binary tensors follow, on a
 # request (checked by the edge) and on an answer.
@@ -24,10 +22,6 @@ class HttpRequest:
     body: bytes = b""
     header_length: int | None = None  # HEADER_LENGTH, checked against the body (binary routes only)
 
-    def header(self, name: bytes) -> bytes | None:
-        """The last of a repeated header: the one the edge checked (it reads them as a dict)."""
-        return next((value for key, value in reversed(self.headers) if key == name), None)
-
 
 @dataclass
 class Reply:
@@ -37,15 +31,13 @@ class Reply:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-Unary = Callable[[HttpRequest, Call], Awaitable[Reply]]
-Events = Callable[[HttpRequest, Call], AsyncIterator[bytes]]
-
-
 @dataclass(frozen=True)
 class Route:
     method: str
     pattern: re.Pattern[str]
     name: str  # the method label in the metrics, as gRPC's (ModelInfer, ...)
+    # open: (HttpRequest) -> Reply; unary: (HttpRequest, Call) -> Reply; events: (HttpRequest, Call)
+    # -> an async iterator of each event's bytes
     handler: Callable[..., Any]
     kind: Literal["open", "unary", "events"] = "unary"
     binary: bool = False  # takes binary tensors after a JSON header of HEADER_LENGTH bytes
