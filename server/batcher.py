@@ -77,8 +77,8 @@ class Observer:
     def waited(self, runtime: ModelRuntime, seconds: float) -> None:
         """A request's time in the queue, until its batch started."""
 
-    def ran(self, runtime: ModelRuntime, requests: int, seconds: float) -> None:
-        """One onnxruntime run for `requests` requests."""
+    def ran(self, runtime: ModelRuntime, requests: int, rows: int, seconds: float) -> None:
+        """One onnxruntime run for `requests` requests of `rows` rows in all."""
 
     def queued(self, runtime: ModelRuntime, rows: int) -> None:
         """Rows waiting now."""
@@ -179,7 +179,7 @@ class _Lane:
             try:
                 return self.runtime.run(feed)
             finally:  # a failed run counts too: it was a run, and it makes the lane busy
-                self._count(1, rows * steps, perf_counter() - started, owner)
+                self._count(1, rows, rows * steps, perf_counter() - started, owner)
         item = _Pending(feed, rows, steps, loop.create_future(), loop.time(), owner, deadline)
         self.waiting.append(item)
         self.queued_rows += rows
@@ -218,7 +218,7 @@ class _Lane:
                             self.batcher.executor, self._merge_run_split, batch
                         )
                 except Exception as exc:  # onnxruntime failed: every caller in the batch hears of it
-                    self._count(len(batch), _row_steps(batch), perf_counter() - started)
+                    self._count(len(batch), _rows(batch), _row_steps(batch), perf_counter() - started)
                     self._fail(batch, exc)
                 else:
                     self._deliver(batch, *results)
@@ -262,16 +262,17 @@ class _Lane:
             return [outputs], seconds
         return split(outputs, [(item.rows, item.time) for item in batch]), seconds
 
-    def _count(self, requests: int, row_steps: int, seconds: float, alone: object = None) -> None:
+    def _count(self, requests: int, rows: int, row_steps: int, seconds: float, alone: object = None) -> None:
         self.last_run = asyncio.get_running_loop().time()
         self.runs.ran(row_steps, seconds)
         self.last_alone = alone
         self.batcher.batches += 1
         self.batcher.requests += requests
-        self.batcher.observer.ran(self.runtime, requests, seconds)
+        self.batcher.observer.ran(self.runtime, requests, rows, seconds)
 
     def _deliver(self, batch: list[_Pending], results: list[dict[str, np.ndarray]], seconds: float) -> None:
-        self._count(len(batch), _row_steps(batch), seconds, batch[0].owner if len(batch) == 1 else None)
+        alone = batch[0].owner if len(batch) == 1 else None
+        self._count(len(batch), _rows(batch), _row_steps(batch), seconds, alone)
         for item, result in zip(batch, results):
             if not item.future.done():  # done: its caller went away
                 item.future.set_result(result)
@@ -329,9 +330,13 @@ class _Lane:
         return batch
 
 
+def _rows(batch: list[_Pending]) -> int:
+    return sum(item.rows for item in batch)
+
+
 def _row_steps(batch: list[_Pending]) -> int:
     """A batch's padded size: its rows, each as long as its longest chunk."""
-    return sum(item.rows for item in batch) * max(item.time for item in batch)
+    return _rows(batch) * max(item.time for item in batch)
 
 
 def merge(feeds: list[Feed]) -> Feed:

@@ -56,6 +56,11 @@ class Health:
             return runtime not in self.stalled
         return bool(self.repository.names()) and not self.stalled
 
+    def devices(self) -> dict[str, bool]:
+        """Each device's health: ready while the server is and every loaded version runs on it."""
+        running = {runtime.device.partition(":")[0] for runtime in self.repository.all()}  # cuda:0 -> cuda
+        return {device: self.ready() and running == {device} for device in DEVICES}
+
     async def publish(self) -> None:
         """Set every entry from what is served and what is stalled now (only changes are sent)."""
         served = set(self.repository.names())
@@ -65,14 +70,10 @@ class Health:
             name: SERVING if name in served and name not in stalled_names else NOT_SERVING
             for name in self.names
         }
-        overall = SERVING if served and not self.stalled else NOT_SERVING  # no model: nothing to serve
+        overall = SERVING if self.ready() else NOT_SERVING  # no model: nothing to serve
         status.update({service: overall for service in ["", *self.services]})  # "": overall health
-        # What actually runs the models ("cuda:0" -> cuda); "/" is in no model name (layout.py).
-        devices = {runtime.device.partition(":")[0] for runtime in self.repository.all()}
-        for device in DEVICES:
-            status[f"device/{device}"] = (
-                SERVING if overall == SERVING and devices == {device} else NOT_SERVING
-            )
+        # "/" is in no model name (layout.py)
+        status.update({f"device/{d}": SERVING if up else NOT_SERVING for d, up in self.devices().items()})
         for name, value in status.items():
             if self._published.get(name) != value:
                 await self.servicer.set(name, value)

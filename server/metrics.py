@@ -6,18 +6,27 @@
     lstmserve_queue_wait_seconds{model}              from joining the batcher's queue to the run starting
     lstmserve_compute_seconds{model}                 one onnxruntime run (a batch)
     lstmserve_batch_requests{model}                  requests per onnxruntime run
+    lstmserve_batch_rows{model}                      rows (sequences) per onnxruntime run
     lstmserve_queue_rows{model}                      rows waiting now
     lstmserve_streams_in_flight                      open StreamInfer calls
     lstmserve_calls_in_flight                        unary calls being answered
     lstmserve_inflight_bytes                         bytes reserved by calls in flight (--max-inflight-bytes)
     lstmserve_model_info{model,version,fingerprint,quantization,provider,device}   1 per loaded version
+    process_resident_memory_bytes, process_cpu_seconds_total, ...   the process's own (Linux)
 
 `model` is "NAME:VERSION". Each server has its own registry, so several can live in one process.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 from .admission import Admission
 from .batcher import Observer
@@ -25,6 +34,7 @@ from .runtime import ModelRuntime
 
 _LATENCY = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _BATCH = (1, 2, 4, 8, 16, 32, 64, 128)
+_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
 def model_label(runtime: ModelRuntime) -> str:
@@ -61,6 +71,9 @@ class Metrics:
         self.batch = Histogram(
             "lstmserve_batch_requests", "Requests per onnxruntime run.", ["model"], buckets=_BATCH, registry=r
         )
+        self.batch_rows = Histogram(
+            "lstmserve_batch_rows", "Rows per onnxruntime run.", ["model"], buckets=_ROWS, registry=r
+        )
         self.queue_rows = Gauge("lstmserve_queue_rows", "Rows waiting in the batcher.", ["model"], registry=r)
         self.streams = Gauge("lstmserve_streams_in_flight", "Open StreamInfer calls.", registry=r)
         self.calls = Gauge("lstmserve_calls_in_flight", "Unary calls being answered.", registry=r)
@@ -73,6 +86,7 @@ class Metrics:
             ["model", "version", "fingerprint", "quantization", "provider", "device"],
             registry=r,
         )
+        ProcessCollector(registry=r)  # RSS and CPU time, as the default registry has them
 
     def answered(
         self, model: str, method: str, code: str, seconds: float | None = None, protocol: str = "grpc"
@@ -120,10 +134,11 @@ class BatcherMetrics(Observer):
     def waited(self, runtime: ModelRuntime, seconds: float) -> None:
         self.metrics.queue_wait.labels(model_label(runtime)).observe(seconds)
 
-    def ran(self, runtime: ModelRuntime, requests: int, seconds: float) -> None:
+    def ran(self, runtime: ModelRuntime, requests: int, rows: int, seconds: float) -> None:
         label = model_label(runtime)
         self.metrics.compute.labels(label).observe(seconds)
         self.metrics.batch.labels(label).observe(requests)
+        self.metrics.batch_rows.labels(label).observe(rows)
 
     def queued(self, runtime: ModelRuntime, rows: int) -> None:
         self.metrics.queue_rows.labels(model_label(runtime)).set(rows)

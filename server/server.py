@@ -36,6 +36,7 @@ from .admission import Admission
 from .auth import ReflectionGuard, Tokens
 from .batcher import Batcher
 from .calls import Calls
+from .console.service import ConsoleService
 from .dataplane import DataPlane
 from .errors import StartError
 from .health import Health
@@ -52,6 +53,7 @@ from .sealing import StateSeal
 from .settings import HANDSHAKE_SECONDS, Settings
 from .tls import CertificateFiles
 from .web.connection import ConnectionLimits
+from .web.cors import Cors
 from .web.edge import HttpEdge
 from .web.listener import HttpListener
 
@@ -167,12 +169,16 @@ class Server:
     def _http_server(self, plane: DataPlane) -> None:
         """The HTTP edge on the same data plane, admission, tokens, certificates and metrics."""
         settings = self.settings
+        routes = RestService(plane, self.health).routes()
+        if settings.http_console:
+            routes += ConsoleService(plane, self.health, self.metrics, self.tokens is not None).routes()
         edge = HttpEdge(
-            RestService(plane, self.health).routes(),
+            routes,
             self.admission,
             self.metrics,
             settings.max_message_bytes,
             self.tokens,
+            Cors(settings.http_cors_origin),
         )
         self.http = HttpListener(
             edge,
@@ -234,6 +240,8 @@ class Server:
         if self.http is not None:  # before "listening on", which says the server is up
             scheme = "http" if self.tls is None else "https"
             log.info("HTTP (Open Inference Protocol) on %s://%s:%d/v2", scheme, settings.host, self.http_port)
+            if settings.http_console:
+                log.info("console: open %s://%s:%d/ in a browser", scheme, settings.host, self.http_port)
         log.info(
             "lstmserve listening on %s:%d, lstmserve.v1 and KServe v2 over %s; states %s "
             "(model versions: %d; inference threads: %d; %s)",

@@ -8,6 +8,7 @@ all come from it; __post_init__ adds only the checks that span several fields.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -143,6 +144,12 @@ class Settings:
     http_idle_seconds: float = setting(
         30.0, "an HTTP connection idle this long between requests is closed", above=0
     )
+    http_console: bool = setting(True, "serve the browser console at / on the HTTP port (docs/console.md)")
+    http_cors_origin: str = setting(
+        "",
+        "the one other origin (https://host[:port]) whose pages may call the HTTP port; empty: none",
+        metavar="ORIGIN",
+    )
     health_port: int = setting(
         0,
         "a plaintext port serving only grpc.health.v1, for probes when --tls-cert is set; 0: off",
@@ -184,6 +191,12 @@ class Settings:
                 f"{_named('log_level')} must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
             )
 
+        if self.http_cors_origin and not re.fullmatch(r"https?://[a-z0-9.\-\[\]:]+", self.http_cors_origin):
+            # As a browser sends it in Origin: scheme, host and port only, in lower case, no slash.
+            raise SettingsError(
+                f"{_named('http_cors_origin')} must be an origin as browsers send it, e.g. "
+                f"https://app.example.com or http://localhost:3000; got {self.http_cors_origin!r}"
+            )
         if self.http_port > 0 and self.http_port in (self.port, self.health_port, self.metrics_port):
             raise SettingsError(f"{_named('http_port')} ({self.http_port}) is taken by another port setting")
 

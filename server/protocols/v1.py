@@ -7,6 +7,8 @@ client shares.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lstmserve import contract
 from lstmserve.codec import TensorError, decode_state, decode_tensor, write_state, write_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
@@ -145,8 +147,14 @@ def encode_state(target: pb.State, state: State) -> None:
 
 
 def model_info(runtime: ModelRuntime, repository: ModelRepository, limits: Limits) -> pb.ModelInfo:
+    fields = model_fields(runtime, repository, limits)
+    return pb.ModelInfo(**{**fields, "limits": pb.Limits(**fields["limits"])})
+
+
+def model_fields(runtime: ModelRuntime, repository: ModelRepository, limits: Limits) -> dict[str, Any]:
+    """ModelInfo's fields as plain values: the message's, and the console's JSON."""
     info, config = runtime.info, runtime.info.config
-    return pb.ModelInfo(
+    return dict(
         name=info.name,
         version=info.version,
         versions=repository.versions(info.name),
@@ -161,5 +169,5 @@ def model_info(runtime: ModelRuntime, repository: ModelRepository, limits: Limit
         accepts_state_from=info.accepts_state_from,
         provider=runtime.providers[0],
         device=runtime.device,
-        limits=pb.Limits(**limits.as_fields()),
+        limits=limits.as_fields(),
     )

@@ -24,6 +24,7 @@ from ..auth import Tokens
 from ..errors import InvalidArgument, ServingError, Unauthenticated, Unavailable, status_of
 from ..logs import RefusalLog
 from ..metrics import Metrics
+from .cors import Cors, adding
 from .routes import HEADER_LENGTH, HttpRequest, Reply, Route
 from .statuses import HttpError, error_reply
 
@@ -32,6 +33,7 @@ from .statuses import HttpError, error_reply
 _JSON_OBJECTS = 8
 _CANCELLED = "the call was cancelled: the server is stopping; retry on another replica"
 _EVENT_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
+_NOSNIFF = (b"x-content-type-options", b"nosniff")  # a browser takes each answer as its content type says
 
 
 class ClientGone(Exception):
@@ -48,16 +50,22 @@ class HttpEdge:
         metrics: Metrics,
         max_body_bytes: int,
         tokens: Tokens | None = None,
+        cors: Cors | None = None,
     ):
         self.routes = routes
         self.admission = admission
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.tokens = tokens
+        self.cors = cors or Cors("")
         self.refusals = RefusalLog()
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
+            return
+        send = adding(send, [_NOSNIFF, *self.cors.headers(scope["headers"])])
+        if self.cors.is_preflight(scope["method"], scope["headers"]):
+            await self._respond(send, Reply(b"", "text/plain", 204, self.cors.preflight_headers()))
             return
         try:
             route, path = self._route(scope["method"], scope["path"])
@@ -86,7 +94,7 @@ class HttpEdge:
             404,
             "no such route: this server serves /v2, /v2/health/{live,ready} and "
             "/v2/models/{m}[/versions/{v}][/ready|/infer|/generate_stream] (not Triton's config, "
-            "statistics or repository routes)",
+            "statistics or repository routes), and its console at /",
         )
 
     async def _unary(self, route: Route, path: dict[str, str], scope, receive, send) -> None:

@@ -123,7 +123,7 @@ class Runs(Observer):
     def __init__(self):
         self.sizes = []
 
-    def ran(self, runtime, requests, seconds):
+    def ran(self, runtime, requests, rows, seconds):
         self.sizes.append(requests)
 
 
@@ -329,7 +329,7 @@ class CancelOnRun(Observer):
     cancelled_after: int | None = None  # how many runs had ended when it cancelled
     runs = 0
 
-    def ran(self, runtime, requests, seconds):
+    def ran(self, runtime, requests, rows, seconds):
         self.runs += 1
         if self.cancel_on_next_run is not None:
             asyncio.get_running_loop().call_soon(self.cancel_on_next_run.cancel)

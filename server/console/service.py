@@ -1,0 +1,116 @@
+"""The console's routes: the page and its files, open as health is (they hold nothing of a model: the
+page asks for a token and sends it with each call), and two JSON documents that need a token and show
+only what it may call.
+
+    GET /                          the page (console/static/index.html)
+    GET /console/{file}            its modules and style sheet, nothing else
+    GET /console/api/models        the server, and every model version in the token's scope
+    GET /console/api/figures       live figures (figures.py)
+
+Everything else the page does goes through the Open Inference Protocol's routes (rest_service.py):
+the same calls a client makes.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import orjson
+
+from lstmserve import __version__
+
+from ..admission import Call
+from ..dataplane import DataPlane
+from ..health import Health
+from ..metrics import Metrics
+from ..protocols import oip, v1
+from ..web.routes import HttpRequest, Reply, Route
+from .figures import figures
+
+_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+# The page runs only its own files, talks only to its own origin, and cannot be framed: a strict policy
+# with no inline script or style, which the page is written to need.
+_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_PAGE_HEADERS = [
+    (b"content-security-policy", _POLICY.encode()),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),  # a few kB, read again each load: a new release shows at once
+]
+
+
+class ConsoleService:
+    def __init__(self, plane: DataPlane, health: Health, metrics: Metrics, tokens_on: bool):
+        self.plane = plane
+        self.health = health
+        self.metrics = metrics
+        self.tokens_on = tokens_on
+        self.files = _static_files()
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("GET", re.compile("/"), "ConsolePage", self.page, "open"),
+            Route("GET", re.compile("/console/api/models"), "ConsoleModels", self.models),
+            Route("GET", re.compile("/console/api/figures"), "ConsoleFigures", self.figures),
+            Route(
+                "GET",
+                re.compile(r"/console/(?P<file>[a-z_]+\.(?:js|css|svg))"),
+                "ConsoleFile",
+                self.file,
+                "open",
+            ),
+        ]
+
+    async def page(self, request: HttpRequest) -> Reply:
+        return self._serve("index.html", request)
+
+    async def file(self, request: HttpRequest) -> Reply:
+        return self._serve(request.path["file"], request)
+
+    async def models(self, request: HttpRequest, call: Call) -> Reply:
+        plane, health = self.plane, self.health
+        server = {
+            "name": "lstmserve",
+            "version": __version__,
+            "ready": health.ready() and not health.admission.stopping,
+            "devices": health.devices(),
+            "sealed": plane.seal is not None,
+            "tokens": self.tokens_on,
+        }
+        models = [
+            {
+                **v1.model_fields(runtime, plane.repository, plane.limits),
+                "ready": health.ready(runtime),
+                "metadata": oip.metadata(
+                    runtime, plane.repository.versions(runtime.info.name), server["sealed"]
+                ),
+            }
+            for runtime in plane.repository.all(call.scope)
+        ]
+        return Reply(
+            orjson.dumps({"server": server, "models": models}), headers=[(b"cache-control", b"no-store")]
+        )
+
+    async def figures(self, request: HttpRequest, call: Call) -> Reply:
+        return Reply(
+            orjson.dumps(figures(self.metrics, call.scope)), headers=[(b"cache-control", b"no-store")]
+        )
+
+    def _serve(self, name: str, request: HttpRequest) -> Reply:
+        found = self.files.get(name)
+        if found is None:
+            return Reply(orjson.dumps({"error": f"no such console file: {name}"}), status=404)
+        return Reply(found, _TYPES[name[name.rfind(".") :]] + "; charset=utf-8", headers=list(_PAGE_HEADERS))
+
+
+def _static_files() -> dict[str, bytes]:
+    """Every file the page is made of, read once: a name not in it is a 404, so no path reaches the disk."""
+    folder = resources.files(__package__) / "static"
+    return {
+        entry.name: entry.read_bytes()
+        for entry in folder.iterdir()
+        if entry.name[entry.name.rfind(".") :] in _TYPES
+    }
