@@ -1,0 +1,96 @@
+// The server's HTTP API as the page uses it: the console's two documents and the Open Inference
+// Protocol's routes, with the bearer token (kept in this tab's sessionStorage only) on every call.
+
+const TOKEN_KEY = "lstmserve.token";
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export class Api {
+  get token() {
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  set token(value) {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  }
+
+  models() {
+    return this.#call("GET", "/console/api/models");
+  }
+
+  figures() {
+    return this.#call("GET", "/console/api/figures");
+  }
+
+  infer(model, version, request) {
+    return this.#call("POST", `${modelPath(model, version)}/infer`, request);
+  }
+
+  // Server-Sent Events from generate_stream, as parsed JSON: each step, then the last (step 0).
+  async *generate(model, version, request, signal) {
+    const response = await this.#fetch("POST", `${modelPath(model, version)}/generate_stream`, request, signal);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let pending = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      pending += value;
+      let end;
+      while ((end = pending.indexOf("\n\n")) >= 0) {
+        const event = parseEvent(pending.slice(0, end));
+        pending = pending.slice(end + 2);
+        if (event.name === "error") throw new ApiError(response.status, event.data.error);
+        yield event.data;
+      }
+    }
+  }
+
+  async #call(method, path, body) {
+    const response = await this.#fetch(method, path, body);
+    return response.json();
+  }
+
+  async #fetch(method, path, body, signal) {
+    const headers = { accept: "application/json" };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+      cache: "no-store",
+    });
+    if (!response.ok) {
+      let message = `${response.status} ${response.statusText}`;
+      try {
+        message = (await response.json()).error || message;
+      } catch {
+        // not JSON: a proxy's page, say; the status says enough
+      }
+      throw new ApiError(response.status, message);
+    }
+    return response;
+  }
+}
+
+export function modelPath(model, version) {
+  const name = encodeURIComponent(model);
+  return version ? `/v2/models/${name}/versions/${encodeURIComponent(version)}` : `/v2/models/${name}`;
+}
+
+function parseEvent(text) {
+  let name = "message";
+  const data = [];
+  for (const line of text.split("\n")) {
+    if (line.startsWith("event:")) name = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+  }
+  return { name, data: JSON.parse(data.join("\n")) };
+}

@@ -1,0 +1,94 @@
+// The console: what is served, live figures and "try it", over the server's own HTTP API. With
+// --auth-tokens the page shows nothing until a token is given; the token stays in this tab only.
+
+import { Api } from "./api.js";
+import { DigitsPanel, isDigitsModel } from "./digits_panel.js";
+import { el, say } from "./dom.js";
+import { Figures } from "./figures.js";
+import { modelTable, serverSummary } from "./models.js";
+import { TensorPanel } from "./tensor_panel.js";
+import { isTextModel, TextPanel } from "./text_panel.js";
+
+const MODELS_PERIOD_MS = 5000; // health and the model list: a reload adds or drops versions
+const UNAUTHORIZED = new Set([401, 403]);
+
+const api = new Api();
+const page = Object.fromEntries(
+  ["console", "server", "status", "models", "figures", "try", "try-heading", "token-form", "token", "token-message", "forget-token"].map((id) => [
+    id,
+    document.getElementById(id),
+  ]),
+);
+const figures = new Figures(api, (error) => failed(error));
+let tried = null; // the model version "try it" is showing, as "name:version"
+
+async function load() {
+  let served;
+  try {
+    served = await api.models();
+  } catch (error) {
+    failed(error);
+    return;
+  }
+  page["token-form"].hidden = true;
+  page["forget-token"].hidden = !api.token;
+  page.console.hidden = false;
+  say(page.status, "");
+  page.server.replaceChildren(...serverSummary(served.server, served.models));
+  page.models.replaceChildren(modelTable(served.models, (model) => tryModel(model)));
+  page.figures.replaceChildren(figures.node);
+  if (!figures.timer) figures.start();
+  const current = served.models.find((model) => `${model.name}:${model.version}` === tried);
+  if (!current) {
+    const first = served.models.find(isDigitsModel) ?? served.models[0];
+    if (first) tryModel(first);
+    else page.try.replaceChildren(el("p", { text: "No model to try." }));
+  }
+  clearTimeout(load.timer);
+  load.timer = setTimeout(load, MODELS_PERIOD_MS);
+}
+
+function tryModel(model) {
+  tried = `${model.name}:${model.version}`;
+  page["try-heading"].textContent = `Try ${model.name} v${model.version}`;
+  const panels = [];
+  if (isDigitsModel(model)) panels.push(new DigitsPanel(api, model).node);
+  else if (isTextModel(model)) panels.push(new TextPanel(api, model).node);
+  const tensors = new TensorPanel(api, model).node;
+  panels.push(panels.length ? el("details", { class: "any-input" }, el("summary", {}, "Any input (JSON or .npy)"), tensors) : tensors);
+  page.try.replaceChildren(...panels);
+}
+
+// Nothing of a model stays on the page once a call is refused for its token, or goes wrong.
+function failed(error) {
+  clearTimeout(load.timer);
+  figures.stop();
+  figures.timer = null;
+  if (UNAUTHORIZED.has(error.status)) {
+    tried = null;
+    page.console.hidden = true;
+    for (const part of [page.server, page.models, page.figures, page.try]) part.replaceChildren();
+    page["token-form"].hidden = false;
+    page["forget-token"].hidden = true;
+    say(page["token-message"], api.token ? `The token was not taken: ${error.message}` : "This server needs a bearer token.", Boolean(api.token));
+    api.token = null;
+    page.token.focus();
+  } else {
+    say(page.status, `The server did not answer: ${error.message}. Retrying.`, true);
+    load.timer = setTimeout(load, MODELS_PERIOD_MS);
+  }
+}
+
+page["token-form"].addEventListener("submit", (event) => {
+  event.preventDefault();
+  api.token = page.token.value.trim();
+  page.token.value = "";
+  load();
+});
+
+page["forget-token"].addEventListener("click", () => {
+  api.token = null;
+  failed({ status: 401, message: "" });
+});
+
+load();

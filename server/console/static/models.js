@@ -1,0 +1,52 @@
+// What is served: the server's health, each device's, and every model version the token may call,
+// from /console/api/models.
+
+import { el } from "./dom.js";
+
+const HEADINGS = ["model", "inputs", "layers", "head", "outputs", "device", "fingerprint", "quantization", "takes state from", "health", ""];
+
+export function serverSummary(server, models) {
+  // A device that runs no model is not down, only unused: said so, not in red.
+  const used = new Set(models.map((model) => model.device.split(":")[0]));
+  const devices = Object.entries(server.devices).map(([device, up]) => {
+    const [state, text] = up ? ["up", "serving"] : used.has(device) ? ["down", "not serving"] : ["unused", "not used"];
+    return el("span", { class: `health ${state}`, "data-device": device, text: `${device} ${text}` });
+  });
+  return [
+    el("span", { class: `health ${server.ready ? "up" : "down"}`, "data-health": "server", text: server.ready ? "ready" : "not ready" }),
+    ...devices,
+    el("span", { text: server.sealed ? "states sealed" : "states in the clear" }),
+    el("span", { text: server.tokens ? "tokens required" : "no tokens" }),
+  ];
+}
+
+export function modelTable(models, onTry) {
+  const rows = models.map((model) => {
+    const key = `${model.name}:${model.version}`;
+    const outputs = model.labels.length ? `${model.num_outputs}: ${model.labels.join(" ")}` : String(model.num_outputs);
+    const cells = [
+      `${model.input_size}`,
+      model.hidden_sizes.join(" x "),
+      model.head,
+      outputs,
+      `${model.device} (${model.provider.replace("ExecutionProvider", "")})`,
+      model.fingerprint,
+      model.quantization,
+      model.accepts_state_from.join(", ") || "itself only",
+    ];
+    return el(
+      "tr",
+      { "data-model": key },
+      el("th", { scope: "row" }, `${model.name} `, el("span", { class: "version", text: `v${model.version}` })),
+      ...cells.map((text) => el("td", { text })),
+      el("td", {}, el("span", { class: `health ${model.ready ? "up" : "down"}`, text: model.ready ? "ready" : "not ready" })),
+      el("td", {}, el("button", { type: "button", onclick: () => onTry(model), "aria-label": `try ${key}` }, "Try")),
+    );
+  });
+  return el(
+    "table",
+    { class: "models" },
+    el("thead", {}, el("tr", {}, ...HEADINGS.map((text) => el("th", { scope: "col", text })))),
+    el("tbody", {}, rows.length ? rows : [el("tr", {}, el("td", { colspan: HEADINGS.length, text: "No model is served." }))]),
+  );
+}
