@@ -19,7 +19,7 @@ from ..auth import Scope
 from ..metrics import Metrics
 
 # The console's own polling is not traffic: left out of calls, latency and codes.
-CONSOLE_METHODS = frozenset({"ConsoleModels", "ConsoleFigures"})
+CONSOLE_METHODS = frozenset({"ConsoleModels", "ConsoleFigures"})  # (ConsoleAccess is open: not counted)
 _SERVER = {
     "lstmserve_streams_in_flight": "streams",
     "lstmserve_calls_in_flight": "calls",

@@ -4,6 +4,7 @@ only what it may call.
 
     GET /                          the page (console/static/index.html)
     GET /console/{file}            its modules and style sheet, nothing else
+    GET /console/api/access        open: {"tokens": true} where calls need a token
     GET /console/api/models        the server, and every model version in the token's scope
     GET /console/api/figures       live figures (figures.py)
 
@@ -53,6 +54,7 @@ class ConsoleService:
     def routes(self) -> list[Route]:
         return [
             Route("GET", re.compile("/"), "ConsolePage", self.page, "open"),
+            Route("GET", re.compile("/console/api/access"), "ConsoleAccess", self.access, "open"),
             Route("GET", re.compile("/console/api/models"), "ConsoleModels", self.models),
             Route("GET", re.compile("/console/api/figures"), "ConsoleFigures", self.figures),
             Route(
@@ -69,6 +71,10 @@ class ConsoleService:
 
     async def file(self, request: HttpRequest) -> Reply:
         return self._serve(request.path["file"], request)
+
+    async def access(self, request: HttpRequest) -> Reply:
+        """Whether calls need a token: so the page asks for one first, not after a refusal."""
+        return Reply(orjson.dumps({"tokens": self.tokens_on}), headers=[(b"cache-control", b"no-store")])
 
     async def models(self, request: HttpRequest, call: Call) -> Reply:
         plane, health = self.plane, self.health

@@ -20,6 +20,10 @@ export class Api {
     else sessionStorage.removeItem(TOKEN_KEY);
   }
 
+  access() {
+    return this.#call("GET", "/console/api/access");
+  }
+
   models() {
     return this.#call("GET", "/console/api/models");
   }

@@ -25,6 +25,10 @@ let tried = null; // the model version "try it" is showing, as "name:version"
 async function load() {
   let served;
   try {
+    if (!api.token && (await api.access()).tokens) {
+      failed({ status: 401, message: "" }); // asked for first: no call is refused for want of it
+      return;
+    }
     served = await api.models();
   } catch (error) {
     failed(error);
@@ -68,6 +72,7 @@ function failed(error) {
     tried = null;
     page.console.hidden = true;
     for (const part of [page.server, page.models, page.figures, page.try]) part.replaceChildren();
+    page["try-heading"].textContent = "Try it";
     page["token-form"].hidden = false;
     page["forget-token"].hidden = true;
     say(page["token-message"], api.token ? `The token was not taken: ${error.message}` : "This server needs a bearer token.", Boolean(api.token));

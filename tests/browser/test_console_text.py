@@ -1,0 +1,44 @@
+"""A model whose labels are characters: a prompt typed in the console is generated on, streamed a
+character at a time, and the text is the client's greedy generation's."""
+
+from __future__ import annotations
+
+import numpy as np
+from playwright.sync_api import expect
+
+from .conftest import WRITER, WRITER_LABELS, screenshot
+from .console_page import open_console
+
+PROMPT, STEPS = "abc ed", 40
+
+
+def one_hot(text: str) -> np.ndarray:
+    steps = np.zeros((1, len(text), len(WRITER_LABELS)), np.float32)
+    steps[0, np.arange(len(text)), [WRITER_LABELS.index(char) for char in text]] = 1
+    return steps
+
+
+def test_a_typed_prompt_is_generated_on_as_the_client_generates(watched, console_server, console_client):
+    page = open_console(watched.page, console_server.http_url)
+    page.get_by_role("button", name=f"try {WRITER}:1").click()
+    expect(page.locator("#try-heading")).to_have_text(f"Try {WRITER} v1")
+    page.get_by_label("Prompt").fill(PROMPT)
+    page.get_by_label("Characters").fill(str(STEPS))
+    page.get_by_label("Temperature (0: the likeliest each time)").fill("0")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    output = page.locator("output.generated")
+    expect(output).to_have_attribute("data-done", "true")
+    generation = console_client.generate(WRITER, one_hot(PROMPT), STEPS)
+    expected = "".join(WRITER_LABELS[int(step.choices[0])] for step in generation)
+    assert output.inner_text() == expected
+    expect(page.locator(".text-panel .state-line")).to_contain_text("Final state: initial_c_0, initial_h_0, initial_c_1, initial_h_1")
+    screenshot(page, "generate", page.locator(".text-panel"))
+
+
+def test_characters_the_model_does_not_know_are_refused_with_the_servers_reason(watched, console_server):
+    watched.refusals.add(400)
+    page = open_console(watched.page, console_server.http_url)
+    page.get_by_role("button", name=f"try {WRITER}:1").click()
+    page.get_by_label("Prompt").fill("xyz")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    expect(page.locator(".text-panel .message")).to_contain_text("does not know")
