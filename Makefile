@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 DEFAULT_MODEL := models/digits/1/model.onnx
 
-.PHONY: install install-dev model serve test lint bench bench-models image image-cuda clean
+.PHONY: install install-dev model serve test screenshots lint bench bench-models image image-cuda clean
 
 # Two stamps: what training and serving need (make serve), and the test and lint tools on top.
 install: $(INSTALLED)
@@ -68,6 +68,10 @@ image-cuda: model
 
 test: $(INSTALLED_DEV) model
 	$(BIN)/python -m pytest
+
+# The console's screenshots in README.md and docs/console.md, taken by its browser tests (needs chromium).
+screenshots: $(INSTALLED_DEV) model
+	LSTMSERVE_SCREENSHOTS=docs/images $(BIN)/python -m pytest tests/browser -q
 
 lint: $(INSTALLED_DEV)
 	$(BIN)/ruff check .

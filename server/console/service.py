@@ -78,21 +78,20 @@ class ConsoleService:
 
     async def models(self, request: HttpRequest, call: Call) -> Reply:
         plane, health = self.plane, self.health
+        sealed = plane.seal is not None
         server = {
             "name": "lstmserve",
             "version": __version__,
             "ready": health.ready() and not health.admission.stopping,
             "devices": health.devices(),
-            "sealed": plane.seal is not None,
+            "sealed": sealed,
             "tokens": self.tokens_on,
         }
         models = [
             {
                 **v1.model_fields(runtime, plane.repository, plane.limits),
                 "ready": health.ready(runtime),
-                "metadata": oip.metadata(
-                    runtime, plane.repository.versions(runtime.info.name), server["sealed"]
-                ),
+                "metadata": oip.metadata(runtime, plane.repository.versions(runtime.info.name), sealed),
             }
             for runtime in plane.repository.all(call.scope)
         ]

@@ -16,11 +16,14 @@ import pytest
 
 from lstmserve.server.settings import Settings
 
-from ..conftest import CHARS, DIGITS, random_checkpoint
+from ..conftest import CHARS, DIGITS, REPO, random_checkpoint
 from ..servers import InProcessServer
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra has it)")
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="pip install playwright (the dev extra has it)"
+)
 
+DEFAULT_MODEL = REPO / "models" / DIGITS / "1" / "model.onnx"
 # A model whose labels are characters, one-hot in and out: the console's "type a prompt" model.
 WRITER, WRITER_LABELS = "writer", tuple("abcde ")
 # Where the tests leave their screenshots: `make screenshots` sets docs/images, whose files the
@@ -30,7 +33,11 @@ SCREENSHOTS = Path(os.environ.get("LSTMSERVE_SCREENSHOTS") or "/tmp/lstmserve-sc
 
 def chromium_path() -> str | None:
     """Debian's chromium: the binary itself, not its wrapper script (which only adds flags)."""
-    for candidate in ("/usr/lib/chromium/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+    for candidate in (
+        "/usr/lib/chromium/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -48,16 +55,35 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def console_repository(tiny_checkpoint, tmp_path_factory) -> Path:
-    """digits v1 (trained: the pad), writer v1 (characters: generation) and chars v1 (neither: any input)."""
+def console_repository(tmp_path_factory) -> Path:
+    """digits v1 (the default model: the pad; its screenshots show what a user sees), writer v1
+    (characters: generation) and chars v1 (neither: any input)."""
     from lstmserve.export.publish import export_checkpoint
 
+    if not DEFAULT_MODEL.exists():
+        pytest.skip("no default model: run `make model` (`make test` does)")
     root = tmp_path_factory.mktemp("console-models")
-    export_checkpoint(tiny_checkpoint, root, DIGITS)
+    shutil.copytree(DEFAULT_MODEL.parent, root / DIGITS / "1")
     folder = root.parent
-    chars = random_checkpoint(folder / "console-chars.pt", 1, input_size=5, hidden_sizes=(12, 7), head="per_step", num_outputs=4, labels=("a", "b", "c", "d"))
+    chars = random_checkpoint(
+        folder / "console-chars.pt",
+        1,
+        input_size=5,
+        hidden_sizes=(12, 7),
+        head="per_step",
+        num_outputs=4,
+        labels=("a", "b", "c", "d"),
+    )
     export_checkpoint(chars, root, CHARS)
-    writer = random_checkpoint(folder / "console-writer.pt", 3, input_size=6, hidden_sizes=(16, 8), head="per_step", num_outputs=6, labels=WRITER_LABELS)
+    writer = random_checkpoint(
+        folder / "console-writer.pt",
+        3,
+        input_size=6,
+        hidden_sizes=(16, 8),
+        head="per_step",
+        num_outputs=6,
+        labels=WRITER_LABELS,
+    )
     export_checkpoint(writer, root, WRITER)
     return root
 
@@ -94,7 +120,9 @@ class Watched:
     def _console(self, message) -> None:
         if message.type != "error":
             return
-        status = re.fullmatch(r"Failed to load resource: the server responded with a status of (\d+) .*", message.text)
+        status = re.fullmatch(
+            r"Failed to load resource: the server responded with a status of (\d+) .*", message.text
+        )
         if status is None or int(status.group(1)) not in self.refusals:
             self.errors.append(message.text)
 

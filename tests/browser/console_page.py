@@ -15,13 +15,13 @@ def open_console(page: Page, url: str) -> Page:
 
 
 def held_out_digits(*indexes: int) -> list[tuple[np.ndarray, int]]:
-    """scikit-learn's digits (0-16 pixels, 8 x 8) that the tiny model never saw: it trained on the
-    first 300 (tests/conftest.py's tiny_checkpoint)."""
-    from sklearn.datasets import load_digits
+    """Digits the default model never saw (the seed-0 test split `lstmserve train` holds out, as
+    `lstmserve demo` streams them), each as its 8 x 8 pixels (0-16) and its label."""
+    from lstmserve.model.data import load_dataset, split
 
-    digits = load_digits()
-    assert min(indexes) >= 300
-    return [(digits.images[i].astype(np.int64), int(digits.target[i])) for i in indexes]
+    data, _ = load_dataset("digits")
+    test = split(data, None, seed=0).test
+    return [(np.rint(test.inputs[i] * 16).astype(np.int64), int(test.targets[i])) for i in indexes]
 
 
 def pad(page: Page, number: int):
@@ -51,7 +51,9 @@ def draw_rows(page: Page, number: int, image: np.ndarray, rows: range) -> None:
 def logits(page: Page, number: int) -> np.ndarray:
     """The logits the pad shows, exactly as the page holds them."""
     items = pad(page, number).locator(".scores li")
-    return np.array([float(value) for value in items.evaluate_all("(items) => items.map((i) => i.dataset.logit)")])
+    return np.array(
+        [float(value) for value in items.evaluate_all("(items) => items.map((i) => i.dataset.logit)")]
+    )
 
 
 def predicted(page: Page, number: int) -> str:

@@ -46,7 +46,7 @@ def servers(console_repository, app):
 
 
 def fetch_from(browser, origin: str, url: str) -> str:
-    """What a script on `origin`'s page gets from fetch(url) with a JSON body: the answer's text, or the error."""
+    """What a script on `origin`'s page gets from fetch(url) with a JSON body: the answer, or the error."""
     context = browser.new_context()
     page = context.new_page()
     page.goto(f"{origin}/")
@@ -54,9 +54,9 @@ def fetch_from(browser, origin: str, url: str) -> str:
         return page.evaluate(
             """async (url) => {
                 try {
-                    const answer = await fetch(url, {method: "POST", headers: {"content-type": "application/json"},
-                        body: JSON.stringify({inputs: [{name: "input", datatype: "FP32", shape: [1, 1, 8],
-                                              data: [0, 0, 0, 0, 0, 0, 0, 0]}]})});
+                    const input = {name: "input", datatype: "FP32", shape: [1, 1, 8], data: Array(8).fill(0)};
+                    const answer = await fetch(url, {method: "POST", body: JSON.stringify({inputs: [input]}),
+                                                     headers: {"content-type": "application/json"}});
                     return `${answer.status} ${await answer.text()}`;
                 } catch (error) { return `refused: ${error}`; }
             }""",
@@ -73,4 +73,6 @@ def test_another_origin_is_refused_by_default_and_allowed_when_named(browser, se
     answer = fetch_from(browser, app, opened.http_url + path)
     assert answer.startswith('200 {"model_name":"digits"'), answer
     # One origin is named: the same page under another host name is another origin, still refused.
-    assert fetch_from(browser, app.replace("localhost", "127.0.0.1"), opened.http_url + path).startswith("refused")
+    assert fetch_from(browser, app.replace("localhost", "127.0.0.1"), opened.http_url + path).startswith(
+        "refused"
+    )

@@ -13,7 +13,9 @@ from .conftest import WRITER, screenshot
 from .console_page import open_console
 
 
-def test_every_model_version_is_listed_with_what_the_client_says_of_it(watched, console_server, console_client):
+def test_every_model_version_is_listed_with_what_the_client_says_of_it(
+    watched, console_server, console_client
+):
     page = open_console(watched.page, console_server.http_url)
     rows = page.locator("table.models tbody tr")
     served = console_client.models()
@@ -55,6 +57,8 @@ def test_live_figures_follow_the_calls_made(watched, console_server, console_cli
     rows_per_run = digits.locator('[data-figure="rows_per_run"]')
     expect(rows_per_run).to_have_text(re.compile(r"^\d+\.\d$"))
     assert float(rows_per_run.inner_text()) >= 3
-    expect(page.locator('.refusals li[data-code="INVALID_ARGUMENT"]')).to_have_text(re.compile(r"INVALID_ARGUMENT: [1-9]"))
+    expect(page.locator('.refusals li[data-code="INVALID_ARGUMENT"]')).to_have_text(
+        re.compile(r"INVALID_ARGUMENT: [1-9]")
+    )
     expect(page.locator('[data-figure="rss"]')).to_have_text(re.compile(r"^[\d.]+ MiB$"))
-    screenshot(page, "overview", page.locator("body"))
+    screenshot(page, "overview")  # the first screen, as a browser opens it

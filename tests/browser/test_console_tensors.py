@@ -17,7 +17,9 @@ def shown(page, name: str) -> np.ndarray:
     return np.array(json.loads(text))
 
 
-def test_pasted_and_uploaded_inputs_give_the_clients_outputs(watched, console_server, console_client, tmp_path):
+def test_pasted_and_uploaded_inputs_give_the_clients_outputs(
+    watched, console_server, console_client, tmp_path
+):
     x = np.random.default_rng(7).random((2, 3, 5), dtype=np.float32)
     expected = console_client.infer(CHARS, x)
     page = open_console(watched.page, console_server.http_url)
@@ -35,8 +37,12 @@ def test_pasted_and_uploaded_inputs_give_the_clients_outputs(watched, console_se
         run.click()
         expect(page.locator('.outputs section[data-name="logits"]')).to_be_visible()
         # Shown to 6 significant digits.
-        np.testing.assert_allclose(shown(page, "logits"), expected.logits.reshape(-1)[:64], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(shown(page, "final_h_1"), expected.state.layers[1][1].reshape(-1), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            shown(page, "logits"), expected.logits.reshape(-1)[:64], rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            shown(page, "final_h_1"), expected.state.layers[1][1].reshape(-1), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_an_input_of_the_wrong_shape_is_refused_with_the_servers_reason(watched, console_server):

@@ -31,7 +31,9 @@ def test_a_typed_prompt_is_generated_on_as_the_client_generates(watched, console
     generation = console_client.generate(WRITER, one_hot(PROMPT), STEPS)
     expected = "".join(WRITER_LABELS[int(step.choices[0])] for step in generation)
     assert output.inner_text() == expected
-    expect(page.locator(".text-panel .state-line")).to_contain_text("Final state: initial_c_0, initial_h_0, initial_c_1, initial_h_1")
+    expect(page.locator(".text-panel .state-line")).to_contain_text(
+        "Final state: initial_c_0, initial_h_0, initial_c_1, initial_h_1"
+    )
     screenshot(page, "generate", page.locator(".text-panel"))
 
 

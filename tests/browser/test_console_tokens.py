@@ -53,7 +53,7 @@ def test_nothing_is_shown_without_a_token_and_only_its_models_with_one(tab, secu
         digits_fingerprint = admin.model(DIGITS).fingerprint
     for secret in [CHARS, DIGITS, *fingerprints]:
         assert secret not in shown_text(page)
-    screenshot(page, "token", page.locator("body"))
+    screenshot(page, "token", page.locator("#token-form"))
 
     tab.refusals.add(401)  # a wrong token is refused by the server, and the browser logs it
     page.get_by_label("Bearer token").fill("not-a-token-at-all-0000")
@@ -80,7 +80,9 @@ def test_nothing_is_shown_without_a_token_and_only_its_models_with_one(tab, secu
 
     page.get_by_role("button", name="Forget token").click()
     expect(page.get_by_label("Bearer token")).to_be_visible()
-    assert DIGITS not in page.locator("main").inner_html() and page.evaluate("() => sessionStorage.length") == 0
+    assert (
+        DIGITS not in page.locator("main").inner_html() and page.evaluate("() => sessionStorage.length") == 0
+    )
 
 
 def test_a_token_for_every_model_shows_them_all_and_reloads_keep_it(tab, secured):

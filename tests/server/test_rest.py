@@ -98,7 +98,7 @@ def test_model_ready_answers_with_its_status_alone(http, stub, model, version, s
 @pytest.mark.parametrize(
     ("path", "words"),
     [
-        ("/", "no such route"),
+        ("/v1/models", "no such route"),
         ("/v1/models/digits", "no such route"),
         ("/v2/models/digits/explain", "no such route"),
         ("/v2/models/nope", "unknown model 'nope' (served: chars, digits)"),

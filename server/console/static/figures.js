@@ -6,6 +6,7 @@ import { bytes, el } from "./dom.js";
 
 const PERIOD_MS = 1000;
 const WINDOW = 10; // seconds: enough calls for a p99, recent enough to follow a change
+const NO_MODEL = "-"; // the metrics' model label for calls refused before a model was found
 
 export class Figures {
   constructor(api, onFailure) {
@@ -93,7 +94,7 @@ export class Figures {
     return el(
       "tr",
       { "data-model": name },
-      el("th", { scope: "row", text: name }),
+      el("th", { scope: "row", text: name === NO_MODEL ? "(no model)" : name }),
       ...Object.entries(cells).map(([key, text]) => el("td", { "data-figure": key, text })),
     );
   }
