@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from .conftest import WRITER, WRITER_LABELS, screenshot
 from .console_page import open_console
 
-PROMPT, STEPS = "abc ed", 40
+PROMPT, STEPS = "the ", 40
 
 
 def one_hot(text: str) -> np.ndarray:
@@ -24,16 +24,18 @@ def test_a_typed_prompt_is_generated_on_as_the_client_generates(watched, console
     expect(page.locator("#try-heading")).to_have_text(f"Try {WRITER} v1")
     page.get_by_label("Prompt").fill(PROMPT)
     page.get_by_label("Characters").fill(str(STEPS))
-    page.get_by_label("Temperature (0: the likeliest each time)").fill("0")
-    page.get_by_role("button", name="Generate", exact=True).click()
+    generate = page.get_by_role("button", name="Generate", exact=True)
     output = page.locator("output.generated")
-    expect(output).to_have_attribute("data-done", "true")
-    generation = console_client.generate(WRITER, one_hot(PROMPT), STEPS)
-    expected = "".join(WRITER_LABELS[int(step.choices[0])] for step in generation)
-    assert output.inner_text() == expected
-    expect(page.locator(".text-panel .state-line")).to_contain_text(
-        "Final state: initial_c_0, initial_h_0, initial_c_1, initial_h_1"
-    )
+    for temperature, seed in [(0, None), (0.8, 7)]:
+        page.get_by_label("Temperature (0: the likeliest each time)").fill(str(temperature))
+        page.get_by_label("Seed (the same seed, the same text)").fill("" if seed is None else str(seed))
+        generate.click()
+        expect(output).to_have_attribute("data-done", "true")
+        generation = console_client.generate(WRITER, one_hot(PROMPT), STEPS, temperature=temperature, seed=seed)
+        expected = "".join(WRITER_LABELS[int(step.choices[0])] for step in generation)
+        assert output.locator(".continuation").text_content() == expected
+        expect(output.locator(".prompt")).to_have_text(PROMPT)
+    expect(page.locator(".text-panel .state-line")).to_contain_text("Final state: initial_c_0, initial_h_0")
     screenshot(page, "generate", page.locator(".text-panel"))
 
 
@@ -41,6 +43,6 @@ def test_characters_the_model_does_not_know_are_refused_with_the_servers_reason(
     watched.refusals.add(400)
     page = open_console(watched.page, console_server.http_url)
     page.get_by_role("button", name=f"try {WRITER}:1").click()
-    page.get_by_label("Prompt").fill("xyz")
+    page.get_by_label("Prompt").fill("the ~")
     page.get_by_role("button", name="Generate", exact=True).click()
     expect(page.locator(".text-panel .message")).to_contain_text("does not know")

@@ -3,6 +3,7 @@
 
 import { el } from "./dom.js";
 
+const SHOWN_LABELS = 12;
 const HEADINGS = ["model", "inputs", "layers", "head", "outputs", "device", "fingerprint", "quantization", "takes state from", "health", ""];
 
 export function serverSummary(server, models) {
@@ -23,7 +24,7 @@ export function serverSummary(server, models) {
 export function modelTable(models, onTry) {
   const rows = models.map((model) => {
     const key = `${model.name}:${model.version}`;
-    const outputs = model.labels.length ? `${model.num_outputs}: ${model.labels.join(" ")}` : String(model.num_outputs);
+    const outputs = model.labels.length ? `${model.num_outputs}: ${labelList(model.labels)}` : String(model.num_outputs);
     const cells = [
       `${model.input_size}`,
       model.hidden_sizes.join(" x "),
@@ -49,4 +50,10 @@ export function modelTable(models, onTry) {
     el("thead", {}, el("tr", {}, ...HEADINGS.map((text) => el("th", { scope: "col", text })))),
     el("tbody", {}, rows.length ? rows : [el("tr", {}, el("td", { colspan: HEADINGS.length, text: "No model is served." }))]),
   );
+}
+
+// Labels as a person can read them: a space or a newline quoted ("\n"), and the first dozen only.
+export function labelList(labels) {
+  const shown = labels.slice(0, SHOWN_LABELS).map((label) => (/^\S+$/.test(label) ? label : JSON.stringify(label)));
+  return shown.join(" ") + (labels.length > SHOWN_LABELS ? " …" : "");
 }

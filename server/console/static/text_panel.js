@@ -20,7 +20,10 @@ export class TextPanel {
     this.prompt = el("input", { id: "prompt", type: "text", required: true, autocomplete: "off", value: model.labels.slice(0, 1).join("") });
     this.steps = el("input", { id: "steps", type: "number", min: 1, max: model.limits.max_generate_steps, value: maxSteps });
     this.temperature = el("input", { id: "temperature", type: "number", min: 0, max: 10, step: 0.1, value: 0 });
-    this.output = el("output", { class: "generated", for: "prompt", "aria-live": "off" });
+    this.seed = el("input", { id: "seed", type: "number", min: 0, step: 1, placeholder: "any" });
+    this.written = el("span", { class: "prompt" });
+    this.continuation = el("span", { class: "continuation" });
+    this.output = el("output", { class: "generated", for: "prompt" }, this.written, this.continuation);
     this.stateLine = el("p", { class: "state-line" });
     this.message = el("p", { class: "message", role: "alert" });
     this.run = el("button", { type: "submit" }, "Generate");
@@ -28,7 +31,7 @@ export class TextPanel {
     this.node = el(
       "form",
       { class: "text-panel", onsubmit: (event) => this.#generate(event) },
-      el("p", {}, `The model knows these characters: ${JSON.stringify(model.labels.join(""))}.`),
+      el("p", {}, `The model knows ${model.labels.length} characters: ${JSON.stringify(model.labels.join(""))}.`),
       el("p", {}, el("label", { for: "prompt" }, "Prompt "), this.prompt),
       el(
         "p",
@@ -38,6 +41,9 @@ export class TextPanel {
         " ",
         el("label", { for: "temperature" }, "Temperature (0: the likeliest each time) "),
         this.temperature,
+        " ",
+        el("label", { for: "seed" }, "Seed (the same seed, the same text) "),
+        this.seed,
       ),
       el("div", { class: "buttons" }, this.run, this.stop),
       this.output,
@@ -51,17 +57,20 @@ export class TextPanel {
     this.controller = new AbortController();
     this.run.disabled = true;
     this.stop.disabled = false;
-    this.output.textContent = "";
+    this.written.textContent = this.prompt.value;
+    this.continuation.textContent = "";
     this.output.dataset.done = "false";
     say(this.message, "");
     const request = {
       text_input: this.prompt.value,
       parameters: { max_steps: Number(this.steps.value), temperature: Number(this.temperature.value) },
     };
+    if (this.seed.value !== "") request.parameters.seed = Number(this.seed.value);
     try {
       for await (const event of this.api.generate(this.model.name, String(this.model.version), request, this.controller.signal)) {
         if (event.step > 0) {
-          this.output.textContent += event.text_output ?? "";
+          this.continuation.textContent += event.text_output ?? "";
+          if (event.seed !== undefined) this.seed.placeholder = `${event.seed} (drawn)`;
         } else {
           const state = CarriedState.fromAnswer(event, 0);
           this.stateLine.textContent = `Final state: ${state.inputs.map((t) => t.name).join(", ")}, ${bytes(state.bytes)}`;
