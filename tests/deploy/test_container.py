@@ -132,6 +132,12 @@ def test_container_runs_as_the_deployment_runs_it(image):
         answer = json.loads(urllib.request.urlopen(request, timeout=10).read())
         logits = next(output for output in answer["outputs"] if output["name"] == "logits")
         np.testing.assert_array_equal(np.array(logits["data"], np.float32).reshape(1, 10), grpc_logits)
+        # The console ships in the image: its page and a module it loads (package data, not the tree).
+        page = urllib.request.urlopen(f"http://127.0.0.1:{container.http_port}/", timeout=10)
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert b'src="/console/app.js"' in page.read()
+        module = urllib.request.urlopen(f"http://127.0.0.1:{container.http_port}/console/app.js", timeout=10)
+        assert module.headers["content-type"].startswith("text/javascript")
         log = container.logs()
         assert "Traceback" not in log and " ERROR " not in log, log
     finally:
