@@ -78,7 +78,9 @@ def console_repository(tmp_path_factory) -> Path:
     )
     export_checkpoint(chars, root, CHARS)
     # A few seconds of training on Python's documentation: letters in about the right proportions.
-    trained = train(TrainSettings(dataset="text", hidden_sizes=(64,), max_epochs=4, limit=800), progress=False)
+    trained = train(
+        TrainSettings(dataset="text", hidden_sizes=(64,), max_epochs=4, limit=800), progress=False
+    )
     writer = folder / "console-writer.pt"
     write_outputs(trained, writer, folder / "console-writer.metrics.json")
     export_checkpoint(writer, root, WRITER)

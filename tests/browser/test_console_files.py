@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,18 @@ def test_every_file_is_loaded_and_every_import_exists():
                 loaded.add(module)
                 pending.append(module)
     assert loaded | {"index.html"} == set(FILES)
+
+
+def test_the_docs_show_only_screenshots_the_tests_take():
+    """README.md and docs/console.md show docs/images/console-*.png: each must be one that a browser
+    test saves (`make screenshots` writes them), and be there."""
+    repo = Path(__file__).resolve().parents[2]
+    taken = {
+        f"console-{name}.png"
+        for test in Path(__file__).parent.glob("test_*.py")
+        for name in re.findall(r'screenshot\(page, "([a-z-]+)"', test.read_text())
+    }
+    shown = set(re.findall(r"images/(console-[a-z-]+\.png)", (repo / "README.md").read_text()))
+    shown |= set(re.findall(r"images/(console-[a-z-]+\.png)", (repo / "docs" / "console.md").read_text()))
+    assert shown and shown <= taken
+    assert all((repo / "docs" / "images" / name).is_file() for name in shown)

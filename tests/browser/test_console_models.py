@@ -29,7 +29,9 @@ def test_every_model_version_is_listed_with_what_the_client_says_of_it(
         assert layers == " x ".join(map(str, info.hidden_sizes))
         assert head == info.head
         # The first dozen labels, a space or a newline quoted as JSON quotes it.
-        shown = [label if label.strip() == label and label else json.dumps(label) for label in info.labels[:12]]
+        shown = [
+            label if label.strip() == label and label else json.dumps(label) for label in info.labels[:12]
+        ]
         assert outputs == f"{info.num_outputs}: {' '.join(shown)}" + (" …" if len(info.labels) > 12 else "")
         assert device.startswith("cpu")
         assert fingerprint == info.fingerprint

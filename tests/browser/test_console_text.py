@@ -31,7 +31,9 @@ def test_a_typed_prompt_is_generated_on_as_the_client_generates(watched, console
         page.get_by_label("Seed (the same seed, the same text)").fill("" if seed is None else str(seed))
         generate.click()
         expect(output).to_have_attribute("data-done", "true")
-        generation = console_client.generate(WRITER, one_hot(PROMPT), STEPS, temperature=temperature, seed=seed)
+        generation = console_client.generate(
+            WRITER, one_hot(PROMPT), STEPS, temperature=temperature, seed=seed
+        )
         expected = "".join(WRITER_LABELS[int(step.choices[0])] for step in generation)
         assert output.locator(".continuation").text_content() == expected
         expect(output.locator(".prompt")).to_have_text(PROMPT)
