@@ -191,11 +191,12 @@ class Settings:
                 f"{_named('log_level')} must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}"
             )
 
-        if self.http_cors_origin and not re.fullmatch(r"https?://[a-z0-9.\-\[\]:]+", self.http_cors_origin):
-            # As a browser sends it in Origin: scheme, host and port only, in lower case, no slash.
+        if self.http_cors_origin and not _is_origin(self.http_cors_origin):
+            # Compared byte for byte with each request's Origin: one no browser sends grants nothing.
             raise SettingsError(
-                f"{_named('http_cors_origin')} must be an origin as browsers send it, e.g. "
-                f"https://app.example.com or http://localhost:3000; got {self.http_cors_origin!r}"
+                f"{_named('http_cors_origin')} must be an origin as browsers send it (no path, no "
+                f"default port), e.g. https://app.example.com or http://localhost:3000; got "
+                f"{self.http_cors_origin!r}"
             )
         if self.http_port > 0 and self.http_port in (self.port, self.health_port, self.metrics_port):
             raise SettingsError(f"{_named('http_port')} ({self.http_port}) is taken by another port setting")
@@ -203,6 +204,20 @@ class Settings:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+_ORIGIN = re.compile(r"(https?)://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::([1-9][0-9]{0,4}))?")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _is_origin(value: str) -> bool:
+    """As a browser writes Origin: scheme, host and port, in lower case, the port left out where it is
+    the scheme's default."""
+    match = _ORIGIN.fullmatch(value)
+    if match is None:
+        return False
+    scheme, _, port = match.groups()
+    return port is None or (int(port) <= 65535 and port != _DEFAULT_PORTS[scheme])
 
 
 def _named(field: str) -> str:

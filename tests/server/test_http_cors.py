@@ -199,6 +199,15 @@ def test_every_answer_says_nosniff(request, http, which):
         "http://user@app.example",
         "http://app.example:3000\n",
         "http://app.example http://evil.example",  # one origin, not a list
+        # Origins no browser sends, so no page would ever be granted: the scheme's own port (a
+        # browser leaves it out), no host, no port after the colon, a port past 65535, two ports.
+        "http://app.example:80",
+        "https://app.example:443",
+        "http://:3000",
+        "http://app.example:",
+        "http://app.example:99999",
+        "http://app.example:3000:3000",
+        "http://.",
     ],
 )
 def test_what_is_not_an_origin_is_refused_by_the_flag_s_name(origin):
