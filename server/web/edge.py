@@ -90,11 +90,12 @@ class HttpEdge:
             allowed.append(route.method)
         if allowed:
             raise HttpError(405, f"{method} is not served here; use {', '.join(allowed)}", allow=allowed[0])
+        console = any(route.pattern.fullmatch("/") for route in self.routes)  # not with --http-console off
         raise HttpError(
             404,
             "no such route: this server serves /v2, /v2/health/{live,ready} and "
             "/v2/models/{m}[/versions/{v}][/ready|/infer|/generate_stream] (not Triton's config, "
-            "statistics or repository routes), and its console at /",
+            "statistics or repository routes)" + (", and its console at /" if console else ""),
         )
 
     async def _unary(self, route: Route, path: dict[str, str], scope, receive, send) -> None:

@@ -163,6 +163,11 @@ def test_head_of_the_page_says_its_length_and_sends_no_body(server):
         assert after is not None and after.status == 200 and after.json()["name"] == "lstmserve"
 
 
+def test_a_wrong_path_is_pointed_to_the_console(server, http):
+    refused = get(http, server.http_url + "/consol")
+    assert refused.status_code == 404 and "console at /" in refused.json()["error"]
+
+
 def test_the_page_takes_get_only(server, http):
     answer = http.post(server.http_url + "/", data=b"x", timeout=5)
     assert answer.status_code == 405 and answer.headers["allow"] == "GET"
@@ -172,7 +177,9 @@ def test_the_console_can_be_turned_off(repository, http):
     off = InProcessServer(Settings(repository=str(repository), http_console=False)).start()
     try:
         for path in ("/", "/console/app.js", "/console/api/models", "/console/api/figures"):
-            assert get(http, off.http_url + path).status_code == 404, path
+            refused = get(http, off.http_url + path)
+            assert refused.status_code == 404, path
+            assert "console" not in refused.json()["error"]  # the routes it lists are the ones served
         assert get(http, off.http_url + "/v2").status_code == 200
     finally:
         off.stop()
