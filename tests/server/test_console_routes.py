@@ -30,6 +30,11 @@ STATIC = REPO / "server" / "console" / "static"
 TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 ADMIN, CHARS_ONLY = "admin-token-0123456789", "chars-token-0123456789"
 SERVED = {(DIGITS, 1), (CHARS, 1), (CHARS, 2)}
+_NONE = {"codes": {}, "latency": [], "runs": 0, "rows": 0}  # a model with no figures yet
+
+
+def _x(rows: int) -> np.ndarray:
+    return np.ones((rows, 3, 5), np.float32)  # (batch, time, input_size) for chars
 
 
 @pytest.fixture(scope="module")
@@ -299,13 +304,6 @@ def test_figures_count_the_calls_made_and_not_the_console_s(server, http):
 
     figures = after["server"]
     assert figures["streams"] == 0 and figures["rss_bytes"] > 0 and figures["cpu_seconds"] > 0
-
-
-_NONE = {"codes": {}, "latency": [], "runs": 0, "rows": 0}  # a model with no figures yet
-
-
-def _x(rows: int) -> np.ndarray:
-    return np.ones((rows, 3, 5), np.float32)  # (batch, time, input_size) for chars
 
 
 def test_prometheus_has_the_rows_of_each_run(server):
