@@ -31,7 +31,12 @@ _HEADERS = 100  # as Node's and Go's defaults allow, about
 _HEADER_BYTES = 16 * 1024  # the request line and every header: nginx's default (large) buffers hold 32 KiB
 _PIPELINED = 8  # requests read ahead of their turn on one connection; browsers and clients send none
 _WRITE_PROGRESS = 64 * 1024  # bytes of answer a client must take per write_seconds to be reading
-_STATUS = {408: b"408 Request Timeout", 414: b"414 URI Too Long", 431: b"431 Request Header Fields Too Large"}
+_STATUS = {
+    400: b"400 Bad Request",
+    408: b"408 Request Timeout",
+    414: b"414 URI Too Long",
+    431: b"431 Request Header Fields Too Large",
+}
 
 
 class _Refused(Exception):
@@ -181,10 +186,7 @@ class BoundedProtocol(HttpToolsProtocol):
         """uvicorn's answer to a request the parser refused; ours where a bound refused it."""
         if self.transport.is_closing():
             return  # closed already, with answers maybe still to come: nothing may go before them
-        if self._refusal is None:
-            super().send_400_response(msg)
-        else:
-            self._send(*self._refusal)
+        self._send(*(self._refusal or (400, msg)))  # uvicorn's own would be text, without nosniff
 
     def _count(self, nbytes: int, status: int, message: str) -> None:
         self._header_bytes += nbytes
@@ -221,6 +223,7 @@ class BoundedProtocol(HttpToolsProtocol):
         body = orjson.dumps({"error": message})
         self.transport.write(
             b"HTTP/1.1 " + _STATUS[status] + b"\r\ncontent-type: application/json\r\n"
+            b"x-content-type-options: nosniff\r\n"
             b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
         )
         self.transport.close()

@@ -65,6 +65,8 @@ def refused(answer: Response | None, status: int, *words: str) -> None:
     """`answer` is a refusal with `status` and a short message holding `words`."""
     assert answer is not None, "the connection closed without an answer"
     assert answer.status == status, (answer.status, answer.body[:300])
+    # Every answer, the connection's own (400, 408, 414, 431) too: a browser takes it as its type says.
+    assert answer.header("x-content-type-options") == "nosniff"
     message = answer.error
     assert len(message) <= SHORT and message.isprintable(), message[:1000]
     for word in words:
