@@ -23,6 +23,7 @@ from .errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from .receive_turns import ReceiveTurns
 from .settings import Settings
 
+NO_MODEL = "-"  # the metrics' model label for a call refused before its model was found
 STOPPING = "the server is shutting down: send this call to another replica"
 
 
@@ -201,7 +202,7 @@ class Call:
 
     def __init__(self, admission: Admission):
         self.admission = admission
-        self.model = "-"  # NAME:VERSION once the servicer has found the model (the metrics' label)
+        self.model = NO_MODEL  # NAME:VERSION once the servicer has found the model (the metrics' label)
         self.scope = EVERY_MODEL  # the models its token may call (every model without --auth-tokens)
         self.client = ""  # its token, or else its connection (gRPC's peer): what fair shares count
         self.deadline: float | None = None  # loop time when its client gives up; None: never

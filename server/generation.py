@@ -104,7 +104,9 @@ def plan(request: GenerateRequest, runtime: ModelRuntime, limits: Limits) -> Pla
             f"{runtime.info.name} is a regression (loss mse): it generates with VALUE feedback, its "
             "outputs fed back as they are"
         )
-    seed = request.seed if request.seed is not None else secrets.randbits(63)
+    # A drawn seed is returned to be reused: 53 bits, so a JavaScript client (whose numbers are
+    # doubles) reads back the very seed, not one rounded to another.
+    seed = request.seed if request.seed is not None else secrets.randbits(53)
     sampler = Sampler(request.temperature, request.top_k, seed)
     classes = runtime.info.config.num_outputs
     if len(request.stop_classes) > classes:  # before any array is made of them: a list may hold millions

@@ -29,6 +29,7 @@ log = logging.getLogger("lstmserve.server")
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 DEVICES = ("cpu", "cuda")
+SERVING_WORD = {True: "serving", False: "not serving"}
 
 
 class Health:
@@ -56,10 +57,20 @@ class Health:
             return runtime not in self.stalled
         return bool(self.repository.names()) and not self.stalled
 
-    def devices(self) -> dict[str, bool]:
-        """Each device's health: ready while the server is and every loaded version runs on it."""
+    def serving(self) -> bool:
+        """Ready, and not stopping: what a readiness probe and the console are told."""
+        return self.ready() and not self.admission.stopping
+
+    def devices(self) -> dict[str, str]:
+        """Each device's health: serving while the server is and every loaded version runs on it;
+        unused where no version runs on it (not down: there is nothing to take traffic from)."""
         running = {runtime.device.partition(":")[0] for runtime in self.repository.all()}  # cuda:0 -> cuda
-        return {device: self.ready() and running == {device} for device in DEVICES}
+        return {
+            device: "unused"
+            if device not in running
+            else SERVING_WORD[self.serving() and running == {device}]
+            for device in DEVICES
+        }
 
     async def publish(self) -> None:
         """Set every entry from what is served and what is stalled now (only changes are sent)."""
@@ -73,7 +84,9 @@ class Health:
         overall = SERVING if self.ready() else NOT_SERVING  # no model: nothing to serve
         status.update({service: overall for service in ["", *self.services]})  # "": overall health
         # "/" is in no model name (layout.py)
-        status.update({f"device/{d}": SERVING if up else NOT_SERVING for d, up in self.devices().items()})
+        status.update(
+            {f"device/{d}": SERVING if s == "serving" else NOT_SERVING for d, s in self.devices().items()}
+        )
         for name, value in status.items():
             if self._published.get(name) != value:
                 await self.servicer.set(name, value)

@@ -41,6 +41,11 @@ def model_label(runtime: ModelRuntime) -> str:
     return runtime.label
 
 
+def name_of(label: str) -> str:
+    """The model name in a model label: "digits:1" -> "digits" (admission's NO_MODEL stays itself)."""
+    return label.rpartition(":")[0] or label
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -86,7 +91,7 @@ class Metrics:
             ["model", "version", "fingerprint", "quantization", "provider", "device"],
             registry=r,
         )
-        ProcessCollector(registry=r)  # RSS and CPU time, as the default registry has them
+        self.process = ProcessCollector(registry=r)  # RSS and CPU time, as the default registry has them
 
     def answered(
         self, model: str, method: str, code: str, seconds: float | None = None, protocol: str = "grpc"

@@ -1,10 +1,11 @@
-"""The console's live figures: the server's own Prometheus registry, read as one JSON document.
+"""The console's live figures: the server's own metrics (server/metrics.py), read as one JSON document.
 
 Counters and histograms are sent as they are (cumulative); the page takes the difference between two
 reads for rates and quantiles, as Prometheus's rate() and histogram_quantile() do, so the server
-keeps nothing per viewer. Models outside the caller's token scope are left out.
+keeps nothing per viewer. Models outside the caller's token scope are left out; so are calls refused
+before a model was known ("-"), for a token limited to some models.
 
-    {"server": {"streams", "calls", "inflight_bytes", "rss_bytes", "cpu_seconds"},
+    {"server": {"streams", "calls", "inflight_bytes", "rss_bytes", "cpu_seconds"},   (rss and cpu: Linux)
      "models": {"NAME:VERSION": {"codes": {"OK": n, ...},              calls answered, by status
                                  "latency": [["0.0002", n], ..., ["+Inf", n]],   cumulative buckets
                                  "runs": n, "rows": n}}}               onnxruntime runs, rows in them
@@ -13,48 +14,54 @@ keeps nothing per viewer. Models outside the caller's token scope are left out.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
-from ..auth import Scope
-from ..metrics import Metrics
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
-# The console's own polling is not traffic: left out of calls, latency and codes.
-CONSOLE_METHODS = frozenset({"ConsoleModels", "ConsoleFigures"})  # (ConsoleAccess is open: not counted)
-_SERVER = {
-    "lstmserve_streams_in_flight": "streams",
-    "lstmserve_calls_in_flight": "calls",
-    "lstmserve_inflight_bytes": "inflight_bytes",
-    "process_resident_memory_bytes": "rss_bytes",
-    "process_cpu_seconds_total": "cpu_seconds",
-}
+from ..auth import Scope
+from ..metrics import Metrics, name_of
+
+_PROCESS = {"process_resident_memory_bytes": "rss_bytes", "process_cpu_seconds_total": "cpu_seconds"}
 
 
 def figures(metrics: Metrics, scope: Scope) -> dict[str, Any]:
-    server: dict[str, float] = {}
     models: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"codes": defaultdict(int), "latency": defaultdict(int), "runs": 0, "rows": 0}
     )
-    for family in metrics.registry.collect():
-        for sample in family.samples:
-            name, labels, value = sample.name, sample.labels, sample.value
-            if name in _SERVER:
-                server[_SERVER[name]] = value
-                continue
-            model = labels.get("model")
-            if model is None or not scope.allows(model.rpartition(":")[0] or model):
-                continue
-            if labels.get("method") in CONSOLE_METHODS:
-                continue
-            if name == "lstmserve_requests_total":
-                models[model]["codes"][labels["code"]] += int(value)
-            elif name == "lstmserve_request_seconds_bucket":
-                models[model]["latency"][labels["le"]] += int(value)
-            elif name == "lstmserve_batch_rows_count":
-                models[model]["runs"] = int(value)
-            elif name == "lstmserve_batch_rows_sum":
-                models[model]["rows"] = int(value)
-    server["calls"] = server.get("calls", 1) - 1  # not the one asking for these figures
-    for figures_of in models.values():
-        buckets = figures_of["latency"]  # already in ascending order: the histogram's own
-        figures_of["latency"] = [[le, count] for le, count in buckets.items()]
+
+    def of(sample: Sample) -> dict[str, Any] | None:
+        label = sample.labels["model"]
+        return models[label] if scope.allows(name_of(label)) else None
+
+    for sample in _samples(metrics.requests):
+        if sample.name.endswith("_total") and (model := of(sample)) is not None:
+            model["codes"][sample.labels["code"]] += int(sample.value)
+    for sample in _samples(metrics.request_seconds):
+        if sample.name.endswith("_bucket") and (model := of(sample)) is not None:
+            model["latency"][sample.labels["le"]] += int(sample.value)  # in the histogram's own order
+    for sample in _samples(metrics.batch_rows):
+        if (model := of(sample)) is not None:
+            if sample.name.endswith("_count"):
+                model["runs"] = int(sample.value)
+            elif sample.name.endswith("_sum"):
+                model["rows"] = int(sample.value)
+    server = {
+        "streams": _value(metrics.streams),
+        "calls": _value(metrics.calls),
+        "inflight_bytes": _value(metrics.inflight_bytes),
+        **{_PROCESS[s.name]: s.value for s in _samples(metrics.process) if s.name in _PROCESS},
+    }
+    for model in models.values():
+        model["latency"] = list(model["latency"].items())
     return {"server": server, "models": models}
+
+
+def _samples(collector: Collector) -> Iterator[Sample]:
+    for family in collector.collect():
+        yield from family.samples
+
+
+def _value(gauge: Collector) -> float:
+    return next(_samples(gauge)).value

@@ -1,9 +1,9 @@
 """The console's routes: the page and its files, open as health is (they hold nothing of a model: the
-page asks for a token and sends it with each call), and two JSON documents that need a token and show
-only what it may call.
+page asks for a token and sends it with each call), and three small JSON documents, two of which need
+a token and show only what it may call. None of them is counted as a call (the edge's "read" kind).
 
     GET /                          the page (console/static/index.html)
-    GET /console/{file}            its modules and style sheet, nothing else
+    GET /console/{file}            its modules, style sheet and icon, nothing else
     GET /console/api/access        open: {"tokens": true} where calls need a token
     GET /console/api/models        the server, and every model version in the token's scope
     GET /console/api/figures       live figures (figures.py)
@@ -23,9 +23,11 @@ from lstmserve import __version__
 
 from ..admission import Call
 from ..dataplane import DataPlane
+from ..errors import NotFound
 from ..health import Health
 from ..metrics import Metrics
 from ..protocols import oip, v1
+from ..protocols.rest_generate import is_text
 from ..web.routes import HttpRequest, Reply, Route
 from .figures import figures
 
@@ -36,10 +38,12 @@ _POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+# A few kB, read again each time: a new release shows at once, and no answer is kept by a cache.
+_NO_STORE = (b"cache-control", b"no-store")
 _PAGE_HEADERS = [
     (b"content-security-policy", _POLICY.encode()),
     (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),  # a few kB, read again each load: a new release shows at once
+    _NO_STORE,
 ]
 
 
@@ -55,8 +59,8 @@ class ConsoleService:
         return [
             Route("GET", re.compile("/"), "ConsolePage", self.page, "open"),
             Route("GET", re.compile("/console/api/access"), "ConsoleAccess", self.access, "open"),
-            Route("GET", re.compile("/console/api/models"), "ConsoleModels", self.models),
-            Route("GET", re.compile("/console/api/figures"), "ConsoleFigures", self.figures),
+            Route("GET", re.compile("/console/api/models"), "ConsoleModels", self.models, "read"),
+            Route("GET", re.compile("/console/api/figures"), "ConsoleFigures", self.figures, "read"),
             Route(
                 "GET",
                 re.compile(r"/console/(?P<file>[a-z_]+\.(?:js|css|svg))"),
@@ -66,15 +70,15 @@ class ConsoleService:
             ),
         ]
 
-    async def page(self, request: HttpRequest) -> Reply:
-        return self._serve("index.html", request)
+    async def page(self, request: HttpRequest, call: Call) -> Reply:
+        return self._serve("index.html")
 
-    async def file(self, request: HttpRequest) -> Reply:
-        return self._serve(request.path["file"], request)
+    async def file(self, request: HttpRequest, call: Call) -> Reply:
+        return self._serve(request.path["file"])
 
-    async def access(self, request: HttpRequest) -> Reply:
+    async def access(self, request: HttpRequest, call: Call) -> Reply:
         """Whether calls need a token: so the page asks for one first, not after a refusal."""
-        return Reply(orjson.dumps({"tokens": self.tokens_on}), headers=[(b"cache-control", b"no-store")])
+        return _json({"tokens": self.tokens_on})
 
     async def models(self, request: HttpRequest, call: Call) -> Reply:
         plane, health = self.plane, self.health
@@ -82,8 +86,8 @@ class ConsoleService:
         server = {
             "name": "lstmserve",
             "version": __version__,
-            "ready": health.ready() and not health.admission.stopping,
-            "devices": health.devices(),
+            "ready": health.serving(),
+            "devices": health.devices(),  # the whole server's, as its probes see them
             "sealed": sealed,
             "tokens": self.tokens_on,
         }
@@ -91,24 +95,26 @@ class ConsoleService:
             {
                 **v1.model_fields(runtime, plane.repository, plane.limits),
                 "ready": health.ready(runtime),
+                "text": is_text(runtime),  # generate_stream takes and gives text
                 "metadata": oip.metadata(runtime, plane.repository.versions(runtime.info.name), sealed),
             }
             for runtime in plane.repository.all(call.scope)
         ]
-        return Reply(
-            orjson.dumps({"server": server, "models": models}), headers=[(b"cache-control", b"no-store")]
-        )
+        return _json({"server": server, "models": models})
 
     async def figures(self, request: HttpRequest, call: Call) -> Reply:
+        return _json(figures(self.metrics, call.scope))
+
+    def _serve(self, name: str) -> Reply:
+        if name not in self.files:
+            raise NotFound(f"no such console file: {name}")
         return Reply(
-            orjson.dumps(figures(self.metrics, call.scope)), headers=[(b"cache-control", b"no-store")]
+            self.files[name], _TYPES[name[name.rfind(".") :]] + "; charset=utf-8", headers=list(_PAGE_HEADERS)
         )
 
-    def _serve(self, name: str, request: HttpRequest) -> Reply:
-        found = self.files.get(name)
-        if found is None:
-            return Reply(orjson.dumps({"error": f"no such console file: {name}"}), status=404)
-        return Reply(found, _TYPES[name[name.rfind(".") :]] + "; charset=utf-8", headers=list(_PAGE_HEADERS))
+
+def _json(value: object) -> Reply:
+    return Reply(orjson.dumps(value), headers=[_NO_STORE])
 
 
 def _static_files() -> dict[str, bytes]:

@@ -118,7 +118,7 @@ class Generate(oip.StateNames):
         }
         if step.choices is not None:
             event["choices"] = step.choices
-            if _is_text(runtime) and len(step.choices) == 1 and step.choices[0] >= 0:
+            if is_text(runtime) and len(step.choices) == 1 and step.choices[0] >= 0:
                 event["text_output"] = runtime.labels[int(step.choices[0])]
         if seed is not None:
             event["seed"] = seed
@@ -155,7 +155,7 @@ def _parameters(header: dict[str, Any]) -> dict[str, Any]:
     return parameters
 
 
-def _is_text(runtime: ModelRuntime) -> bool:
+def is_text(runtime: ModelRuntime) -> bool:
     """A model whose labels are single characters, one-hot in and out: text goes in and comes out."""
     labels = runtime.labels
     return (
@@ -166,14 +166,14 @@ def _is_text(runtime: ModelRuntime) -> bool:
 
 
 def _class_of(char: str, runtime: ModelRuntime) -> int:
-    if not _is_text(runtime) or char not in runtime.labels:
+    if not is_text(runtime) or char not in runtime.labels:
         raise InvalidArgument(f"stop: {quoted(char)} is not one of {runtime.info.name}'s characters")
     return runtime.labels.index(char)
 
 
 def _one_hot(text: str, runtime: ModelRuntime) -> np.ndarray:
     """text_input as one-hot steps of the model's characters: (1, time, input_size)."""
-    if not _is_text(runtime):
+    if not is_text(runtime):
         raise InvalidArgument(
             f'{runtime.info.name} has no single-character labels: give the prompt as "inputs"'
         )

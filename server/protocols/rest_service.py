@@ -56,13 +56,13 @@ class RestService:
             route("POST", re.compile(_MODEL + "/generate_stream"), "GenerateStream", self.generate, "events"),
         ]
 
-    async def live(self, request: HttpRequest) -> Reply:
+    async def live(self, request: HttpRequest, call: Call) -> Reply:
         return _status(True)
 
-    async def ready(self, request: HttpRequest) -> Reply:
+    async def ready(self, request: HttpRequest, call: Call) -> Reply:
         # Not ready from the first moment of a graceful stop, as grpc.health says (gRPC's ServerReady
         # is refused UNAVAILABLE then): an HTTP readiness probe takes the replica out while it drains.
-        return _status(self.health.ready() and not self.health.admission.stopping)
+        return _status(self.health.serving())
 
     async def server_metadata(self, request: HttpRequest, call: Call) -> Reply:
         return _json({"name": "lstmserve", "version": __version__, "extensions": EXTENSIONS})

@@ -26,6 +26,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..settings import Settings
+from .statuses import NOSNIFF
 
 _HEADERS = 100  # as Node's and Go's defaults allow, about
 _HEADER_BYTES = 16 * 1024  # the request line and every header: nginx's default (large) buffers hold 32 KiB
@@ -186,7 +187,7 @@ class BoundedProtocol(HttpToolsProtocol):
         """uvicorn's answer to a request the parser refused; ours where a bound refused it."""
         if self.transport.is_closing():
             return  # closed already, with answers maybe still to come: nothing may go before them
-        self._send(*(self._refusal or (400, msg)))  # uvicorn's own would be text, without nosniff
+        self._send(*(self._refusal or (400, msg)))  # uvicorn's own would be text, without NOSNIFF
 
     def _count(self, nbytes: int, status: int, message: str) -> None:
         self._header_bytes += nbytes
@@ -221,9 +222,12 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def _send(self, status: int, message: str) -> None:
         body = orjson.dumps({"error": message})
-        self.transport.write(
-            b"HTTP/1.1 " + _STATUS[status] + b"\r\ncontent-type: application/json\r\n"
-            b"x-content-type-options: nosniff\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
-        )
+        head = [
+            b"HTTP/1.1 " + _STATUS[status],
+            b"content-type: application/json",
+            b": ".join(NOSNIFF),
+            b"content-length: " + str(len(body)).encode(),
+            b"connection: close",
+        ]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         self.transport.close()

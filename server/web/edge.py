@@ -1,7 +1,8 @@
 """The HTTP edge: every route's request in, authentication and admission, one error mapping, bytes out;
 what server/calls.py is for gRPC, with the same Admission, Tokens, Call and metrics.
 
-    request ─route─> open (health): answered at once
+    request ─route─> open (health, the console's page): answered at once
+                   ─> read (the console's documents): token, then answered at once
                    ─> unary: token ─> admission ─> body (bounded, within --receive-seconds) ─> handler
                       (cancelled if the client goes, as gRPC cancels a call)
                    ─> events: the same, then Server-Sent Events, one per answer, until the handler ends
@@ -26,14 +27,13 @@ from ..logs import RefusalLog
 from ..metrics import Metrics
 from .cors import Cors, adding
 from .routes import HEADER_LENGTH, HttpRequest, Reply, Route
-from .statuses import HttpError, error_reply
+from .statuses import NOSNIFF, HttpError, error_reply
 
 # Python objects per byte of JSON parsed (a list of floats written "0.0,": 32 bytes for 4): what a
 # JSON body is reserved at, on top of the body itself, before it is parsed.
 _JSON_OBJECTS = 8
 _CANCELLED = "the call was cancelled: the server is stopping; retry on another replica"
 _EVENT_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
-_NOSNIFF = (b"x-content-type-options", b"nosniff")  # a browser takes each answer as its content type says
 
 
 class ClientGone(Exception):
@@ -59,11 +59,17 @@ class HttpEdge:
         self.tokens = tokens
         self.cors = cors or Cors("")
         self.refusals = RefusalLog()
+        console = any(route.pattern.fullmatch("/") for route in routes)  # not with --http-console off
+        self.unknown_route = (
+            "no such route: this server serves /v2, /v2/health/{live,ready} and "
+            "/v2/models/{m}[/versions/{v}][/ready|/infer|/generate_stream] (not Triton's config, "
+            "statistics or repository routes)" + (", and its console at /" if console else "")
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return
-        send = adding(send, [_NOSNIFF, *self.cors.headers(scope["headers"])])
+        send = adding(send, [NOSNIFF, *self.cors.headers(scope["headers"])])
         if self.cors.is_preflight(scope["method"], scope["headers"]):
             await self._respond(send, Reply(b"", "text/plain", 204, self.cors.preflight_headers()))
             return
@@ -72,12 +78,26 @@ class HttpEdge:
         except HttpError as exc:
             await self._respond(send, error_reply(exc, exc.code))
             return
-        if route.kind == "open":
-            await self._respond(send, await route.handler(HttpRequest(path, scope["headers"])))
+        if route.kind in ("open", "read"):
+            await self._answer(route, path, scope, send)
         elif route.kind == "unary":
             await self._unary(route, path, scope, receive, send)
         else:
             await self._events(route, path, scope, receive, send)
+
+    async def _answer(self, route: Route, path: dict[str, str], scope, send) -> None:
+        """A small answer from what the server holds (health, the console's page and documents): the
+        token checked where the route is not open, but neither admitted nor counted in the metrics,
+        where the console's own reads would show in the very figures they read."""
+        call = Call(self.admission)
+        try:
+            if route.kind == "read":
+                self._authenticate(scope, call)
+            reply = await route.handler(HttpRequest(path, scope["headers"]), call)
+        except Exception as exc:
+            await self._refuse(send, route.name, exc)
+            return
+        await self._respond(send, reply)
 
     def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed = []
@@ -90,13 +110,7 @@ class HttpEdge:
             allowed.append(route.method)
         if allowed:
             raise HttpError(405, f"{method} is not served here; use {', '.join(allowed)}", allow=allowed[0])
-        console = any(route.pattern.fullmatch("/") for route in self.routes)  # not with --http-console off
-        raise HttpError(
-            404,
-            "no such route: this server serves /v2, /v2/health/{live,ready} and "
-            "/v2/models/{m}[/versions/{v}][/ready|/infer|/generate_stream] (not Triton's config, "
-            "statistics or repository routes)" + (", and its console at /" if console else ""),
-        )
+        raise HttpError(404, self.unknown_route)
 
     async def _unary(self, route: Route, path: dict[str, str], scope, receive, send) -> None:
         call, started = Call(self.admission), perf_counter()

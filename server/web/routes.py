@@ -36,8 +36,9 @@ class Route:
     method: str
     pattern: re.Pattern[str]
     name: str  # the method label in the metrics, as gRPC's (ModelInfer, ...)
-    # open: (HttpRequest) -> Reply; unary: (HttpRequest, Call) -> Reply; events: (HttpRequest, Call)
-    # -> an async iterator of each event's bytes
+    # (HttpRequest, Call) -> Reply, or for events an async iterator of each event's bytes
     handler: Callable[..., Any]
-    kind: Literal["open", "unary", "events"] = "unary"
+    # open: no token, no body, not counted (health, the console's page); read: the same with a token
+    # (the console's documents); unary: a counted, admitted call with a body; events: the same, streamed
+    kind: Literal["open", "read", "unary", "events"] = "unary"
     binary: bool = False  # takes binary tensors after a JSON header of HEADER_LENGTH bytes

@@ -29,6 +29,8 @@ _STATUS = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
     grpc.StatusCode.INTERNAL: 500,
 }
+# On every answer, the connection's own refusals too: a browser takes each as its content type says.
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 _RETRY = {429, 503}  # where retrying (shortly, or elsewhere) can help: Retry-After
 _CLOSE = {408, 413}  # a body left unread: the connection cannot carry another request
 

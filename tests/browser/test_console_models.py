@@ -40,7 +40,7 @@ def test_every_model_version_is_listed_with_what_the_client_says_of_it(
         assert health == "ready"
     expect(page.locator('[data-health="server"]')).to_have_text("ready")
     expect(page.locator('[data-device="cpu"]')).to_have_text("cpu serving")
-    expect(page.locator('[data-device="cuda"]')).to_have_text("cuda not used")
+    expect(page.locator('[data-device="cuda"]')).to_have_text("cuda unused")
     assert {info.name for info in served} == {DIGITS, CHARS, WRITER}
 
 

@@ -38,7 +38,7 @@ async function load() {
   page["forget-token"].hidden = !api.token;
   page.console.hidden = false;
   say(page.status, "");
-  page.server.replaceChildren(...serverSummary(served.server, served.models));
+  page.server.replaceChildren(...serverSummary(served.server));
   page.models.replaceChildren(modelTable(served.models, (model) => tryModel(model)));
   page.figures.replaceChildren(figures.node);
   if (!figures.timer) figures.start();

@@ -6,13 +6,12 @@ import { el } from "./dom.js";
 const SHOWN_LABELS = 12;
 const HEADINGS = ["model", "inputs", "layers", "head", "outputs", "device", "fingerprint", "quantization", "takes state from", "health", ""];
 
-export function serverSummary(server, models) {
-  // A device that runs no model is not down, only unused: said so, not in red.
-  const used = new Set(models.map((model) => model.device.split(":")[0]));
-  const devices = Object.entries(server.devices).map(([device, up]) => {
-    const [state, text] = up ? ["up", "serving"] : used.has(device) ? ["down", "not serving"] : ["unused", "not used"];
-    return el("span", { class: `health ${state}`, "data-device": device, text: `${device} ${text}` });
-  });
+const DEVICE_STATES = { serving: "up", "not serving": "down", unused: "unused" }; // unused: not down, not red
+
+export function serverSummary(server) {
+  const devices = Object.entries(server.devices).map(([device, state]) =>
+    el("span", { class: `health ${DEVICE_STATES[state]}`, "data-device": device, text: `${device} ${state}` }),
+  );
   return [
     el("span", { class: `health ${server.ready ? "up" : "down"}`, "data-health": "server", text: server.ready ? "ready" : "not ready" }),
     ...devices,

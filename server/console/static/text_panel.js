@@ -5,11 +5,7 @@ import { bytes, el, say } from "./dom.js";
 import { CarriedState } from "./stream.js";
 
 export function isTextModel(model) {
-  return (
-    model.labels.length > 0 &&
-    model.labels.every((label) => [...label].length === 1) &&
-    model.input_size === model.labels.length
-  );
+  return model.text; // the server's word: generate_stream takes its text_input
 }
 
 export class TextPanel {
