@@ -100,6 +100,8 @@ class Flag:
         """The default as --help and the docs print it (a tuple as the list argparse would hold)."""
         if self.default is dataclasses.MISSING:
             return "None"
+        if self.kind is bool:
+            return "on" if self.default else "off"  # as a flag or variable takes it (on/off, 1/0, ...)
         return str(list(self.default) if self.many else self.default)
 
 
@@ -173,7 +175,8 @@ def add_flags(
         help = flag.help.replace("%(default)s", flag.shown_default())
         if env_prefix is not None:  # text, converted by from_args, which then reads the variable
             help = f"{help} (env {flag.env(env_prefix)}, default {flag.shown_default()})"
-            parser.add_argument(flag.flag, dest=flag.name, default=None, metavar=flag.metavar, help=help)
+            metavar = "on|off" if flag.kind is bool and flag.metavar is None else flag.metavar
+            parser.add_argument(flag.flag, dest=flag.name, default=None, metavar=metavar, help=help)
             continue
         default = None if flag.default is dataclasses.MISSING or flag.name in unset else flag.default
         if flag.kind is bool:
@@ -217,7 +220,8 @@ def from_args(
             else:
                 values[flag.name] = _convert(flag.kind, raw)
         except ValueError:
-            raise error(f"{source}={raw!r} is not a valid {flag.kind.__name__}") from None
+            kind = f"on or off ({'/'.join(_TRUE)} or {'/'.join(_FALSE[:-1])})" if flag.kind is bool else None
+            raise error(f"{source}={raw!r} is not {kind or 'a valid ' + flag.kind.__name__}") from None
     return cls(**values)
 
 

@@ -147,7 +147,8 @@ class Settings:
     http_console: bool = setting(True, "serve the browser console at / on the HTTP port (docs/console.md)")
     http_cors_origin: str = setting(
         "",
-        "the one other origin (https://host[:port]) whose pages may call the HTTP port; empty: none",
+        "the one other origin (scheme://host[:port], as browsers send it) whose pages may call the HTTP "
+        "port; empty: none",
         metavar="ORIGIN",
     )
     health_port: int = setting(

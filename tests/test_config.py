@@ -98,7 +98,7 @@ def test_a_bool_is_a_switch_and_a_variable_says_yes_or_no():
     args = parser.parse_args([])
     assert from_args(Switch, args, env_prefix="T_", environ={"T_LOUD": "on"}) == Switch(True)
     assert from_args(Switch, args, env_prefix="T_", environ={"T_LOUD": "No"}) == Switch(False)
-    with pytest.raises(ValueError, match="T_LOUD='maybe' is not a valid bool"):
+    with pytest.raises(ValueError, match=r"T_LOUD='maybe' is not on or off \(1/true/yes/on or 0/false/no/off\)"):
         from_args(Switch, args, env_prefix="T_", environ={"T_LOUD": "maybe"})
 
 
