@@ -49,9 +49,38 @@ def test_an_input_of_the_wrong_shape_is_refused_with_the_servers_reason(watched,
     watched.refusals.add(400)
     page = open_console(watched.page, console_server.http_url)
     page.get_by_role("button", name=f"try {CHARS}:1").click()
+    message = page.locator(".tensor-panel .message")
     page.get_by_label("Input as JSON").fill("[[[1, 2, 3]]]")
     page.get_by_role("button", name="Run").click()
-    expect(page.locator(".tensor-panel .message")).to_contain_text("5")
-    page.get_by_label("Input as JSON").fill("[[1, 2], [3]]")
+    expect(message).to_contain_text("chars v1 takes 5")  # the server's words
+    for ragged in ("[[1, 2], [3]]", "[[[1, 2]], [[3], [4]]]", "[[1, [2]], [3, 4]]"):
+        page.get_by_label("Input as JSON").fill(ragged)
+        page.get_by_role("button", name="Run").click()
+        expect(message).to_have_text("the nested array's rows differ in length")
+
+
+def test_a_refused_file_leaves_nothing_of_the_input_before_it(watched, console_server, tmp_path):
+    page = open_console(watched.page, console_server.http_url)
+    page.get_by_role("button", name=f"try {CHARS}:1").click()
+    upload = page.get_by_label("or a file (.json, .npy)")
+    message = page.locator(".tensor-panel .message")
+    good = tmp_path / "good.npy"
+    np.save(good, np.ones((1, 2, 5), np.float32))
+    upload.set_input_files(str(good))
     page.get_by_role("button", name="Run").click()
-    expect(page.locator(".tensor-panel .message")).to_contain_text("differ in length")
+    expect(page.locator('.outputs section[data-name="logits"]')).to_be_visible()
+    refused = {
+        "u16.npy": (np.ones((1, 2, 5), np.uint16), "dtype <u2 is not read here"),
+        "big.npy": (np.ones((1, 2, 5), ">f4"), "big-endian"),
+        "nan.npy": (np.full((1, 2, 5), np.nan, np.float32), "NaN or infinity"),
+        "fortran.npy": (np.asfortranarray(np.ones((1, 2, 5), np.float32)), "Fortran order"),
+    }
+    for name, (array, reason) in refused.items():
+        np.save(tmp_path / name, array)
+        upload.set_input_files(str(tmp_path / name))
+        expect(message).to_contain_text(reason)
+        expect(page.locator(".outputs section")).to_have_count(0)
+        assert page.get_by_label("Input as JSON").input_value() == ""
+    (tmp_path / "short.npy").write_bytes(good.read_bytes()[:-4])
+    upload.set_input_files(str(tmp_path / "short.npy"))
+    expect(message).to_contain_text("its shape says 40")

@@ -28,6 +28,12 @@ export class DigitsPanel {
           "before it, and comes back with the next state: the page holds the state, not the server.",
       ),
       el("p", {}, el("label", { for: "ink" }, "Ink (0 erases, 16 is darkest) "), this.inkInput),
+      el(
+        "p",
+        { class: "hint" },
+        "Mouse, pen or touch: draw; lifting it sends the rows above the lowest one drawn on. " +
+          "Keyboard: Tab to the pad, arrows move, Space inks or clears, Enter sends the rows down to the focus.",
+      ),
       this.pads,
       el(
         "form",

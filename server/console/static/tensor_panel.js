@@ -13,7 +13,7 @@ export class TensorPanel {
     this.model = model;
     this.text = el("textarea", { id: "tensor-input", rows: 6, placeholder: `[[[${new Array(model.input_size).fill("0.0").join(", ")}]]]` });
     this.file = el("input", { id: "tensor-file", type: "file", accept: ".json,.npy,application/json", onchange: () => this.#load() });
-    this.outputs = el("div", { class: "outputs", "aria-live": "polite" });
+    this.outputs = el("div", { class: "outputs" }); // not read out: the message says how many
     this.message = el("p", { class: "message", role: "alert" });
     this.node = el(
       "form",
@@ -40,6 +40,10 @@ export class TensorPanel {
       }
       say(this.message, `${file.name} read: press Run`);
     } catch (error) {
+      // Nothing of an earlier input or its outputs stays: Run must not send what was refused.
+      this.text.value = "";
+      this.file.value = "";
+      this.outputs.replaceChildren();
       say(this.message, `${file.name}: ${error.message}`, true);
     }
   }
@@ -48,9 +52,10 @@ export class TensorPanel {
     event.preventDefault();
     try {
       const answer = await this.api.infer(this.model.name, String(this.model.version), this.#request());
-      say(this.message, "");
       this.outputs.replaceChildren(...answer.outputs.map((tensor) => this.#show(tensor)));
+      say(this.message, `${answer.outputs.length} outputs: ${answer.outputs.map((tensor) => tensor.name).join(", ")}`);
     } catch (error) {
+      this.outputs.replaceChildren();
       say(this.message, error.message, true);
     }
   }
@@ -81,11 +86,12 @@ export class TensorPanel {
   }
 }
 
-// A nested array's shape and its values in order; refused where its rows differ in length.
+// A nested array's shape and its values in order; refused where its rows differ in length or depth.
 function nested(value) {
   const shape = [];
   for (let level = value; Array.isArray(level); level = level[0]) shape.push(level.length);
-  const data = value.flat(Infinity);
-  if (data.length !== shape.reduce((product, size) => product * size, 1)) throw new Error("the nested array's rows differ in length");
-  return { shape, data };
+  const fits = (part, depth) =>
+    depth === shape.length ? !Array.isArray(part) : Array.isArray(part) && part.length === shape[depth] && part.every((item) => fits(item, depth + 1));
+  if (!fits(value, 0)) throw new Error("the nested array's rows differ in length");
+  return { shape, data: value.flat(Infinity) };
 }
