@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from playwright.sync_api import expect
+
 from .console_page import open_console
 
 # The latency histogram's bounds, as the metrics have them.
@@ -42,3 +44,17 @@ def test_counters_that_go_back_start_the_window_again(watched, console_server):
         page.wait_for_timeout(200)
     assert not [text for text in seen if text.startswith("-")], seen
     assert {"99.9", "100.0", "100.1"} & seen, seen  # the rate before the restart was shown
+
+
+def test_a_server_that_stops_answering_is_said_to_and_not_asked_again_and_again(watched, console_server):
+    """A server that hangs (stopped, its host gone) accepts and never answers: the page must say so, not
+    show old figures as live while a read a second piles up behind it, and go on once it answers."""
+    page = open_console(watched.page, console_server.http_url)
+    held = []
+    page.route("**/console/api/figures", lambda route: held.append(route))  # never answered
+    status = page.locator("#status")
+    expect(status).to_contain_text("The server did not answer", timeout=10_000)
+    assert len(held) <= 2, f"{len(held)} reads were left waiting at once"
+    page.unroute("**/console/api/figures")
+    expect(status).to_have_text("", timeout=10_000)
+    expect(page.locator('[data-figure="streams"]')).to_have_text("0")

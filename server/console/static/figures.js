@@ -44,6 +44,8 @@ export class Figures {
   }
 
   async #poll() {
+    if (this.reading) return; // the last read is not answered yet: a slow server is not asked again and again
+    this.reading = true;
     try {
       const now = performance.now() / 1000;
       const read = await this.api.figures();
@@ -54,6 +56,8 @@ export class Figures {
     } catch (error) {
       this.stop();
       this.onFailure(error);
+    } finally {
+      this.reading = false;
     }
   }
 
