@@ -5,10 +5,21 @@ token the browser cannot send, a pasted state that is not one, a row lost on the
 from __future__ import annotations
 
 import json
+import time
 
+import pytest
+import requests
 from playwright.sync_api import expect
 
+from lstmserve.server.settings import Settings
+
+from ..conftest import DIGITS
+from ..servers import InProcessServer
+from .conftest import WRITER, Watched
 from .console_page import open_console
+
+TOKEN, OTHER = "hostile-token-0123456789", "another-token-0123456789"
+LONG = 1_000_000  # steps: minutes of generation, far past any test
 
 # The latency histogram's bounds, as the metrics have them.
 BOUNDS = ["0.0002", "0.0005", "0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1", "0.2", "0.5"]
@@ -58,3 +69,78 @@ def test_a_server_that_stops_answering_is_said_to_and_not_asked_again_and_again(
     page.unroute("**/console/api/figures")
     expect(status).to_have_text("", timeout=10_000)
     expect(page.locator('[data-figure="streams"]')).to_have_text("0")
+
+
+@pytest.fixture(scope="module")
+def tokens_file(tmp_path_factory):
+    return tmp_path_factory.mktemp("console-hostile") / "tokens"
+
+
+@pytest.fixture(scope="module")
+def long_server(console_repository, tokens_file):
+    """Tokens on, and generations as long as anyone asks for."""
+    tokens_file.write_text(f"{TOKEN}\n")
+    settings = Settings(
+        repository=str(console_repository), auth_tokens=str(tokens_file), max_generate_steps=LONG
+    )
+    server = InProcessServer(settings).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tab(browser, long_server, tokens_file):
+    tokens_file.write_text(f"{TOKEN}\n")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    watched = Watched(context, long_server.http_url)
+    watched.page.goto(long_server.http_url + "/")
+    watched.page.get_by_label("Bearer token").fill(TOKEN)
+    watched.page.get_by_role("button", name="Use token").click()
+    expect(watched.page.locator("table.models tbody tr").first).to_be_visible()
+    yield watched
+    context.close()
+    watched.check()
+
+
+def streams_open(server, token: str) -> float:
+    figures = requests.get(
+        server.http_url + "/console/api/figures", headers={"authorization": f"Bearer {token}"}, timeout=5
+    )
+    return figures.json()["server"]["streams"]
+
+
+def generating(page, server) -> None:
+    """Start a generation of LONG characters on the writer, and see it run on the server."""
+    page.get_by_role("button", name=f"try {WRITER}:1").click()
+    page.get_by_label("Characters").fill(str(LONG))
+    page.get_by_role("button", name="Generate", exact=True).click()
+    # (the writer's first characters may be spaces, which expect() takes for nothing)
+    page.wait_for_function("() => document.querySelector('output.generated .continuation').textContent")
+    assert streams_open(server, TOKEN) == 1
+
+
+def ends_on_the_server(server, token: str, seconds: float = 3) -> None:
+    deadline = time.monotonic() + seconds
+    while streams_open(server, token) != 0:
+        assert time.monotonic() < deadline, "the generation goes on, with nothing on the page to stop it"
+        time.sleep(0.1)
+
+
+def test_a_generation_ends_when_another_model_is_tried(tab, long_server):
+    """ "Try" on another row replaces the text panel and its Stop button: the generation must end with
+    them, not run on unseen (holding a stream and a core) until its last step."""
+    generating(tab.page, long_server)
+    tab.page.get_by_role("button", name=f"try {DIGITS}:1").click()
+    ends_on_the_server(long_server, TOKEN)
+
+
+def test_a_generation_ends_when_its_token_is_revoked(tab, long_server, tokens_file):
+    """The page drops to the token form and shows nothing; what it had started ends too."""
+    page = tab.page
+    generating(page, long_server)
+    tab.refusals.add(401)
+    tokens_file.write_text(f"{OTHER}\n")  # read again within a second
+    expect(page.get_by_label("Bearer token")).to_be_visible(timeout=5000)
+    expect(page.locator("#console")).to_be_hidden()
+    assert WRITER not in page.locator("main").inner_html()
+    ends_on_the_server(long_server, OTHER)

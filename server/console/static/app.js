@@ -21,6 +21,7 @@ const page = Object.fromEntries(
 );
 const figures = new Figures(api, (error) => failed(error));
 let tried = null; // the model version "try it" is showing, as "name:version"
+let panels = []; // its panels: closed when replaced, so that nothing they started goes on unseen
 
 async function load() {
   let served;
@@ -46,7 +47,7 @@ async function load() {
   if (!current) {
     const first = served.models.find(isDigitsModel) ?? served.models[0];
     if (first) tryModel(first);
-    else page.try.replaceChildren(el("p", { text: "No model to try." }));
+    else show([], [el("p", { text: "No model to try." })]);
   }
   clearTimeout(load.timer);
   load.timer = setTimeout(load, MODELS_PERIOD_MS);
@@ -55,12 +56,21 @@ async function load() {
 function tryModel(model) {
   tried = `${model.name}:${model.version}`;
   page["try-heading"].textContent = `Try ${model.name} v${model.version}`;
-  const panels = [];
-  if (isDigitsModel(model)) panels.push(new DigitsPanel(api, model).node);
-  else if (isTextModel(model)) panels.push(new TextPanel(api, model).node);
-  const tensors = new TensorPanel(api, model).node;
-  panels.push(panels.length ? el("details", { class: "any-input" }, el("summary", {}, "Any input (JSON or .npy)"), tensors) : tensors);
-  page.try.replaceChildren(...panels);
+  const shown = [];
+  if (isDigitsModel(model)) shown.push(new DigitsPanel(api, model));
+  else if (isTextModel(model)) shown.push(new TextPanel(api, model));
+  const tensors = new TensorPanel(api, model);
+  const nodes = shown.map((panel) => panel.node);
+  nodes.push(nodes.length ? el("details", { class: "any-input" }, el("summary", {}, "Any input (JSON or .npy)"), tensors.node) : tensors.node);
+  show([...shown, tensors], nodes);
+}
+
+// A generation runs on the server until its last step: one whose panel is gone would go on unseen,
+// with no Stop button left to end it.
+function show(shown, nodes) {
+  for (const panel of panels) panel.close?.();
+  panels = shown;
+  page.try.replaceChildren(...nodes);
 }
 
 // Nothing of a model stays on the page once a call is refused for its token, or goes wrong.
@@ -71,7 +81,8 @@ function failed(error) {
   if (UNAUTHORIZED.has(error.status)) {
     tried = null;
     page.console.hidden = true;
-    for (const part of [page.server, page.models, page.figures, page.try]) part.replaceChildren();
+    show([], []);
+    for (const part of [page.server, page.models, page.figures]) part.replaceChildren();
     page["try-heading"].textContent = "Try it";
     page["token-form"].hidden = false;
     page["forget-token"].hidden = true;
