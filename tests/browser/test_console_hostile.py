@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 import requests
 from playwright.sync_api import expect
@@ -16,7 +17,7 @@ from lstmserve.server.settings import Settings
 from ..conftest import DIGITS
 from ..servers import InProcessServer
 from .conftest import WRITER, Watched
-from .console_page import open_console
+from .console_page import SIDE, draw_rows, held_out_digits, logits, open_console, pad
 
 TOKEN, OTHER = "hostile-token-0123456789", "another-token-0123456789"
 LONG = 1_000_000  # steps: minutes of generation, far past any test
@@ -144,3 +145,36 @@ def test_a_generation_ends_when_its_token_is_revoked(tab, long_server, tokens_fi
     expect(page.locator("#console")).to_be_hidden()
     assert WRITER not in page.locator("main").inner_html()
     ends_on_the_server(long_server, OTHER)
+
+
+def test_a_row_lost_on_the_way_can_be_sent_again(watched, console_server, console_client):
+    """The server holds nothing between calls: a row that got no answer (the server restarting, the
+    network) or was turned away for now (503: stopping) left the pad's state as it was. The pad must
+    let that row be sent again and go on to the client's logits, not stop for good."""
+    ((image, _),) = held_out_digits(5)
+    page = open_console(watched.page, console_server.http_url)
+    draw_rows(page, 1, image, range(2))
+    failures = [
+        lambda route: route.abort("connectionrefused"),
+        lambda route: route.fulfill(status=503, json={"error": "the server is stopping"}),
+    ]
+    page.route("**/infer", lambda route: failures.pop(0)(route) if failures else route.continue_())
+    watched.refusals.add(503)
+    send, message = pad(page, 1).get_by_role("button", name="Send next row"), pad(page, 1).locator(".message")
+    ink = page.get_by_label("Ink (0 erases, 16 is darkest)")  # row 3 inked, then sent: lost
+    for col, value in enumerate(image[2]):
+        if value:
+            ink.fill(str(int(value)))
+            page.locator(f'[data-pad="1"] .cell[data-row="2"][data-col="{col}"]').click()
+    send.click()
+    expect(message).to_contain_text("Row 3 was not taken: Failed to fetch")
+    send.click()
+    expect(message).to_contain_text("Row 3 was not taken: the server is stopping")
+    send.click()
+    expect(pad(page, 1)).to_have_attribute("data-sent-rows", "3")
+    expect(message).to_have_text("")
+    draw_rows(page, 1, image, range(3, SIDE))
+    whole = console_client.infer(DIGITS, (image / 16.0).astype(np.float32)[None]).logits[0]
+    np.testing.assert_allclose(logits(page, 1), whole, rtol=0, atol=1e-5)
+    # The browser logs the connection it was refused: this test's doing.
+    watched.errors.remove("Failed to load resource: net::ERR_CONNECTION_REFUSED")
