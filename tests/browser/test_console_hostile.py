@@ -89,9 +89,23 @@ def long_server(console_repository, tokens_file):
     server.stop()
 
 
+def only_token(server, tokens_file) -> None:
+    """TOKEN the one token again (a test revokes it), once the server has read the file again."""
+    tokens_file.write_text(f"{TOKEN}\n")
+    deadline = time.monotonic() + 5
+    while figures_of(server, TOKEN).status_code != 200:
+        assert time.monotonic() < deadline, "the server did not read its token file again"
+        time.sleep(0.1)
+
+
+def figures_of(server, token: str) -> requests.Response:
+    headers = {"authorization": f"Bearer {token}"}
+    return requests.get(server.http_url + "/console/api/figures", headers=headers, timeout=5)
+
+
 @pytest.fixture
 def tab(browser, long_server, tokens_file):
-    tokens_file.write_text(f"{TOKEN}\n")
+    only_token(long_server, tokens_file)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     watched = Watched(context, long_server.http_url)
     watched.page.goto(long_server.http_url + "/")
@@ -104,10 +118,7 @@ def tab(browser, long_server, tokens_file):
 
 
 def streams_open(server, token: str) -> float:
-    figures = requests.get(
-        server.http_url + "/console/api/figures", headers={"authorization": f"Bearer {token}"}, timeout=5
-    )
-    return figures.json()["server"]["streams"]
+    return figures_of(server, token).json()["server"]["streams"]
 
 
 def generating(page, server) -> None:
@@ -178,3 +189,25 @@ def test_a_row_lost_on_the_way_can_be_sent_again(watched, console_server, consol
     np.testing.assert_allclose(logits(page, 1), whole, rtol=0, atol=1e-5)
     # The browser logs the connection it was refused: this test's doing.
     watched.errors.remove("Failed to load resource: net::ERR_CONNECTION_REFUSED")
+
+
+def test_a_token_no_header_can_carry_is_refused_at_once(browser, long_server, tokens_file):
+    """A token pasted with a typographic dash or an ellipsis cannot go in a header (Latin-1 only):
+    fetch() throws before anything is sent. The page must say what is wrong with it, not call that a server
+    that does not answer and retry it every 5 seconds for good."""
+    only_token(long_server, tokens_file)
+    context = browser.new_context()
+    tab = Watched(context, long_server.http_url)
+    page = tab.page
+    page.goto(long_server.http_url + "/")
+    for pasted in [TOKEN.replace("-", "\u2014"), TOKEN.replace("0123", "\u2026")]:
+        page.get_by_label("Bearer token").evaluate("(input, value) => { input.value = value; }", pasted)
+        page.get_by_role("button", name="Use token").click()
+        expect(page.locator("#token-message")).to_contain_text("cannot be sent")
+        expect(page.locator("#status")).to_have_text("")
+        assert page.evaluate("() => sessionStorage.length") == 0
+    page.get_by_label("Bearer token").fill(TOKEN)  # and the right one is taken
+    page.get_by_role("button", name="Use token").click()
+    expect(page.locator("table.models tbody tr").first).to_be_visible()
+    context.close()
+    tab.check()

@@ -11,6 +11,9 @@ import { isTextModel, TextPanel } from "./text_panel.js";
 
 const MODELS_PERIOD_MS = 5000; // health and the model list: a reload adds or drops versions
 const UNAUTHORIZED = new Set([401, 403]);
+// A header carries Latin-1 only: fetch() throws, before calling, on a token with anything else (a dash
+// or quote changed as it was pasted). That is no server failing to answer, so it is said here.
+const SENDABLE = /^[\x21-\x7e\xa1-\xff]+$/;
 
 const api = new Api();
 const page = Object.fromEntries(
@@ -97,8 +100,13 @@ function failed(error) {
 
 page["token-form"].addEventListener("submit", (event) => {
   event.preventDefault();
-  api.token = page.token.value.trim();
+  const token = page.token.value.trim();
   page.token.value = "";
+  if (token && !SENDABLE.test(token)) {
+    say(page["token-message"], "This token cannot be sent: a token is letters, digits and punctuation, without spaces. Was a dash or a quote changed as it was pasted?", true);
+    return;
+  }
+  api.token = token;
   load();
 });
 
