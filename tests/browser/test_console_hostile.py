@@ -4,7 +4,9 @@ token the browser cannot send, a pasted state that is not one, a row lost on the
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import time
 
 import numpy as np
@@ -209,5 +211,60 @@ def test_a_token_no_header_can_carry_is_refused_at_once(browser, long_server, to
     page.get_by_label("Bearer token").fill(TOKEN)  # and the right one is taken
     page.get_by_role("button", name="Use token").click()
     expect(page.locator("table.models tbody tr").first).to_be_visible()
+    context.close()
+    tab.check()
+
+
+def test_a_pasted_state_that_is_not_one_is_refused_with_a_reason(watched, console_server):
+    """Odd content in the resume box is said to be wrong in the page's words, makes no pad (nor skips a
+    pad's number), and the server's own refusal is left to what the page cannot know."""
+    page = open_console(watched.page, console_server.http_url)
+    resume, message = page.get_by_label("Resume from a copied state"), page.locator(".resume .message")
+    tensor = {"name": "sealed_state", "datatype": "BYTES", "shape": [1]}
+    for pasted in [
+        [1],
+        [None],
+        [{"name": "initial_c_0"}],
+        [{**tensor, "data": "not a list"}],
+        [{**tensor, "data": [{"a": 1}]}],
+        [{**tensor, "data": ["!!! not base64"]}],
+    ]:
+        resume.fill(json.dumps({"inputs": pasted}))
+        page.get_by_role("button", name="Resume on a new pad").click()
+        expect(message).to_contain_text("each tensor")
+        expect(page.locator("[data-pad]")).to_have_count(1)
+    resume.fill(json.dumps({"inputs": [{**tensor, "data": ["AAAA"]}]}))  # a state's form: the server judges
+    page.get_by_role("button", name="Resume on a new pad").click()
+    expect(pad(page, 2).locator("h4")).to_have_text("Pad 2: resumed after 0 rows")
+    expect(pad(page, 2).locator(".state-line")).to_contain_text("sealed_state, 3 B")
+
+
+@pytest.fixture(scope="module")
+def sealing_server(console_repository, tmp_path_factory):
+    keys = tmp_path_factory.mktemp("console-keys") / "keys"
+    keys.write_text(os.urandom(32).hex() + "\n")
+    server = InProcessServer(Settings(repository=str(console_repository), state_key_file=str(keys))).start()
+    yield server
+    server.stop()
+
+
+def test_sealed_states_are_carried_copied_and_resumed(browser, sealing_server):
+    """With --state-key-file the state is one sealed_state of base64: the pad shows its size, and a copy
+    of it resumed on a new pad goes on exactly as the pad it came from."""
+    ((image, _),) = held_out_digits(6)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = Watched(context, sealing_server.http_url)
+    page = open_console(tab.page, sealing_server.http_url)
+    draw_rows(page, 1, image, range(SIDE // 2))
+    copied = json.loads(pad(page, 1).locator(".state-json").input_value())
+    (sealed,) = copied["inputs"]
+    assert sealed["name"] == "sealed_state" and sealed["datatype"] == "BYTES"
+    size = len(base64.b64decode(sealed["data"][0]))
+    expect(pad(page, 1).locator(".state-line")).to_contain_text(f"sealed_state, {size / 1024:.1f} KiB")
+    page.get_by_label("Resume from a copied state").fill(json.dumps(copied))
+    page.get_by_role("button", name="Resume on a new pad").click()
+    draw_rows(page, 1, image, range(SIDE // 2, SIDE))
+    draw_rows(page, 2, image, range(SIDE // 2, SIDE))
+    np.testing.assert_array_equal(logits(page, 2), logits(page, 1))
     context.close()
     tab.check()
