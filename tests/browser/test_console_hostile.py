@@ -268,3 +268,12 @@ def test_sealed_states_are_carried_copied_and_resumed(browser, sealing_server):
     np.testing.assert_array_equal(logits(page, 2), logits(page, 1))
     context.close()
     tab.check()
+
+
+def test_the_model_list_read_again_keeps_the_keyboards_place(watched, console_server):
+    """The list is read every 5 seconds: one that has not changed must not be built again under a
+    keyboard (or screen reader) user, whose focus would drop to the page's start each time."""
+    page = open_console(watched.page, console_server.http_url)
+    page.get_by_role("button", name=f"try {WRITER}:1").focus()
+    page.wait_for_timeout(5500)  # a read of the list
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") == f"try {WRITER}:1"

@@ -25,6 +25,7 @@ const page = Object.fromEntries(
 const figures = new Figures(api, (error) => failed(error));
 let tried = null; // the model version "try it" is showing, as "name:version"
 let panels = []; // its panels: closed when replaced, so that nothing they started goes on unseen
+let listed = ""; // the server and models as shown: built again only when they change, so focus stays
 
 async function load() {
   let served;
@@ -42,8 +43,12 @@ async function load() {
   page["forget-token"].hidden = !api.token;
   page.console.hidden = false;
   say(page.status, "");
-  page.server.replaceChildren(...serverSummary(served.server, served.models));
-  page.models.replaceChildren(modelTable(served.models, (model) => tryModel(model)));
+  const list = JSON.stringify(served);
+  if (list !== listed) {
+    listed = list;
+    page.server.replaceChildren(...serverSummary(served.server, served.models));
+    page.models.replaceChildren(modelTable(served.models, (model) => tryModel(model)));
+  }
   page.figures.replaceChildren(figures.node);
   if (!figures.timer) figures.start();
   const current = served.models.find((model) => `${model.name}:${model.version}` === tried);
@@ -85,6 +90,7 @@ function failed(error) {
     tried = null;
     page.console.hidden = true;
     show([], []);
+    listed = "";
     for (const part of [page.server, page.models, page.figures]) part.replaceChildren();
     page["try-heading"].textContent = "Try it";
     page["token-form"].hidden = false;
