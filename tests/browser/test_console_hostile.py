@@ -1,6 +1,7 @@
 """The console against what goes wrong: a server that restarts (or another replica answers) between two
 reads of the figures, a server that stops answering, a generation left running behind the page, a
-token the browser cannot send, a pasted state that is not one, a row lost on the way."""
+row lost on the way, a token the browser cannot send, a pasted state that is not one, a sealed state
+end to end, and a keyboard user's place in a list that is read again."""
 
 from __future__ import annotations
 
@@ -57,7 +58,9 @@ def test_counters_that_go_back_start_the_window_again(watched, console_server):
         seen.update(figures.all_inner_texts())
         page.wait_for_timeout(200)
     assert not [text for text in seen if text.startswith("-")], seen
-    assert {"99.9", "100.0", "100.1"} & seen, seen  # the rate before the restart was shown
+    # The rate before the restart was shown: 100 calls over the second between two reads (give or take
+    # the timer's jitter).
+    assert [text for text in seen if text.replace(".", "").isdigit() and 90 <= float(text) <= 110], seen
 
 
 def test_a_server_that_stops_answering_is_said_to_and_not_asked_again_and_again(watched, console_server):
