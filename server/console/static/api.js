@@ -2,6 +2,9 @@
 // Protocol's routes, with the bearer token (kept in this tab's sessionStorage only) on every call.
 
 const TOKEN_KEY = "lstmserve.token";
+// The console's own documents are small and quick: one not answered in this long means a server that
+// hangs (stopped, or its host gone), which the page says rather than showing old figures as live.
+const READ_TIMEOUT_MS = 5000;
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -21,15 +24,15 @@ export class Api {
   }
 
   access() {
-    return this.#call("GET", "/console/api/access");
+    return this.#read("/console/api/access");
   }
 
   models() {
-    return this.#call("GET", "/console/api/models");
+    return this.#read("/console/api/models");
   }
 
   figures() {
-    return this.#call("GET", "/console/api/figures");
+    return this.#read("/console/api/figures");
   }
 
   infer(model, version, request) {
@@ -52,6 +55,16 @@ export class Api {
         if (event.name === "error") throw new ApiError(response.status, event.data.error);
         yield event.data;
       }
+    }
+  }
+
+  async #read(path) {
+    try {
+      const response = await this.#fetch("GET", path, undefined, AbortSignal.timeout(READ_TIMEOUT_MS));
+      return await response.json();
+    } catch (error) {
+      if (error.name === "TimeoutError") throw new ApiError(0, `no answer in ${READ_TIMEOUT_MS / 1000} s`);
+      throw error;
     }
   }
 

@@ -11,6 +11,9 @@ import { isTextModel, TextPanel } from "./text_panel.js";
 
 const MODELS_PERIOD_MS = 5000; // health and the model list: a reload adds or drops versions
 const UNAUTHORIZED = new Set([401, 403]);
+// A header carries Latin-1 only: fetch() throws, before calling, on a token with anything else (a dash
+// or quote changed as it was pasted). That is no server failing to answer, so it is said here.
+const SENDABLE = /^[\x21-\x7e\xa1-\xff]+$/;
 
 const api = new Api();
 const page = Object.fromEntries(
@@ -21,6 +24,8 @@ const page = Object.fromEntries(
 );
 const figures = new Figures(api, (error) => failed(error));
 let tried = null; // the model version "try it" is showing, as "name:version"
+let panels = []; // its panels: closed when replaced, so that nothing they started goes on unseen
+let listed = ""; // the server and models as shown: built again only when they change, so focus stays
 
 async function load() {
   let served;
@@ -38,15 +43,19 @@ async function load() {
   page["forget-token"].hidden = !api.token;
   page.console.hidden = false;
   say(page.status, "");
-  page.server.replaceChildren(...serverSummary(served.server));
-  page.models.replaceChildren(modelTable(served.models, (model) => tryModel(model)));
+  const list = JSON.stringify(served);
+  if (list !== listed) {
+    listed = list;
+    page.server.replaceChildren(...serverSummary(served.server));
+    page.models.replaceChildren(modelTable(served.models, (model) => tryModel(model)));
+  }
   page.figures.replaceChildren(figures.node);
   if (!figures.timer) figures.start();
   const current = served.models.find((model) => `${model.name}:${model.version}` === tried);
   if (!current) {
     const first = served.models.find(isDigitsModel) ?? served.models[0];
     if (first) tryModel(first);
-    else page.try.replaceChildren(el("p", { text: "No model to try." }));
+    else show([], [el("p", { text: "No model to try." })]);
   }
   clearTimeout(load.timer);
   load.timer = setTimeout(load, MODELS_PERIOD_MS);
@@ -55,12 +64,21 @@ async function load() {
 function tryModel(model) {
   tried = `${model.name}:${model.version}`;
   page["try-heading"].textContent = `Try ${model.name} v${model.version}`;
-  const panels = [];
-  if (isDigitsModel(model)) panels.push(new DigitsPanel(api, model).node);
-  else if (isTextModel(model)) panels.push(new TextPanel(api, model).node);
-  const tensors = new TensorPanel(api, model).node;
-  panels.push(panels.length ? el("details", { class: "any-input" }, el("summary", {}, "Any input (JSON or .npy)"), tensors) : tensors);
-  page.try.replaceChildren(...panels);
+  const shown = [];
+  if (isDigitsModel(model)) shown.push(new DigitsPanel(api, model));
+  else if (isTextModel(model)) shown.push(new TextPanel(api, model));
+  const tensors = new TensorPanel(api, model);
+  const nodes = shown.map((panel) => panel.node);
+  nodes.push(nodes.length ? el("details", { class: "any-input" }, el("summary", {}, "Any input (JSON or .npy)"), tensors.node) : tensors.node);
+  show([...shown, tensors], nodes);
+}
+
+// A generation runs on the server until its last step: one whose panel is gone would go on unseen,
+// with no Stop button left to end it.
+function show(shown, nodes) {
+  for (const panel of panels) panel.close?.();
+  panels = shown;
+  page.try.replaceChildren(...nodes);
 }
 
 // Nothing of a model stays on the page once a call is refused for its token, or goes wrong.
@@ -71,7 +89,9 @@ function failed(error) {
   if (UNAUTHORIZED.has(error.status)) {
     tried = null;
     page.console.hidden = true;
-    for (const part of [page.server, page.models, page.figures, page.try]) part.replaceChildren();
+    show([], []);
+    listed = "";
+    for (const part of [page.server, page.models, page.figures]) part.replaceChildren();
     page["try-heading"].textContent = "Try it";
     page["token-form"].hidden = false;
     page["forget-token"].hidden = true;
@@ -86,8 +106,13 @@ function failed(error) {
 
 page["token-form"].addEventListener("submit", (event) => {
   event.preventDefault();
-  api.token = page.token.value.trim();
+  const token = page.token.value.trim();
   page.token.value = "";
+  if (token && !SENDABLE.test(token)) {
+    say(page["token-message"], "This token cannot be sent: a token is letters, digits and punctuation, without spaces. Was a dash or a quote changed as it was pasted?", true);
+    return;
+  }
+  api.token = token;
   load();
 });
 

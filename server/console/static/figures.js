@@ -44,14 +44,20 @@ export class Figures {
   }
 
   async #poll() {
+    if (this.reading) return; // the last read is not answered yet: a slow server is not asked again and again
+    this.reading = true;
     try {
       const now = performance.now() / 1000;
-      this.history.push({ time: now, figures: await this.api.figures() });
+      const read = await this.api.figures();
+      if (this.history.length && wentBack(this.history[0].figures, read)) this.history = [];
+      this.history.push({ time: now, figures: read });
       while (this.history.length > 2 && now - this.history[1].time >= WINDOW) this.history.shift();
       this.#render();
     } catch (error) {
       this.stop();
       this.onFailure(error);
+    } finally {
+      this.reading = false;
     }
   }
 
@@ -81,8 +87,7 @@ export class Figures {
   }
 
   #row(name, now, before, seconds) {
-    const calls = (model) => (model ? Object.values(model.codes).reduce((sum, count) => sum + count, 0) : 0);
-    const rate = seconds > 0 ? (calls(now) - calls(before)) / seconds : NaN;
+    const rate = seconds > 0 ? (answered(now) - answered(before)) / seconds : NaN;
     const runs = now.runs - (before?.runs ?? 0);
     const rows = now.rows - (before?.rows ?? 0);
     const cells = {
@@ -98,6 +103,21 @@ export class Figures {
       ...Object.entries(cells).map(([key, text]) => el("td", { "data-figure": key, text })),
     );
   }
+}
+
+// Counters only grow: one lower than in the window's first read means the server restarted (or, behind
+// a load balancer, another replica answered). Its differences would be negative nonsense, so the window
+// starts again from this read, as rate() takes a reset.
+function wentBack(before, now) {
+  if (now.server.cpu_seconds < before.server.cpu_seconds) return true;
+  return Object.entries(now.models).some(([name, model]) => {
+    const old = before.models[name];
+    return old !== undefined && (answered(model) < answered(old) || model.runs < old.runs || model.rows < old.rows);
+  });
+}
+
+function answered(model) {
+  return model ? Object.values(model.codes).reduce((sum, count) => sum + count, 0) : 0;
 }
 
 function figure(term, value, key) {

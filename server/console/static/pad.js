@@ -11,6 +11,10 @@ import { showScores } from "./scores.js";
 
 export const SIDE = 8;
 const SCALE = 16; // the digits data set's pixels are 0-16; the model was trained on them / 16
+// Turned away for now (busy, stopping), as a row with no answer at all (no status: the server
+// restarting, the network): the row was not taken and the state is the one before it, so it can be
+// sent again. Any other refusal stops the pad: the same row would be refused again.
+const AGAIN = new Set([undefined, 429, 503]);
 
 export class DigitPad {
   // stream: a Stream; sent: the pixel rows its state already holds (shown locked); ink(): 0-16
@@ -22,7 +26,7 @@ export class DigitPad {
     this.pixels = Array.from({ length: SIDE }, (_, row) => sent[row]?.slice() ?? new Array(SIDE).fill(0));
     this.row = stream.state.steps; // the next row to send
     this.stroke = null; // the lowest row drawn on while the pointer is down
-    this.failed = false; // a row was refused: the state past it is unknown
+    this.failed = false; // a row was refused for good: the pad goes no further
     this.sending = Promise.resolve(); // rows are sent one after another, in order
     this.#build(title);
     this.#render();
@@ -86,15 +90,18 @@ export class DigitPad {
   }
 
   async #send(row) {
-    if (this.failed) return; // a state is lost past a failed row: start over, fork or resume
+    // Nothing after a refusal for good, nor past a row that was not taken: those rows stay unsent.
+    if (this.failed || row !== this.stream.state.steps) return;
     try {
       const outputs = await this.stream.feed([this.pixels[row].map((value) => value / SCALE)]);
       const logits = outputs.logits.data.slice(-this.stream.model.num_outputs);
       showScores(this.prediction, this.scores, logits, this.stream.model.labels, `after ${this.stream.state.steps} of ${SIDE} rows`);
       say(this.message, "");
     } catch (error) {
-      this.failed = true;
-      say(this.message, `Row ${row + 1} was not taken: ${error.message}`, true);
+      const again = AGAIN.has(error.status);
+      if (again) this.row = Math.min(this.row, row); // it, and the rows queued after it, are unsent
+      else this.failed = true;
+      say(this.message, `Row ${row + 1} was not taken: ${error.message}${again ? ". Send it again." : ""}`, true);
     }
     this.#render();
   }

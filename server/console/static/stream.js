@@ -5,6 +5,7 @@
 const FINAL = "final_";
 const SEALED = "sealed_state";
 const PER_STEP_OUTPUT = "output"; // each step's top hidden output: not needed here, so not asked for
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 export class Stream {
   // model: an entry of /console/api/models; state: a CarriedState to start from (none: zeros)
@@ -81,16 +82,23 @@ export class CarriedState {
     if (value.model !== undefined && value.model !== model.name) {
       throw new Error(`the state is ${value.model}'s, not ${model.name}'s`);
     }
+    // What the page itself reads of each tensor (its size, shown on the pad) must be there.
+    if (!value.inputs.every(isTensor)) {
+      throw new Error('each tensor of the state needs a "name", a "datatype", a "shape" and its "data" (a sealed state: one base64 string)');
+    }
     const steps = Number.isInteger(value.steps) && value.steps >= 0 ? value.steps : 0;
     return new CarriedState(value.inputs, value.parameters?.state_fingerprint ?? "", steps);
   }
 
-  // Its size on the wire as binary tensors (float32 values, or the sealed bytes).
+  // Its size on the wire as binary tensors (float32 values, or the sealed bytes: 3 per 4 base64 digits).
   get bytes() {
-    return this.inputs.reduce(
-      (total, tensor) =>
-        total + (tensor.datatype === "BYTES" ? atob(String(tensor.data[0])).length : 4 * tensor.data.length),
-      0,
-    );
+    const size = (tensor) => (tensor.datatype === "BYTES" ? (tensor.data[0].replace(/=+$/, "").length * 3) >> 2 : 4 * tensor.data.length);
+    return this.inputs.reduce((total, tensor) => total + size(tensor), 0);
   }
+}
+
+function isTensor(tensor) {
+  const { name, datatype, shape, data } = tensor ?? {};
+  if (typeof name !== "string" || typeof datatype !== "string" || !Array.isArray(shape) || !Array.isArray(data)) return false;
+  return datatype !== "BYTES" || (data.length === 1 && typeof data[0] === "string" && BASE64.test(data[0]));
 }

@@ -48,6 +48,11 @@ export class TextPanel {
     );
   }
 
+  // Ends a generation under way: the panel is being taken off the page.
+  close() {
+    this.controller?.abort();
+  }
+
   async #generate(event) {
     event.preventDefault();
     this.controller = new AbortController();
