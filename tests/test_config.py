@@ -98,7 +98,8 @@ def test_a_bool_is_a_switch_and_a_variable_says_yes_or_no():
     args = parser.parse_args([])
     assert from_args(Switch, args, env_prefix="T_", environ={"T_LOUD": "on"}) == Switch(True)
     assert from_args(Switch, args, env_prefix="T_", environ={"T_LOUD": "No"}) == Switch(False)
-    with pytest.raises(ValueError, match=r"T_LOUD='maybe' is not on or off \(1/true/yes/on or 0/false/no/off\)"):
+    words = r"\(1/true/yes/on or 0/false/no/off\)"
+    with pytest.raises(ValueError, match=rf"T_LOUD='maybe' is not on or off {words}"):
         from_args(Switch, args, env_prefix="T_", environ={"T_LOUD": "maybe"})
 
 

@@ -92,7 +92,8 @@ def test_sent_rows_cannot_be_drawn_on_and_a_bad_state_is_refused_with_its_reason
     draw_rows(page, 1, image, range(2))
     before = cell(page, 1, 0, 0).get_attribute("data-ink")
     page.get_by_label("Ink (0 erases, 16 is darkest)").fill("16" if before == "0" else "0")
-    cell(page, 1, 0, 0).click()
+    expect(cell(page, 1, 0, 0)).to_have_attribute("aria-disabled", "true")
+    cell(page, 1, 0, 0).click(force=True)  # a click on it all the same
     expect(cell(page, 1, 0, 0)).to_have_attribute("data-ink", before or "")
     resume = page.get_by_label("Resume from a copied state")
     message = page.locator(".resume .message")
@@ -135,3 +136,53 @@ def test_the_keyboard_alone_draws_and_sends_a_digit(watched, console_server, con
         keyboard.press("ArrowDown")
     expected = console_client.infer(DIGITS, rows_of(ink)).logits[0]
     np.testing.assert_allclose(logits(page, 1), expected, atol=TOLERANCE)
+
+
+def test_a_pointer_drag_draws_and_lifting_it_sends_the_rows_above(watched, console_server, console_client):
+    page = open_console(watched.page, console_server.http_url)
+    stroke = [(1, 2), (1, 3), (2, 3), (3, 4), (4, 4)]  # one stroke, down to row 4
+    mouse = page.mouse
+
+    def centre(row: int, col: int) -> tuple[float, float]:
+        box = cell(page, 1, row, col).bounding_box()
+        assert box is not None
+        return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+    pad(page, 1).locator(".pad").scroll_into_view_if_needed()  # the mouse reaches what is on screen
+    mouse.move(*centre(*stroke[0]))
+    mouse.down()
+    for row, col in stroke[1:]:
+        mouse.move(*centre(row, col), steps=4)
+    expect(pad(page, 1)).to_have_attribute("data-sent-rows", "0")  # nothing goes while drawing
+    mouse.up()
+    expect(pad(page, 1)).to_have_attribute("data-sent-rows", "4")  # rows 0-3; row 4 may get more ink
+    drawn = np.zeros((SIDE, SIDE), np.int64)
+    for row, col in stroke:
+        drawn[row, col] = 16
+    expected = console_client.stream(DIGITS).feed(rows_of(drawn)[:, :4]).logits[0]
+    np.testing.assert_allclose(logits(page, 1), expected, atol=TOLERANCE)
+    assert [cell(page, 1, row, col).get_attribute("data-ink") for row, col in stroke] == ["16"] * len(stroke)
+
+
+def test_the_pads_buttons_keep_the_keyboard_in_place_and_fork_once(watched, console_server):
+    page = open_console(watched.page, console_server.http_url)
+    draw_row(page, 1, 0, np.full(SIDE, 8))
+    fork = pad(page, 1).get_by_role("button", name="Fork here")
+    fork.click()
+    expect(pad(page, 2)).to_have_attribute("data-sent-rows", "1")
+    expect(pad(page, 2).locator('.cell[data-row="1"][data-col="0"]')).to_be_focused()  # where to draw
+    fork.dblclick()  # two clicks, one fork
+    expect(pad(page, 3)).to_have_attribute("data-sent-rows", "1")
+    page.wait_for_timeout(300)  # a second fork would have come by now
+    expect(page.locator("[data-pad]")).to_have_count(3)
+    send_all = pad(page, 1).get_by_role("button", name="Send all rows")
+    send_all.focus()
+    page.keyboard.press("Enter")
+    expect(pad(page, 1)).to_have_attribute("data-sent-rows", str(SIDE))
+    expect(pad(page, 1).locator(".prediction")).to_be_focused()  # not lost to the page's start
+    expect(fork).to_be_disabled()  # nothing is left to draw after all the rows
+    expect(pad(page, 1).get_by_role("button", name="Copy state")).to_be_enabled()
+    resume = page.get_by_label("Resume from a copied state")
+    resume.fill(pad(page, 2).locator(".state-json").input_value().replace('"version":1', '"version":2'))
+    page.get_by_role("button", name="Resume on a new pad").click()
+    expect(page.locator(".resume .message")).to_contain_text("the state is digits v2's; this pad runs v1")

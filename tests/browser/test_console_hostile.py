@@ -280,3 +280,10 @@ def test_the_model_list_read_again_keeps_the_keyboards_place(watched, console_se
     page.get_by_role("button", name=f"try {WRITER}:1").focus()
     page.wait_for_timeout(5500)  # a read of the list
     assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") == f"try {WRITER}:1"
+
+
+def test_stop_ends_the_generation_on_the_server(tab, long_server):
+    generating(tab.page, long_server)
+    tab.page.get_by_role("button", name="Stop").click()
+    expect(tab.page.locator(".text-panel .message")).to_have_text("Stopped.")
+    ends_on_the_server(long_server, TOKEN)

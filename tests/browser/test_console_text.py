@@ -3,6 +3,8 @@ character at a time, and the text is the client's greedy generation's."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from playwright.sync_api import expect
 
@@ -48,3 +50,24 @@ def test_characters_the_model_does_not_know_are_refused_with_the_servers_reason(
     page.get_by_label("Prompt").fill("the ~")
     page.get_by_role("button", name="Generate", exact=True).click()
     expect(page.locator(".text-panel .message")).to_contain_text("does not know")
+
+
+def test_a_drawn_seed_typed_back_writes_the_same_text(watched, console_server, console_client):
+    page = open_console(watched.page, console_server.http_url)
+    page.get_by_role("button", name=f"try {WRITER}:1").click()
+    page.get_by_label("Prompt").fill(PROMPT)
+    page.get_by_label("Characters").fill(str(STEPS))
+    page.get_by_label("Temperature (0: the likeliest each time)").fill("1")
+    seed = page.get_by_label("Seed (the same seed, the same text)")
+    output = page.locator("output.generated")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    expect(output).to_have_attribute("data-done", "true")
+    expect(seed).to_have_attribute("placeholder", re.compile(r"^\d+ \(drawn\)$"))
+    drawn = int(seed.get_attribute("placeholder").split()[0])
+    first = output.locator(".continuation").text_content()
+    seed.fill(str(drawn))
+    page.get_by_role("button", name="Generate", exact=True).click()
+    expect(output).to_have_attribute("data-done", "true")
+    assert output.locator(".continuation").text_content() == first
+    generation = console_client.generate(WRITER, one_hot(PROMPT), STEPS, temperature=1.0, seed=drawn)
+    assert "".join(WRITER_LABELS[int(step.choices[0])] for step in generation) == first

@@ -39,22 +39,29 @@ export class Api {
     return this.#call("POST", `${modelPath(model, version)}/infer`, request);
   }
 
-  // Server-Sent Events from generate_stream, as parsed JSON: each step, then the last (step 0).
+  // Server-Sent Events from generate_stream, as parsed JSON: each step, then the last (step 0). The
+  // stream is read to that last event; a stream cut before it is an error, not a short generation.
   async *generate(model, version, request, signal) {
     const response = await this.#fetch("POST", `${modelPath(model, version)}/generate_stream`, request, signal);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let pending = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      pending += value;
-      let end;
-      while ((end = pending.indexOf("\n\n")) >= 0) {
-        const event = parseEvent(pending.slice(0, end));
-        pending = pending.slice(end + 2);
-        if (event.name === "error") throw new ApiError(response.status, event.data.error);
-        yield event.data;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) throw new ApiError(0, "the generation's stream ended before its last step");
+        pending += value.replace(/\r\n?/g, "\n"); // the events' lines may end in CR LF or CR too
+        let end;
+        while ((end = pending.indexOf("\n\n")) >= 0) {
+          const event = parseEvent(pending.slice(0, end));
+          pending = pending.slice(end + 2);
+          if (event === null) continue; // a comment, or an event with no data
+          if (event.name === "error") throw new ApiError(0, event.data.error);
+          yield event.data;
+          if (event.data.step === 0) return;
+        }
       }
+    } finally {
+      reader.cancel().catch(() => {}); // a caller that stops early, or an error: the connection goes
     }
   }
 
@@ -102,6 +109,7 @@ export function modelPath(model, version) {
   return version ? `/v2/models/${name}/versions/${encodeURIComponent(version)}` : `/v2/models/${name}`;
 }
 
+// One event's name and its data as JSON; null where it has no data (a comment, a keep-alive).
 function parseEvent(text) {
   let name = "message";
   const data = [];
@@ -109,5 +117,5 @@ function parseEvent(text) {
     if (line.startsWith("event:")) name = line.slice(6).trim();
     else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
   }
-  return { name, data: JSON.parse(data.join("\n")) };
+  return data.length ? { name, data: JSON.parse(data.join("\n")) } : null;
 }

@@ -47,7 +47,7 @@ async function load() {
   if (list !== listed) {
     listed = list;
     page.server.replaceChildren(...serverSummary(served.server));
-    page.models.replaceChildren(modelTable(served.models, (model) => tryModel(model)));
+    page.models.replaceChildren(modelTable(served.models, served.server.tokens, (model) => tryModel(model)));
   }
   page.figures.replaceChildren(figures.node);
   if (!figures.timer) figures.start();
@@ -85,7 +85,6 @@ function show(shown, nodes) {
 function failed(error) {
   clearTimeout(load.timer);
   figures.stop();
-  figures.timer = null;
   if (UNAUTHORIZED.has(error.status)) {
     tried = null;
     page.console.hidden = true;

@@ -63,7 +63,7 @@ export class DigitsPanel {
       onFork: (parent) => this.addPad(parent.stream.fork(), parent.pixels.slice(0, parent.stream.state.steps), `forked from pad ${parent.number} after ${parent.stream.state.steps} rows`),
     });
     this.pads.append(pad.node);
-    if (origin !== "new") pad.cells[Math.min(pad.row, SIDE - 1)][0].focus();
+    if (origin !== "new") pad.focus();
     return pad;
   }
 

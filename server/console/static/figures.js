@@ -15,7 +15,7 @@ export class Figures {
     this.history = [];
     this.server = el("dl", { class: "server-figures" });
     this.table = el("tbody");
-    this.refusals = el("ul", { class: "refusals", "aria-label": "refusals by status" });
+    this.refusals = el("ul", { class: "refusals", "aria-label": "calls not answered OK, by status" });
     this.node = el(
       "div",
       {},
@@ -27,7 +27,8 @@ export class Figures {
         el("thead", {}, el("tr", {}, ...["model", "calls/s", "p50", "p99", "rows per run"].map((name) => el("th", { scope: "col", text: name })))),
         this.table,
       ),
-      el("h3", {}, "Refusals since start, by status"),
+      // Refusals, and calls their clients gave up on (CANCELLED, DEADLINE_EXCEEDED): not answered OK.
+      el("h3", {}, "Not answered OK since start, by status"),
       this.refusals,
     );
   }
@@ -40,20 +41,25 @@ export class Figures {
 
   stop() {
     clearInterval(this.timer);
+    this.timer = null;
     this.history = [];
+    this.generation = (this.generation ?? 0) + 1; // a read still out when stopped is dropped
   }
 
   async #poll() {
     if (this.reading) return; // the last read is not answered yet: a slow server is not asked again and again
     this.reading = true;
+    const generation = this.generation;
     try {
       const now = performance.now() / 1000;
       const read = await this.api.figures();
+      if (generation !== this.generation) return;
       if (this.history.length && wentBack(this.history[0].figures, read)) this.history = [];
       this.history.push({ time: now, figures: read });
       while (this.history.length > 2 && now - this.history[1].time >= WINDOW) this.history.shift();
       this.#render();
     } catch (error) {
+      if (generation !== this.generation) return;
       this.stop();
       this.onFailure(error);
     } finally {
@@ -70,7 +76,7 @@ export class Figures {
     this.server.replaceChildren(
       ...figure("streams open", server.streams, "streams"),
       ...figure("calls in flight", server.calls, "calls"),
-      ...figure("memory (RSS)", bytes(server.rss_bytes ?? 0), "rss"),
+      ...figure("memory (RSS)", server.rss_bytes === undefined ? "–" : bytes(server.rss_bytes), "rss"), // Linux only
       ...figure("CPU", Number.isFinite(cpu) ? `${cpu.toFixed(0)}%` : "–", "cpu"),
     );
     const names = Object.keys(last.figures.models).sort();

@@ -20,7 +20,8 @@ export function serverSummary(server) {
   ];
 }
 
-export function modelTable(models, onTry) {
+// tokens: the server takes tokens, so an empty list may be the token's scope, not the server's models.
+export function modelTable(models, tokens, onTry) {
   const rows = models.map((model) => {
     const key = `${model.name}:${model.version}`;
     const outputs = model.labels.length ? `${model.num_outputs}: ${labelList(model.labels)}` : String(model.num_outputs);
@@ -47,12 +48,12 @@ export function modelTable(models, onTry) {
     "table",
     { class: "models" },
     el("thead", {}, el("tr", {}, ...HEADINGS.map((text) => el("th", { scope: "col", text })))),
-    el("tbody", {}, rows.length ? rows : [el("tr", {}, el("td", { colspan: HEADINGS.length, text: "No model is served." }))]),
+    el("tbody", {}, rows.length ? rows : [el("tr", {}, el("td", { colspan: HEADINGS.length, text: tokens ? "No model this token may call is served." : "No model is served." }))]),
   );
 }
 
-// Labels as a person can read them: a space or a newline quoted ("\n"), and the first dozen only.
-export function labelList(labels) {
-  const shown = labels.slice(0, SHOWN_LABELS).map((label) => (/^\S+$/.test(label) ? label : JSON.stringify(label)));
-  return shown.join(" ") + (labels.length > SHOWN_LABELS ? " …" : "");
+// Labels as a person can read them: a space or a newline quoted ("\n"), the first dozen unless told.
+export function labelList(labels, count = SHOWN_LABELS) {
+  const shown = labels.slice(0, count).map((label) => (/^\S+$/.test(label) ? label : JSON.stringify(label)));
+  return shown.join(" ") + (labels.length > count ? " …" : "");
 }

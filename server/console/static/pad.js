@@ -66,21 +66,24 @@ export class DigitPad {
     this.message = el("p", { class: "message", role: "alert" });
     this.sendButton = el("button", { type: "button", onclick: () => this.sendThrough(this.row) }, "Send next row");
     this.sendAllButton = el("button", { type: "button", onclick: () => this.sendThrough(SIDE - 1) }, "Send all rows");
-    this.forkButton = el("button", { type: "button", onclick: () => this.#fork() }, "Fork here");
+    // The second click of a double click (detail 2) is not a second fork.
+    this.forkButton = el("button", { type: "button", onclick: (event) => event.detail < 2 && this.#fork() }, "Fork here");
     this.copyButton = el("button", { type: "button", onclick: () => this.#copy() }, "Copy state");
+    this.prediction.tabIndex = -1; // where the focus goes when the send buttons it was on are done
     this.node = el(
       "article",
       { class: "pad-card", "data-pad": this.number, "aria-label": title },
       el("h4", { text: title }),
       el("div", { class: "pad-body" }, this.grid, el("div", { class: "pad-result" }, this.prediction, this.scores)),
-      el("div", { class: "buttons" }, this.sendButton, this.sendAllButton, this.forkButton),
-      el("details", { class: "state" }, el("summary", {}, this.stateLine), this.stateText, el("div", { class: "buttons" }, this.copyButton)),
+      el("div", { class: "buttons" }, this.sendButton, this.sendAllButton, this.forkButton, this.copyButton),
+      (this.stateDetails = el("details", { class: "state" }, el("summary", {}, this.stateLine), this.stateText)),
       this.message,
     );
   }
 
   // Sends every row down to `last` that is not sent yet; resolves once they are answered.
   sendThrough(last) {
+    if (this.failed) return this.sending;
     const rows = [];
     for (let row = this.row; row <= Math.min(last, SIDE - 1); row += 1) rows.push(row);
     this.row += rows.length;
@@ -156,22 +159,39 @@ export class DigitPad {
     this.cells[row][col].focus();
   }
 
+  // Focus on the first cell still to draw (or the last row), as the pad's one tab stop.
+  focus() {
+    const target = this.cells[Math.min(this.row, SIDE - 1)][0];
+    for (const cell of this.cells.flat()) cell.tabIndex = cell === target ? 0 : -1;
+    target.focus();
+  }
+
   #fork() {
-    this.sending.then(() => this.onFork(this));
+    if (this.forking) return; // clicked again while the rows before it are still on their way
+    this.forking = this.sending.then(() => this.onFork(this)).finally(() => (this.forking = null));
   }
 
   async #copy() {
-    say(this.message, `State ${await copy(this.stateText)}.`);
+    try {
+      this.stateDetails.open = true; // where copying falls back to a selection, it must be seen
+      say(this.message, `State ${await copy(this.stateText)}.`);
+    } catch (error) {
+      say(this.message, `The state was not copied (${error.message}): select it below and copy it.`, true);
+    }
   }
 
   #render() {
     for (let row = 0; row < SIDE; row += 1) for (let col = 0; col < SIDE; col += 1) this.#renderCell(row, col);
     const state = this.stream.state;
     const done = this.row >= SIDE;
+    const focused = [this.sendButton, this.sendAllButton].includes(document.activeElement);
     this.sendButton.disabled = this.sendAllButton.disabled = done || this.failed;
-    this.forkButton.disabled = this.copyButton.disabled = this.failed || state.inputs.length === 0;
+    this.copyButton.disabled = state.inputs.length === 0;
+    // A fork of a finished digit would have nothing left to draw.
+    this.forkButton.disabled = this.failed || state.inputs.length === 0 || state.steps >= SIDE;
+    if (focused && this.sendButton.disabled) this.prediction.focus();
     this.stateLine.textContent = state.inputs.length
-      ? `State after ${state.steps} rows: ${state.inputs.map((t) => t.name).join(", ")}, ${bytes(state.bytes)}`
+      ? `State after ${rows(state.steps)}: ${state.inputs.map((t) => t.name).join(", ")}, ${bytes(state.bytes)}`
       : "No state yet: the first row starts from zeros";
     this.stateText.value = state.inputs.length ? state.toJSON(this.stream.model) : "";
     this.node.dataset.sentRows = String(state.steps);
@@ -182,7 +202,12 @@ export class DigitPad {
     const value = this.pixels[row][col];
     cell.style.setProperty("--ink", String(value / SCALE));
     cell.classList.toggle("sent", row < this.row);
+    cell.setAttribute("aria-disabled", String(row < this.row)); // sent: drawing on it does nothing
     cell.setAttribute("aria-label", `row ${row + 1}, column ${col + 1}: ink ${value}${row < this.row ? ", sent" : ""}`);
     cell.dataset.ink = String(value);
   }
+}
+
+function rows(count) {
+  return count === 1 ? "1 row" : `${count} rows`;
 }

@@ -82,6 +82,10 @@ export class CarriedState {
     if (value.model !== undefined && value.model !== model.name) {
       throw new Error(`the state is ${value.model}'s, not ${model.name}'s`);
     }
+    // A state fits the one model version that made it (the server checks its fingerprint too).
+    if (value.version !== undefined && String(value.version) !== String(model.version)) {
+      throw new Error(`the state is ${model.name} v${value.version}'s; this pad runs v${model.version}: try v${value.version}`);
+    }
     // What the page itself reads of each tensor (its size, shown on the pad) must be there.
     if (!value.inputs.every(isTensor)) {
       throw new Error('each tensor of the state needs a "name", a "datatype", a "shape" and its "data" (a sealed state: one base64 string)');

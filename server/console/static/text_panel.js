@@ -2,6 +2,7 @@
 // generation streamed back a character at a time (generate_stream), then the state it ends in.
 
 import { bytes, el, say } from "./dom.js";
+import { labelList } from "./models.js";
 import { CarriedState } from "./stream.js";
 
 export function isTextModel(model) {
@@ -27,7 +28,7 @@ export class TextPanel {
     this.node = el(
       "form",
       { class: "text-panel", onsubmit: (event) => this.#generate(event) },
-      el("p", {}, `The model knows ${model.labels.length} characters: ${JSON.stringify(model.labels.join(""))}.`),
+      el("p", {}, `The model knows ${model.labels.length} characters: ${labelList(model.labels, Infinity)}`),
       el("p", {}, el("label", { for: "prompt" }, "Prompt "), this.prompt),
       el(
         "p",
@@ -56,8 +57,11 @@ export class TextPanel {
   async #generate(event) {
     event.preventDefault();
     this.controller = new AbortController();
+    const keyboard = document.activeElement === this.run; // its focus goes to Stop, then back
     this.run.disabled = true;
     this.stop.disabled = false;
+    if (keyboard) this.stop.focus();
+    this.output.setAttribute("aria-busy", "true"); // read out once written, not a character at a time
     this.written.textContent = this.prompt.value;
     this.continuation.textContent = "";
     this.output.dataset.done = "false";
@@ -78,11 +82,15 @@ export class TextPanel {
         }
       }
     } catch (error) {
-      if (error.name !== "AbortError") say(this.message, error.message, true);
+      if (error.name === "AbortError") say(this.message, "Stopped.");
+      else say(this.message, error.message, true);
     } finally {
       this.output.dataset.done = "true";
+      this.output.setAttribute("aria-busy", "false");
+      const focused = document.activeElement === this.stop;
       this.run.disabled = false;
       this.stop.disabled = true;
+      if (focused) this.run.focus();
     }
   }
 }
