@@ -123,11 +123,8 @@ def _state(
                     "a model of the same layer sizes"
                 )
             made_by = f"{maker.info.name} v{maker.info.version}" if maker else "a model not served here"
-            declared = (
-                f"; {info.name} takes states from {', '.join(info.accepts_state_from)} too"
-                if info.accepts_state_from
-                else ""
-            )
+            makers = [name for name in info.accepts_state_from if scope.allows(name)]  # named in scope only
+            declared = f"; {info.name} takes states from {', '.join(makers)} too" if makers else ""
             raise FailedPrecondition(
                 f"state was made by {made_by} (fingerprint {quoted(state.fingerprint)}), not by {info.name} "
                 f"v{info.version} (fingerprint {info.fingerprint}); a state is only valid for the model "

@@ -93,7 +93,7 @@ class ConsoleService:
         }
         models = [
             {
-                **v1.model_fields(runtime, plane.repository, plane.limits),
+                **v1.model_fields(runtime, plane.repository, plane.limits, call.scope),
                 "ready": health.ready(runtime),
                 "text": is_text(runtime),  # generate_stream takes and gives text
                 "metadata": oip.metadata(runtime, plane.repository.versions(runtime.info.name), sealed),

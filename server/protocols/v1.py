@@ -13,6 +13,7 @@ from lstmserve import contract
 from lstmserve.codec import TensorError, decode_state, decode_tensor, write_state, write_tensor
 from lstmserve.proto.v1 import lstmserve_pb2 as pb
 
+from ..auth import Scope
 from ..errors import InvalidArgument, quoted
 from ..generation import CHOICE, VALUE, Step
 from ..limits import Limits
@@ -146,13 +147,18 @@ def encode_state(target: pb.State, state: State) -> None:
         write_state(target, state.fingerprint, state.layers)
 
 
-def model_info(runtime: ModelRuntime, repository: ModelRepository, limits: Limits) -> pb.ModelInfo:
-    fields = model_fields(runtime, repository, limits)
+def model_info(
+    runtime: ModelRuntime, repository: ModelRepository, limits: Limits, scope: Scope
+) -> pb.ModelInfo:
+    fields = model_fields(runtime, repository, limits, scope)
     return pb.ModelInfo(**{**fields, "limits": pb.Limits(**fields["limits"])})
 
 
-def model_fields(runtime: ModelRuntime, repository: ModelRepository, limits: Limits) -> dict[str, Any]:
-    """ModelInfo's fields as plain values: the message's, and the console's JSON."""
+def model_fields(
+    runtime: ModelRuntime, repository: ModelRepository, limits: Limits, scope: Scope
+) -> dict[str, Any]:
+    """ModelInfo's fields as plain values: the message's, and the console's JSON. Of the models whose
+    states it takes, only those in the caller's token scope are named, as everywhere else."""
     info, config = runtime.info, runtime.info.config
     return dict(
         name=info.name,
@@ -166,7 +172,7 @@ def model_fields(runtime: ModelRuntime, repository: ModelRepository, limits: Lim
         fingerprint=info.fingerprint,
         quantization=info.quantization,
         lstmserve_version=info.lstmserve_version,
-        accepts_state_from=info.accepts_state_from,
+        accepts_state_from=tuple(name for name in info.accepts_state_from if scope.allows(name)),
         provider=runtime.providers[0],
         device=runtime.device,
         limits=limits.as_fields(),

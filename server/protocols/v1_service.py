@@ -40,11 +40,11 @@ class LSTMServicer:
         repository = self.plane.repository
         return pb.ListModelsResponse(
             models=[
-                v1.model_info(runtime, repository, self.plane.limits)
+                v1.model_info(runtime, repository, self.plane.limits, call.scope)
                 for runtime in repository.all(call.scope)
             ]
         )
 
     async def GetModel(self, request: pb.GetModelRequest, call: Call) -> pb.ModelInfo:
         runtime = self.plane.model(request.model, request.version, call)
-        return v1.model_info(runtime, self.plane.repository, self.plane.limits)
+        return v1.model_info(runtime, self.plane.repository, self.plane.limits, call.scope)

@@ -8,6 +8,7 @@ import logging
 import grpc
 import numpy as np
 import pytest
+import requests
 import torch
 
 from lstmserve.client import Client, StateMismatchError
@@ -77,6 +78,26 @@ def test_a_model_that_did_not_declare_it_refuses_the_state(server):
         strange = client.infer("stranger", np.zeros((1, 2, 3), np.float32))
         with pytest.raises(StateMismatchError, match="decoder takes states from encoder too"):
             client.infer("decoder", np.zeros((1, 2, 3), np.float32), state=strange.state)
+
+
+def test_a_token_that_may_not_call_the_maker_is_not_told_its_name(models, tmp_path):
+    """As everywhere with tokens: lists, messages and model details name only the token's models."""
+    decoder_only, token = tmp_path / "tokens", "decoder-only-token-0123456789"
+    decoder_only.write_text(f"{token} decoder stranger\n")
+    secured = InProcessServer(Settings(repository=str(models[0]), auth_tokens=str(decoder_only))).start()
+    try:
+        with Client(secured.address, token=token) as client:
+            assert client.model("decoder").accepts_state_from == ()
+            assert [info.accepts_state_from for info in client.models()] == [(), ()]
+            strange = client.infer("stranger", np.zeros((1, 2, 3), np.float32))
+            with pytest.raises(StateMismatchError) as refused:
+                client.infer("decoder", np.zeros((1, 2, 3), np.float32), state=strange.state)
+        assert "encoder" not in str(refused.value)
+        headers = {"authorization": f"Bearer {token}"}
+        shown = requests.get(secured.http_url + "/console/api/models", headers=headers, timeout=10).json()
+        assert [model["accepts_state_from"] for model in shown["models"]] == [[], []]
+    finally:
+        secured.stop()
 
 
 def test_the_handoff_over_kserve(server):
