@@ -7,9 +7,11 @@ asks anything of another origin (the console is self-contained: no CDN, no third
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,14 +137,24 @@ class Watched:
         assert self.elsewhere == [], f"the page asked other origins: {self.elsewhere}"
 
 
+@contextlib.contextmanager
+def watching(browser, origin: str, **options) -> Iterator[Watched]:
+    """A fresh tab on `origin`, in a context of its own (nothing stored carries over), checked once
+    it is closed. `options`: the context's, as Playwright takes them."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, **options)
+    tab = Watched(context, origin)
+    try:
+        yield tab
+    finally:
+        context.close()
+    tab.check()
+
+
 @pytest.fixture
 def watched(browser, console_server):
-    """A fresh tab (its own context: nothing stored carries over) on the console of console_server."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = Watched(context, console_server.http_url)
-    yield tab
-    context.close()
-    tab.check()
+    """A watched tab on the console of console_server."""
+    with watching(browser, console_server.http_url) as tab:
+        yield tab
 
 
 def screenshot(page, name: str, locator=None) -> Path:

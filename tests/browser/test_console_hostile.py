@@ -19,7 +19,7 @@ from lstmserve.server.settings import Settings
 
 from ..conftest import DIGITS
 from ..servers import InProcessServer
-from .conftest import WRITER, Watched
+from .conftest import WRITER, watching
 from .console_page import SIDE, draw_rows, held_out_digits, logits, open_console, pad
 
 TOKEN, OTHER = "hostile-token-0123456789", "another-token-0123456789"
@@ -111,15 +111,12 @@ def figures_of(server, token: str) -> requests.Response:
 @pytest.fixture
 def tab(browser, long_server, tokens_file):
     only_token(long_server, tokens_file)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    watched = Watched(context, long_server.http_url)
-    watched.page.goto(long_server.http_url + "/")
-    watched.page.get_by_label("Bearer token").fill(TOKEN)
-    watched.page.get_by_role("button", name="Use token").click()
-    expect(watched.page.locator("table.models tbody tr").first).to_be_visible()
-    yield watched
-    context.close()
-    watched.check()
+    with watching(browser, long_server.http_url) as watched:
+        watched.page.goto(long_server.http_url + "/")
+        watched.page.get_by_label("Bearer token").fill(TOKEN)
+        watched.page.get_by_role("button", name="Use token").click()
+        expect(watched.page.locator("table.models tbody tr").first).to_be_visible()
+        yield watched
 
 
 def streams_open(server, token: str) -> float:
@@ -201,21 +198,18 @@ def test_a_token_no_header_can_carry_is_refused_at_once(browser, long_server, to
     fetch() throws before anything is sent. The page must say what is wrong with it, not call that a server
     that does not answer and retry it every 5 seconds for good."""
     only_token(long_server, tokens_file)
-    context = browser.new_context()
-    tab = Watched(context, long_server.http_url)
-    page = tab.page
-    page.goto(long_server.http_url + "/")
-    for pasted in [TOKEN.replace("-", "\u2014"), TOKEN.replace("0123", "\u2026")]:
-        page.get_by_label("Bearer token").evaluate("(input, value) => { input.value = value; }", pasted)
+    with watching(browser, long_server.http_url) as tab:
+        page = tab.page
+        page.goto(long_server.http_url + "/")
+        for pasted in [TOKEN.replace("-", "\u2014"), TOKEN.replace("0123", "\u2026")]:
+            page.get_by_label("Bearer token").evaluate("(input, value) => { input.value = value; }", pasted)
+            page.get_by_role("button", name="Use token").click()
+            expect(page.locator("#token-message")).to_contain_text("cannot be sent")
+            expect(page.locator("#status")).to_have_text("")
+            assert page.evaluate("() => sessionStorage.length") == 0
+        page.get_by_label("Bearer token").fill(TOKEN)  # and the right one is taken
         page.get_by_role("button", name="Use token").click()
-        expect(page.locator("#token-message")).to_contain_text("cannot be sent")
-        expect(page.locator("#status")).to_have_text("")
-        assert page.evaluate("() => sessionStorage.length") == 0
-    page.get_by_label("Bearer token").fill(TOKEN)  # and the right one is taken
-    page.get_by_role("button", name="Use token").click()
-    expect(page.locator("table.models tbody tr").first).to_be_visible()
-    context.close()
-    tab.check()
+        expect(page.locator("table.models tbody tr").first).to_be_visible()
 
 
 def test_a_pasted_state_that_is_not_one_is_refused_with_a_reason(watched, console_server):
@@ -255,22 +249,19 @@ def test_sealed_states_are_carried_copied_and_resumed(browser, sealing_server):
     """With --state-key-file the state is one sealed_state of base64: the pad shows its size, and a copy
     of it resumed on a new pad goes on exactly as the pad it came from."""
     ((image, _),) = held_out_digits(6)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = Watched(context, sealing_server.http_url)
-    page = open_console(tab.page, sealing_server.http_url)
-    draw_rows(page, 1, image, range(SIDE // 2))
-    copied = json.loads(pad(page, 1).locator(".state-json").input_value())
-    (sealed,) = copied["inputs"]
-    assert sealed["name"] == "sealed_state" and sealed["datatype"] == "BYTES"
-    size = len(base64.b64decode(sealed["data"][0]))
-    expect(pad(page, 1).locator(".state-line")).to_contain_text(f"sealed_state, {size / 1024:.1f} KiB")
-    page.get_by_label("Resume from a copied state").fill(json.dumps(copied))
-    page.get_by_role("button", name="Resume on a new pad").click()
-    draw_rows(page, 1, image, range(SIDE // 2, SIDE))
-    draw_rows(page, 2, image, range(SIDE // 2, SIDE))
-    np.testing.assert_array_equal(logits(page, 2), logits(page, 1))
-    context.close()
-    tab.check()
+    with watching(browser, sealing_server.http_url) as tab:
+        page = open_console(tab.page, sealing_server.http_url)
+        draw_rows(page, 1, image, range(SIDE // 2))
+        copied = json.loads(pad(page, 1).locator(".state-json").input_value())
+        (sealed,) = copied["inputs"]
+        assert sealed["name"] == "sealed_state" and sealed["datatype"] == "BYTES"
+        size = len(base64.b64decode(sealed["data"][0]))
+        expect(pad(page, 1).locator(".state-line")).to_contain_text(f"sealed_state, {size / 1024:.1f} KiB")
+        page.get_by_label("Resume from a copied state").fill(json.dumps(copied))
+        page.get_by_role("button", name="Resume on a new pad").click()
+        draw_rows(page, 1, image, range(SIDE // 2, SIDE))
+        draw_rows(page, 2, image, range(SIDE // 2, SIDE))
+        np.testing.assert_array_equal(logits(page, 2), logits(page, 1))
 
 
 def test_the_model_list_read_again_keeps_the_keyboards_place(watched, console_server):

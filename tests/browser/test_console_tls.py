@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from lstmserve.server.settings import Settings
 
 from ..servers import InProcessServer
-from .conftest import Watched
+from .conftest import watching
 from .console_page import draw_row, held_out_digits, open_console, predicted
 
 pytest.importorskip("cryptography", reason="pip install cryptography (the dev extra has it)")
@@ -30,15 +30,10 @@ def tls_server(console_repository, tmp_path_factory):
 def test_the_console_over_https_lists_models_and_streams_a_digit(browser, tls_server):
     origin = f"https://localhost:{tls_server.http_port}"
     # The test CA is not in the browser's store; a real deployment's certificate would be.
-    context = browser.new_context(ignore_https_errors=True)
-    tab = Watched(context, origin)
-    try:
+    with watching(browser, origin, ignore_https_errors=True) as tab:
         page = open_console(tab.page, origin)
         assert page.evaluate("() => window.isSecureContext") is True
         ((image, _),) = held_out_digits(5)
         draw_row(page, 1, 0, image[0])
         expect(page.locator('[data-pad="1"] .prediction')).not_to_be_empty()
         assert predicted(page, 1) in "0123456789"
-    finally:
-        context.close()
-    tab.check()

@@ -12,7 +12,7 @@ from lstmserve.server.settings import Settings
 
 from ..conftest import CHARS, DIGITS
 from ..servers import InProcessServer
-from .conftest import Watched, screenshot
+from .conftest import screenshot, watching
 from .console_page import open_console
 
 ADMIN, DIGITS_ONLY = "admin-token-0123456789", "digits-token-0123456789"
@@ -29,11 +29,8 @@ def secured(console_repository, tmp_path_factory):
 
 @pytest.fixture
 def tab(browser, secured):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    watched = Watched(context, secured.http_url)
-    yield watched
-    context.close()
-    watched.check()
+    with watching(browser, secured.http_url) as watched:
+        yield watched
 
 
 def shown_text(page) -> str:
