@@ -46,7 +46,9 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Package-scoped, not session: Playwright's sync API runs an event loop on this thread while it is
+# started, and every later test that calls asyncio.run() (the client's) would fail beside it.
+@pytest.fixture(scope="package")
 def browser():
     path = chromium_path()
     if path is None:
@@ -57,7 +59,7 @@ def browser():
         launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_repository(tmp_path_factory) -> Path:
     """digits v1 (the default model: the pad; its screenshots show what a user sees), writer v1
     (characters: generation) and chars v1 (neither: any input)."""
@@ -89,7 +91,7 @@ def console_repository(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_server(console_repository):
     running = InProcessServer(Settings(repository=str(console_repository))).start()
     yield running
