@@ -8,8 +8,6 @@ no such header, so its browser keeps the answer from it (and its preflight is re
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 _ALLOW_METHODS = b"GET, POST"
 _ALLOW_HEADERS = b"authorization, content-type, inference-header-content-length"
 # What a page's script may read of an answer besides the simple headers.
@@ -49,14 +47,3 @@ class Cors:
             (b"access-control-allow-headers", _ALLOW_HEADERS),
             (b"access-control-max-age", str(PREFLIGHT_SECONDS).encode()),
         ]
-
-
-def adding(send: Callable, headers: list[tuple[bytes, bytes]]) -> Callable:
-    """`send`, with `headers` added to the answer's start."""
-
-    async def send_with(message: dict) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), *headers]}
-        await send(message)
-
-    return send_with

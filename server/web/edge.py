@@ -25,7 +25,7 @@ from ..auth import Tokens
 from ..errors import InvalidArgument, ServingError, Unauthenticated, Unavailable, status_of
 from ..logs import RefusalLog
 from ..metrics import Metrics
-from .cors import Cors, adding
+from .cors import Cors
 from .routes import HEADER_LENGTH, HttpRequest, Reply, Route
 from .statuses import NOSNIFF, HttpError, error_reply
 
@@ -69,7 +69,7 @@ class HttpEdge:
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return
-        send = adding(send, [NOSNIFF, *self.cors.headers(scope["headers"])])
+        send = _adding(send, [NOSNIFF, *self.cors.headers(scope["headers"])])
         if self.cors.is_preflight(scope["method"], scope["headers"]):
             await self._respond(send, Reply(b"", "text/plain", 204, self.cors.preflight_headers()))
             return
@@ -287,6 +287,17 @@ def _header_length(value: bytes | None, body_bytes: int) -> int | None:
             f"Inference-Header-Content-Length is {int(value)} but the body has {body_bytes} bytes"
         )
     return int(value)
+
+
+def _adding(send: Callable, headers: list[tuple[bytes, bytes]]) -> Callable:
+    """`send`, with `headers` added to the answer's start (every answer's: the events' too)."""
+
+    async def send_with(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *headers]}
+        await send(message)
+
+    return send_with
 
 
 async def _end(send: Callable) -> None:
