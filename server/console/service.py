@@ -108,20 +108,21 @@ class ConsoleService:
     def _serve(self, name: str) -> Reply:
         if name not in self.files:
             raise NotFound(f"no such console file: {name}")
-        return Reply(
-            self.files[name], _TYPES[name[name.rfind(".") :]] + "; charset=utf-8", headers=list(_PAGE_HEADERS)
-        )
+        data, content_type = self.files[name]
+        return Reply(data, content_type, headers=list(_PAGE_HEADERS))
 
 
 def _json(value: object) -> Reply:
     return Reply(orjson.dumps(value), headers=[_NO_STORE])
 
 
-def _static_files() -> dict[str, bytes]:
-    """Every file the page is made of, read once: a name not in it is a 404, so no path reaches the disk."""
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    """Every file the page is made of, with its content type, read once: a name not in it is a 404, so
+    no path reaches the disk."""
     folder = resources.files(__package__) / "static"
-    return {
-        entry.name: entry.read_bytes()
-        for entry in folder.iterdir()
-        if entry.name[entry.name.rfind(".") :] in _TYPES
-    }
+    files = {}
+    for entry in folder.iterdir():
+        suffix = entry.name[entry.name.rfind(".") :]
+        if suffix in _TYPES:
+            files[entry.name] = (entry.read_bytes(), _TYPES[suffix] + "; charset=utf-8")
+    return files
