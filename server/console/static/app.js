@@ -7,7 +7,7 @@ import { el, say } from "./dom.js";
 import { Figures } from "./figures.js";
 import { modelTable, serverSummary } from "./models.js";
 import { TensorPanel } from "./tensor_panel.js";
-import { isTextModel, TextPanel } from "./text_panel.js";
+import { TextPanel } from "./text_panel.js";
 
 const MODELS_PERIOD_MS = 5000; // health and the model list: a reload adds or drops versions
 const UNAUTHORIZED = new Set([401, 403]);
@@ -66,7 +66,7 @@ function tryModel(model) {
   page["try-heading"].textContent = `Try ${model.name} v${model.version}`;
   const shown = [];
   if (isDigitsModel(model)) shown.push(new DigitsPanel(api, model));
-  else if (isTextModel(model)) shown.push(new TextPanel(api, model));
+  else if (model.text) shown.push(new TextPanel(api, model)); // the server's word: generate_stream takes text
   const tensors = new TensorPanel(api, model);
   const nodes = shown.map((panel) => panel.node);
   nodes.push(nodes.length ? el("details", { class: "any-input" }, el("summary", {}, "Any input (JSON or .npy)"), tensors.node) : tensors.node);

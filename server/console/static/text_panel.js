@@ -5,10 +5,6 @@ import { bytes, el, say } from "./dom.js";
 import { labelList } from "./models.js";
 import { CarriedState } from "./stream.js";
 
-export function isTextModel(model) {
-  return model.text; // the server's word: generate_stream takes its text_input
-}
-
 export class TextPanel {
   constructor(api, model) {
     this.api = api;
